@@ -1,0 +1,44 @@
+"""Shared fixtures: one real vLLM (CPU) server per test session, and a sandboxed environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import engine  # noqa: E402
+import models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def device() -> models.Device:
+    return models.detect_device()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(device, model_cache, tmp_path_factory):
+    """The real vLLM server (the smoke model on a CPU), started once for the whole session.
+
+    Teardown stops it and fails if any process of its group is left behind.
+    """
+    source = models.resolve(None, "real", device, cache_dir=model_cache)
+    server = engine.VLLMServer(device, source, log_dir=tmp_path_factory.mktemp("logs"))
+    server.start(engine.default_settings(source, device))
+    status = server.wait_ready(600)
+    assert status.state is engine.State.READY, status.message + "\n" + "\n".join(status.log_tail)
+    pgid = server.pid
+    yield server
+    server.stop()
+    assert server.state is engine.State.STOPPED
+    assert not engine.group_alive(pgid), "a vLLM process outlived stop()"

@@ -1,0 +1,210 @@
+"""The vLLM server: its command line, the smoke model, and its lifecycle against real vLLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+
+import openai
+import pytest
+
+import engine
+import models
+
+
+def settings(**kw) -> engine.ServerSettings:
+    return engine.ServerSettings(model="/m", served_model_name="m", **kw)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_command_has_module_entry_loopback_key_and_only_typed_flags():
+    cmd = engine.build_command(settings(), port=9000, api_key="secret", python="py")
+    assert cmd[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--port") + 1] == "9000"
+    assert cmd[cmd.index("--api-key") + 1] == "secret"
+    for absent in ("--max-model-len", "--max-num-seqs", "--gpu-memory-utilization", "--quantization",
+                   "--enforce-eager", "--enable-chunked-prefill", "--enable-prefix-caching"):
+        assert absent not in cmd  # None means vLLM's own default: say nothing
+
+
+def test_command_maps_every_setting():
+    s = settings(max_model_len=8192, max_num_seqs=8, enable_chunked_prefill=True, enable_prefix_caching=False,
+                 gpu_memory_utilization=0.85, tensor_parallel_size=2, dtype="bfloat16", kv_cache_dtype="fp8",
+                 quantization="awq", load_format="dummy", enforce_eager=True)
+    cmd = engine.build_command(s, 1, "k", python="py")
+    pairs = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1)}
+    assert pairs["--max-model-len"] == "8192"
+    assert pairs["--max-num-seqs"] == "8"
+    assert pairs["--gpu-memory-utilization"] == "0.85"
+    assert pairs["--tensor-parallel-size"] == "2"
+    assert pairs["--dtype"] == "bfloat16"
+    assert pairs["--kv-cache-dtype"] == "fp8"
+    assert pairs["--quantization"] == "awq"
+    assert pairs["--load-format"] == "dummy"
+    assert "--enable-chunked-prefill" in cmd and "--no-enable-prefix-caching" in cmd and "--enforce-eager" in cmd
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"max_model_len": 0}, "max_model_len"),
+    ({"max_num_seqs": -1}, "max_num_seqs"),
+    ({"tensor_parallel_size": 1.5}, "tensor_parallel_size"),
+    ({"gpu_memory_utilization": 1.2}, "gpu_memory_utilization"),
+    ({"dtype": "int3"}, "dtype"),
+    ({"kv_cache_dtype": "--evil"}, "kv_cache_dtype"),
+    ({"quantization": "; rm -rf /"}, "quantization"),
+    ({"load_format": "pickle"}, "load_format"),
+])
+def test_invalid_settings_are_refused_naming_the_field(kw, field):
+    with pytest.raises(engine.SettingsError, match=field):
+        settings(**kw)
+
+
+def test_cpu_environment_keeps_kv_cache_small_and_reports_nothing():
+    env = engine.server_env(models.Device("cpu", "cpu"), base={})
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
+    assert "VLLM_CPU_KVCACHE_SPACE" not in engine.server_env(models.Device("cuda", "A10G", 1), base={})
+
+
+# -- where the model comes from ------------------------------------------------------------------
+
+
+def test_smoke_model_is_assembled_from_the_packaged_tokenizer(tmp_path):
+    source = models.resolve(None, "real", models.Device("cpu", "cpu"), cache_dir=tmp_path)
+    folder = tmp_path / models.SMOKE_NAME
+    assert source.path == str(folder) and source.is_smoke and source.load_format == "dummy"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["vocab_size"] == 151936
+    vocab = json.loads((folder / "vocab.json").read_text())
+    assert len(vocab) > 150_000  # the real Qwen3 vocabulary, not a toy one
+    assert "im_start" in (folder / "tokenizer_config.json").read_text()  # the chat template came along
+    assert "gibberish" in source.warning and "CPU" in source.warning
+
+
+def test_smoke_model_folder_is_rebuilt_when_its_config_changed(tmp_path):
+    device = models.Device("cpu", "cpu")
+    folder = models.assemble(models.ASSETS / models.SMOKE_NAME, tmp_path)
+    (folder / "config.json").write_text("{}")
+    models.resolve(None, "real", device, cache_dir=tmp_path)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen3"
+
+
+def test_gpu_defaults_and_dummy_weights(tmp_path):
+    gpu = models.Device("cuda", "NVIDIA A10G", 1, 23028)
+    real = models.resolve(None, "real", gpu, cache_dir=tmp_path)
+    assert real.path == models.DEFAULT_GPU_MODEL and real.needs_download and real.load_format == "auto"
+    dummy = models.resolve(None, "dummy", gpu, cache_dir=tmp_path)
+    assert not dummy.needs_download and dummy.load_format == "dummy"
+    assert json.loads((tmp_path / models.DUMMY_4B_NAME / "config.json").read_text())["num_hidden_layers"] == 36
+    hub_dummy = models.resolve("org/model", "dummy", gpu, cache_dir=tmp_path)
+    assert hub_dummy.load_format == "dummy" and not hub_dummy.needs_download
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(models.ModelSourceError, match="does not exist"):
+        models.resolve(str(tmp_path / "nowhere"), "real", models.Device("cpu", "cpu"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(models.ModelSourceError, match="no config.json"):
+        models.resolve(str(tmp_path / "empty"), "real", models.Device("cpu", "cpu"))
+
+
+def test_device_without_nvidia_smi_is_the_cpu():
+    assert models.detect_device("no-such-nvidia-smi") == models.Device("cpu", "cpu")
+
+
+def test_download_without_network_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub as hf
+    from huggingface_hub import errors
+
+    def offline(*a, **k):
+        raise errors.LocalEntryNotFoundError("no connection")
+
+    monkeypatch.setattr(hf, "snapshot_download", offline)
+    with pytest.raises(models.ModelSourceError, match="Could not reach the model hub"):
+        models.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("gated", "gated repository"),
+    ("notfound", "not found on the hub"),
+    ("full", "disk is full"),
+])
+def test_download_errors_are_named(monkeypatch, error, expected):
+    import errno
+
+    import httpx
+    import huggingface_hub as hf
+    from huggingface_hub import errors
+
+    response = httpx.Response(403, request=httpx.Request("GET", "https://hub/x"))
+
+    def fail(*a, **k):
+        if error == "gated":
+            raise errors.GatedRepoError("gated", response=response)
+        if error == "notfound":
+            raise errors.RepositoryNotFoundError("404", response=response)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hf, "snapshot_download", fail)
+    with pytest.raises(models.ModelSourceError, match=expected):
+        models.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
+
+
+# -- lifecycle against the real server -------------------------------------------------------------
+
+
+def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
+    status = vllm_server.status()
+    assert status.state is engine.State.READY and status.base_url.startswith("http://127.0.0.1:")
+    client = openai.OpenAI(base_url=status.base_url + "/v1", api_key=vllm_server.api_key, max_retries=0)
+    reply = client.chat.completions.create(
+        model=vllm_server.served_model_name, messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=8, extra_body={"ignore_eos": True},
+    )
+    assert reply.usage.completion_tokens == 8 and reply.choices[0].message.content
+    assert vllm_server.max_model_len == 4096
+
+
+def test_server_refuses_requests_without_its_api_key(vllm_server):
+    client = openai.OpenAI(base_url=vllm_server.base_url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_missing_model_folder_fails_at_once(device, tmp_path):
+    server = engine.VLLMServer(device, log_dir=tmp_path)
+    server.start(engine.ServerSettings(model=str(tmp_path / "nowhere"), served_model_name="x"))
+    status = server.wait_ready(10)
+    assert status.state is engine.State.FAILED and "does not exist" in status.message
+
+
+def test_port_already_taken_fails_with_a_clear_message(device, model_cache, tmp_path):
+    source = models.resolve(None, "real", device, cache_dir=model_cache)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        server = engine.VLLMServer(device, source, log_dir=tmp_path, port=port)
+        server.start(engine.default_settings(source, device))
+        status = server.wait_ready(10)
+    assert status.state is engine.State.FAILED and f"Port {port} is already in use" in status.message
+
+
+def test_server_killed_while_running_is_failed_then_stops_cleanly(device, model_cache, tmp_path):
+    source = models.resolve(None, "real", device, cache_dir=model_cache)
+    server = engine.VLLMServer(device, source, log_dir=tmp_path)
+    server.start(engine.default_settings(source, device))
+    assert server.wait_ready(600).state is engine.State.READY
+    pgid = server.pid
+    os.kill(pgid, signal.SIGKILL)
+    status = server.wait_for((engine.State.FAILED,), 20)
+    assert status.state is engine.State.FAILED and "exited (code -9)" in status.message
+    with pytest.raises(engine.ServerNotReady, match="failed"):
+        server.require_ready()
+    server.stop()
+    assert not engine.group_alive(pgid)
