@@ -499,6 +499,14 @@ def default_settings(source: models.ModelSource, device: models.Device) -> Serve
     )
 
 
+def settings_for(server_part, base: ServerSettings, device: models.Device) -> ServerSettings:
+    """`base` with a preset's server fields applied; tensor_parallel_size "all" means every GPU."""
+    fields = server_part.model_dump(exclude_unset=True)
+    if fields.get("tensor_parallel_size") == "all":
+        fields["tensor_parallel_size"] = max(1, device.count)
+    return replace(base, **fields)
+
+
 # -- command line -------------------------------------------------------------------------------
 
 

@@ -42,3 +42,36 @@ def vllm_server(device, model_cache, tmp_path_factory):
     server.stop()
     assert server.state is engine.State.STOPPED
     assert not engine.group_alive(pgid), "a vLLM process outlived stop()"
+
+
+@pytest.fixture
+def stub(tmp_path):
+    """Start stub_server.py in its own process with the given latencies; stopped after the test."""
+    import subprocess
+    import time
+    import urllib.request
+
+    procs = []
+
+    def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None) -> str:
+        port = engine.free_port()
+        cmd = [sys.executable, str(ROOT / "stub_server.py"), "--port", str(port),
+               "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
+        if break_after is not None:
+            cmd += ["--break-after", str(break_after)]
+        proc = subprocess.Popen(cmd, stdout=(tmp_path / f"stub-{port}.log").open("w"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                return url
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the stub server did not start")
+
+    start.procs = procs
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,249 @@
+"""A benchmark run: points from a workload, run one after another, written to disk as they finish.
+
+This module owns the run's lifecycle (plan, prompts, warm-up, points, progress, stop, the server
+dying) and its run folder: `summary.csv` (a row per point), `requests.csv` (a row per request),
+`timeline.csv` (the server's /metrics over time) and `run.json` (what was run, where, when, and
+how it ended), rewritten after every point so a crash loses nothing measured. The network is in
+`loadgen.py`, the definitions in `metrics.py`; this module knows nothing about the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+import pandas as pd
+
+import loadgen
+import metrics
+from loadgen import Point, Target, WorkloadError
+from presets import Workload
+
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    name: str
+    points: tuple[Point, ...]
+    slos: metrics.SLOs = metrics.SLOs()
+    workload: dict = field(default_factory=dict)
+
+
+def plan(name: str, workload: Workload, slos: metrics.SLOs = metrics.SLOs()) -> RunPlan:
+    """Every combination of input length × concurrency (× rate) is a point, in that order."""
+    rates = workload.request_rate or [None]
+    points = []
+    for input_len in workload.input_len:
+        for rate in rates:
+            for conc in workload.concurrency:
+                points.append(Point(
+                    index=len(points), input_len=input_len, output_len=workload.output_len,
+                    concurrency=conc, request_rate=rate, burstiness=workload.burstiness,
+                    num_requests=workload.num_requests, duration_s=workload.duration_s,
+                    warmup_requests=workload.warmup_requests, timeout_s=workload.timeout_s,
+                    stream=workload.stream, shared_prefix_len=workload.shared_prefix_len,
+                ))
+    return RunPlan(name, tuple(points), slos, workload.model_dump())
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is: point i of n, requests done of this point, output tokens/s so far."""
+
+    point: int  # 1-based
+    points: int
+    done: int
+    total: int | None
+    failed: int
+    tokens_per_s: float
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    status: str  # completed | stopped | server_died | failed
+    message: str
+    summary: pd.DataFrame
+    requests: pd.DataFrame
+    timeline: pd.DataFrame
+
+
+class RunFolder:
+    """The files of one run; every write replaces a whole file so readers never see half a row."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        root = Path(root)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.path = root / f"{stamp}-{name}"
+        suffix = 1
+        while self.path.exists():
+            suffix += 1
+            self.path = root / f"{stamp}-{name}-{suffix}"
+        self.path.mkdir(parents=True)
+
+    def _write(self, name: str, text: str) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(self.path / name)
+
+    def write_json(self, meta: dict) -> None:
+        self._write("run.json", json.dumps(meta, indent=2, default=str))
+
+    def write_csv(self, name: str, df: pd.DataFrame) -> None:
+        self._write(name, df.to_csv(index=False))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+async def _server_facts(session: aiohttp.ClientSession, target: Target) -> dict:
+    facts: dict = {}
+    try:
+        async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
+            if resp.status == 200:
+                facts["vllm_version"] = (await resp.json()).get("version")
+    except (aiohttp.ClientError, ValueError):
+        pass
+    return facts
+
+
+async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None:
+    """True/False for a vLLM /health; None when the server has no such route."""
+    try:
+        async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            return None if resp.status == 404 else resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def run(
+    run_plan: RunPlan,
+    target: Target,
+    meta: dict,
+    out_root: Path = RUNS_DIR,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """Run every point of the plan against `target`; never raises for failed requests.
+
+    Raises `WorkloadError` before any request when the workload cannot fit the server.
+    """
+    stop = stop or threading.Event()
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        max_len = await loadgen.server_max_model_len(session, target)
+        loadgen.check_fits(list(run_plan.points), max_len)
+        folder = RunFolder(out_root, run_plan.name)
+        info = meta | await _server_facts(session, target) | {
+            "preset": run_plan.name, "workload": run_plan.workload, "slos": asdict(run_plan.slos),
+            "endpoint": target.base_url, "model": target.model, "max_model_len": max_len,
+            "started": _now(), "finished": None, "status": "running", "message": "",
+            "points": [asdict(p) for p in run_plan.points],
+        }
+        folder.write_json(info)
+        t0 = time.perf_counter()
+        factory = loadgen.PromptFactory(session, target)
+        server = loadgen.ServerSampler(session, target, t0)
+        lag = loadgen.LagSampler()
+        dead = threading.Event()
+
+        async def watch_health() -> None:
+            misses = 0
+            while True:
+                ok = await _health(session, target)
+                misses = misses + 1 if ok is False else 0
+                if misses >= 3:
+                    dead.set()
+                    return
+                await asyncio.sleep(1.0)
+
+        background = [asyncio.create_task(c.run()) for c in (server, lag)]
+        background.append(asyncio.create_task(watch_health()))
+        summary_rows: list[dict] = []
+        request_rows: list[dict] = []
+        status, message = "completed", ""
+        try:
+            for point in run_plan.points:
+                if stop.is_set() or dead.is_set():
+                    break
+                on_progress(Progress(point.index + 1, len(run_plan.points), 0, point.num_requests, 0, math.nan,
+                                     f"building prompts of {point.input_len} tokens"))
+                count = point.num_requests or (
+                    min(PROMPT_POOL, int(point.request_rate * point.duration_s * 1.2) + 10)
+                    if point.request_rate else PROMPT_POOL
+                )
+                seeds = [hash((point.index, i)) & 0x7FFFFFFF for i in range(count)]
+                warm_seeds = [hash((point.index, -1 - i)) & 0x7FFFFFFF for i in range(point.warmup_requests)]
+                prompts = await factory.build(point.input_len, seeds + warm_seeds, point.shared_prefix_len)
+                prompts, warm = prompts[:count], prompts[count:]
+                server.point = point.index
+                done: list[metrics.RequestRecord] = []
+                started = time.perf_counter()
+
+                def on_done(rec: metrics.RequestRecord, point=point, done=done, started=started) -> None:
+                    if rec.warmup:
+                        return
+                    done.append(rec)
+                    tokens = sum(r.output_tokens or 0 for r in done if r.ok)
+                    on_progress(Progress(point.index + 1, len(run_plan.points), len(done), point.num_requests,
+                                         sum(not r.ok for r in done), tokens / max(1e-9, time.perf_counter() - started)))
+
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                lag.lags.clear()
+                records, duration = await loadgen.run_point(
+                    session, target, point, prompts, warm, on_done, lambda: stop.is_set() or dead.is_set()
+                )
+                health = lag.take(time.process_time() - cpu0, time.perf_counter() - wall0)
+                if any((r.error or "").startswith("connection") for r in records) and await _health(session, target) is False:
+                    dead.set()
+                row = metrics.summarize(
+                    metrics.PointInfo(point.index, point.input_len, point.output_len, point.concurrency,
+                                      point.request_rate),
+                    records, duration, run_plan.slos, health, server_died=dead.is_set(),
+                )
+                if len([r for r in records if not r.warmup]) > len(prompts):
+                    row["flags"] = ";".join(filter(None, [row["flags"], "prompts_reused"]))
+                if stop.is_set():
+                    row["flags"] = ";".join(filter(None, [row["flags"], "stopped"]))
+                summary_rows.append(row)
+                request_rows.extend(metrics.request_rows(records, t0))
+                folder.write_csv("summary.csv", pd.DataFrame(summary_rows))
+                folder.write_csv("requests.csv", pd.DataFrame(request_rows))
+                folder.write_csv("timeline.csv", pd.DataFrame(server.rows))
+        except WorkloadError as exc:
+            status, message = "failed", str(exc)
+            if await _health(session, target) is False:
+                dead.set()
+        except Exception as exc:  # keep what was measured, say what broke
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if dead.is_set():
+                status, message = "server_died", "The server stopped answering /health; the run ended there."
+            elif stop.is_set() and status == "completed":
+                status, message = "stopped", "Stopped by the user."
+            info |= {"finished": _now(), "status": status, "message": message}
+            folder.write_json(info)
+            folder.write_csv("timeline.csv", pd.DataFrame(server.rows))
+    return RunResult(folder.path, status, message, pd.DataFrame(summary_rows), pd.DataFrame(request_rows),
+                     pd.DataFrame(server.rows))
+
+
+def run_sync(*args, **kwargs) -> RunResult:
+    return asyncio.run(run(*args, **kwargs))

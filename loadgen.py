@@ -1,0 +1,443 @@
+"""Load generation against an OpenAI-compatible server: the lean asyncio + aiohttp path.
+
+This module owns the network side of a benchmark: building prompts of an exact token length with
+the server's own tokenizer (/tokenize), sending chat completions and parsing their SSE streams
+by hand (the openai SDK adds large errors at high concurrency), scheduling them (closed loop at a
+fixed concurrency, or Poisson/gamma arrivals at a rate with an optional cap), sampling /metrics
+and our own event loop's lag. It records raw timestamps into `metrics.RequestRecord`s and
+computes nothing from them; `metrics.py` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from metrics import ClientHealth, RequestRecord
+
+
+class WorkloadError(Exception):
+    """A workload the server cannot serve, refused before the run starts."""
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    model: str
+    api_key: str = "EMPTY"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured point: a load shape and request lengths."""
+
+    index: int
+    input_len: int
+    output_len: int
+    concurrency: int | None  # closed loop: requests in flight; with a rate: the cap (None: no cap)
+    request_rate: float | None = None  # requests/s (Poisson when burstiness is 1); None: closed loop
+    burstiness: float = 1.0
+    num_requests: int | None = 32
+    duration_s: float | None = None
+    warmup_requests: int = 1
+    timeout_s: float = 300.0
+    stream: bool = True
+    shared_prefix_len: int = 0
+
+
+# -- SSE --------------------------------------------------------------------------------------------
+
+
+class SSESplitter:
+    """Splits a byte stream into SSE `data:` payloads; any chunking, any line length."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        self._buf += data
+        self._buf = self._buf.replace(b"\r\n", b"\n")
+        *events, self._buf = self._buf.split(b"\n\n")
+        payloads = []
+        for event in events:
+            lines = [ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:")]
+            if lines:
+                payloads.append(b"\n".join(lines).decode("utf-8", "replace"))
+        return payloads
+
+
+def _error_text(obj: object) -> str:
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:300]
+        return str(err)[:300]
+    return str(obj)[:300]
+
+
+def _content(choice: dict) -> str:
+    delta = choice.get("delta") or {}
+    return (delta.get("content") or "") + (delta.get("reasoning") or delta.get("reasoning_content") or "") + (
+        choice.get("text") or ""
+    )
+
+
+async def send(session: aiohttp.ClientSession, target: Target, messages: list[dict], rec: RequestRecord,
+               timeout_s: float) -> RequestRecord:
+    """Send one chat completion and fill `rec` with raw timestamps, usage, or the error."""
+    body = {
+        "model": target.model, "messages": messages, "max_tokens": rec.output_len, "ignore_eos": True,
+        "stream": rec.stream,
+    }
+    if rec.stream:
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+    url = f"{target.base_url}/v1/chat/completions"
+    rec.start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.post(url, json=body, headers=target.headers) as resp:
+                if resp.status != 200:
+                    text = await resp.text()
+                    try:
+                        detail = _error_text(json.loads(text))
+                    except ValueError:
+                        detail = text[:300]
+                    rec.error = f"HTTP {resp.status}: {detail}"
+                elif rec.stream:
+                    await _read_stream(resp, rec)
+                else:
+                    data = await resp.json(content_type=None)
+                    if "error" in data or not data.get("choices"):
+                        rec.error = f"error in response: {_error_text(data)}"
+                    usage = data.get("usage") or {}
+                    rec.prompt_tokens = usage.get("prompt_tokens")
+                    rec.output_tokens = usage.get("completion_tokens")
+    except TimeoutError:
+        rec.error = f"timeout after {timeout_s:g} s"
+    except aiohttp.ClientConnectorError:
+        rec.error = "connection refused"
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+        rec.error = f"connection broke: {type(exc).__name__}"
+    except aiohttp.ClientError as exc:
+        rec.error = f"client error: {type(exc).__name__}: {exc}"[:300]
+    rec.end = time.perf_counter()
+    return rec
+
+
+async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None:
+    splitter = SSESplitter()
+    seen_tokens = 0
+    done = False
+    async for data in resp.content.iter_any():
+        now = time.perf_counter()  # every event in this read arrived now
+        for payload in splitter.feed(data):
+            if payload == "[DONE]":
+                done = True
+                break
+            try:
+                obj = json.loads(payload)
+            except ValueError:
+                rec.error = f"unparseable stream event: {payload[:100]}"
+                return
+            if "error" in obj:
+                rec.error = f"error in stream: {_error_text(obj)}"
+                return
+            usage = obj.get("usage")
+            choices = obj.get("choices") or []
+            text = "".join(_content(c) for c in choices)
+            if text:
+                rec.chunk_times.append(now)
+                tokens = usage.get("completion_tokens") if usage else None
+                rec.chunk_tokens.append(tokens - seen_tokens if tokens is not None else None)
+            if usage:
+                seen_tokens = usage.get("completion_tokens") or seen_tokens
+                rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
+                rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
+        if done:
+            break
+    if not done:
+        rec.error = "stream ended before [DONE]"
+    elif not rec.chunk_times:
+        rec.error = "no content in the stream"
+
+
+# -- prompts of an exact length ----------------------------------------------------------------------
+
+# Common English words; those the server's tokenizer keeps as one token (with a leading space)
+# are the bricks of every prompt, so a prompt of k bricks is exactly k tokens of content.
+WORDS = """time year people way day man thing woman life child world school state family student
+group country problem hand part place case week company system program question work government
+number night point home water room mother area money story fact month lot right study book eye job
+word business issue side kind head house service friend father power hour game line end member law
+car city community name president team minute idea kid body information back parent face others
+level office door health person art war history party result change morning reason research girl
+guy moment air teacher force education foot boy age policy music market sense nation plan college
+interest death experience effect class control care field development role effort rate heart drug
+show leader light voice wife police mind price report decision son view relationship town road arm
+difference value building action model season society tax director position player record paper
+space ground form event official matter center couple site project activity star table need court
+oil situation cost industry figure street image phone data picture practice piece land product doctor
+wall patient worker news test movie north love support technology step baby computer type attention
+film tree source organization hair window evidence population truth song energy park""".split()
+
+
+class PromptFactory:
+    """Builds chat messages whose prompt, chat template included, is an exact number of tokens."""
+
+    def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
+        self.session, self.target = session, target
+        self.bricks: list[str] = []
+        self.overhead = 0  # template tokens around an empty user message
+        self.max_model_len: int | None = None
+
+    async def _tokenize(self, **body) -> dict:
+        try:
+            async with self.session.post(f"{self.target.base_url}/tokenize", json={"model": self.target.model, **body},
+                                         headers=self.target.headers) as resp:
+                if resp.status != 200:
+                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: {(await resp.text())[:200]}")
+                return await resp.json()
+        except aiohttp.ClientError as exc:
+            raise WorkloadError(f"Cannot reach the server's /tokenize: {exc}") from exc
+
+    async def count(self, content: str) -> int:
+        data = await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
+        self.max_model_len = data.get("max_model_len", self.max_model_len)
+        return int(data["count"])
+
+    async def calibrate(self) -> None:
+        if self.bricks:
+            return
+        counts = await asyncio.gather(*(self._tokenize(prompt=" " + w, add_special_tokens=False) for w in WORDS))
+        self.bricks = [" " + w for w, c in zip(WORDS, counts) if c["count"] == 1]
+        if len(self.bricks) < 50:
+            raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
+        self.overhead = await self.count("")
+
+    def _text(self, n: int, seed: int, prefix_len: int) -> str:
+        shared = random.Random(0)
+        own = random.Random(seed)
+        k = min(prefix_len, n)
+        return "".join(shared.choice(self.bricks) for _ in range(k)) + "".join(
+            own.choice(self.bricks) for _ in range(n - k)
+        )
+
+    async def build(self, input_len: int, seeds: list[int], prefix_len: int = 0) -> list[list[dict]]:
+        """One user message per seed, each `input_len` prompt tokens, unique unless a prefix is shared."""
+        await self.calibrate()
+        n = input_len - self.overhead
+        if n < 1:
+            raise WorkloadError(f"input_len {input_len} is shorter than the chat template itself ({self.overhead + 1} tokens).")
+        # Check one prompt with the server and correct by the difference: bricks never merge, so
+        # the correction holds for every prompt of this length.
+        for _ in range(3):
+            got = await self.count(self._text(n, seeds[0], prefix_len))
+            if got == input_len:
+                break
+            n += input_len - got
+        return [[{"role": "user", "content": self._text(n, s, prefix_len)}] for s in seeds]
+
+
+async def server_max_model_len(session: aiohttp.ClientSession, target: Target) -> int | None:
+    """The served model's context length; refuses a server that is unreachable or lacks the model."""
+    try:
+        async with session.get(f"{target.base_url}/v1/models", headers=target.headers) as resp:
+            if resp.status != 200:
+                raise WorkloadError(f"{target.base_url}/v1/models answered HTTP {resp.status}")
+            models = (await resp.json()).get("data", [])
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise WorkloadError(f"Cannot reach the server at {target.base_url}: {exc}") from exc
+    for m in models:
+        if m.get("id") == target.model:
+            return m.get("max_model_len")
+    names = ", ".join(m.get("id", "?") for m in models)
+    raise WorkloadError(f"The server does not serve {target.model!r} (it serves: {names or 'nothing'}).")
+
+
+def check_fits(points: list[Point], max_model_len: int | None) -> None:
+    """Refuse a workload whose prompt plus reply exceeds the server's context, before any request."""
+    if max_model_len is None:
+        return
+    for p in points:
+        if p.input_len + p.output_len > max_model_len:
+            raise WorkloadError(
+                f"Point {p.index + 1}: input_len {p.input_len} + output_len {p.output_len} = "
+                f"{p.input_len + p.output_len} tokens exceeds the server's max_model_len of {max_model_len}."
+            )
+
+
+# -- samplers -----------------------------------------------------------------------------------------
+
+SERVER_GAUGES = {
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:num_preemptions_total": "preemptions",
+}
+
+
+def parse_server_metrics(text: str) -> dict[str, float]:
+    """The gauges we chart, summed over engines, from vLLM's Prometheus text."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = SERVER_GAUGES.get(sample.name)
+            if key:
+                out[key] = out.get(key, 0.0) + float(sample.value)
+    return out
+
+
+class ServerSampler:
+    """Samples /metrics every `interval_s` into a timeline; stops quietly if there is none."""
+
+    def __init__(self, session: aiohttp.ClientSession, target: Target, t0: float, interval_s: float = 0.5):
+        self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
+        self.rows: list[dict[str, float]] = []
+        self.point = -1
+        self.available = True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self.session.get(f"{self.target.base_url}/metrics", headers=self.target.headers,
+                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    if resp.status == 404:
+                        self.available = False
+                        return
+                    values = parse_server_metrics(await resp.text()) if resp.status == 200 else {}
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                values = {}
+            if values:
+                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values})
+            await asyncio.sleep(self.interval_s)
+
+
+class LagSampler:
+    """Measures how late our event loop wakes up: large lag means the client sets the pace."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self.lags: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.period_s)
+            self.lags.append(time.perf_counter() - t - self.period_s)
+
+    def take(self, cpu_s: float, wall_s: float) -> ClientHealth:
+        lags, self.lags = self.lags, []
+        if not lags:
+            return ClientHealth(cpu_share=cpu_s / wall_s if wall_s > 0 else math.nan)
+        ms = np.asarray(lags) * 1000
+        return ClientHealth(float(np.percentile(ms, 99)), float(ms.max()), cpu_s / wall_s if wall_s > 0 else math.nan)
+
+
+# -- schedules ------------------------------------------------------------------------------------------
+
+
+def arrival_offsets(rate: float, burstiness: float, count: int, seed: int = 0) -> list[float]:
+    """Send times (s from the start) for `count` requests at `rate` req/s.
+
+    Gaps are gamma-distributed with shape `burstiness` and mean 1/rate: burstiness 1 is a
+    Poisson process, larger is more regular, smaller is burstier (as `vllm bench serve`).
+    """
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=count)
+    gaps[0] = 0.0
+    return list(np.cumsum(gaps))
+
+
+ProgressFn = Callable[[RequestRecord], None]
+
+
+async def run_point(
+    session: aiohttp.ClientSession,
+    target: Target,
+    point: Point,
+    prompts: list[list[dict]],
+    warmup_prompts: list[list[dict]],
+    on_done: ProgressFn,
+    should_stop: Callable[[], bool],
+) -> tuple[list[RequestRecord], float]:
+    """Run warm-up, then the measured requests; returns all records and the measured wall time.
+
+    The wall time runs from the first measured send to the last measured completion.
+    """
+    records: list[RequestRecord] = []
+
+    def new(index: int, warmup: bool) -> RequestRecord:
+        return RequestRecord(point.index, index, warmup, point.stream, point.input_len, point.output_len)
+
+    async def closed_loop(msgs: list[list[dict]], warmup: bool, deadline: float | None) -> None:
+        width = max(1, point.concurrency or 1)
+        counter = iter(range(10**9))
+
+        async def worker() -> None:
+            while not should_stop():
+                i = next(counter)
+                if deadline is None and i >= len(msgs):
+                    return
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+                rec = new(i, warmup)
+                rec.scheduled = time.perf_counter()
+                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+                records.append(rec)
+                on_done(rec)
+
+        await asyncio.gather(*(worker() for _ in range(width)))
+
+    async def open_loop(msgs: list[list[dict]], t0: float) -> None:
+        count = len(msgs) if point.duration_s is None else int(point.request_rate * point.duration_s * 2) + 10
+        offsets = arrival_offsets(point.request_rate, point.burstiness, count, seed=point.index)
+        cap = asyncio.Semaphore(point.concurrency) if point.concurrency else None
+        tasks = []
+
+        async def one(i: int, when: float) -> None:
+            rec = new(i, False)
+            rec.scheduled = when
+            if cap is None:
+                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+            else:
+                async with cap:
+                    await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+            records.append(rec)
+            on_done(rec)
+
+        for i, offset in enumerate(offsets):
+            when = t0 + offset
+            if point.duration_s is not None and offset >= point.duration_s:
+                break
+            delay = when - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if should_stop():
+                break
+            tasks.append(asyncio.create_task(one(i, when)))
+        await asyncio.gather(*tasks)
+
+    if warmup_prompts:
+        await closed_loop(warmup_prompts, True, None)
+    t0 = time.perf_counter()
+    if point.request_rate is None:
+        deadline = t0 + point.duration_s if point.duration_s is not None else None
+        await closed_loop(prompts, False, deadline)
+    else:
+        await open_loop(prompts, t0)
+    measured = [r for r in records if not r.warmup]
+    t1 = max((r.end for r in measured), default=time.perf_counter())
+    return records, t1 - t0

@@ -1,0 +1,222 @@
+"""Benchmark metrics as pure functions of raw per-request timestamps.
+
+This module owns the definitions (the same as `vllm bench serve` where vLLM has one; the README
+states them): TTFT, E2E latency, TPOT, ITL, throughputs, goodput, percentiles, and the flags that
+mark a point whose numbers must not be taken at face value. It does no I/O and knows nothing
+about HTTP, vLLM or the UI: records in, numbers out. A failure never becomes a number: failed
+requests enter no latency or throughput, and a statistic with no data is NaN, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+NAN = float("nan")
+CLIENT_LAG_LIMIT_MS = 10.0  # event-loop lag p99 above this: our client, not the server, set the pace
+CLIENT_CPU_LIMIT = 0.9  # the client's process used this share of one core or more
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, as raw `time.perf_counter()` seconds and server-reported counts."""
+
+    point: int
+    index: int
+    warmup: bool
+    stream: bool
+    input_len: int  # the target
+    output_len: int  # the target (max_tokens, with ignore_eos)
+    scheduled: float = NAN  # when the load generator wanted to send it
+    start: float = NAN  # just before the request was written
+    end: float = NAN  # when the response or stream was finished (or failed)
+    chunk_times: list[float] = field(default_factory=list)  # arrival of each chunk carrying content
+    chunk_tokens: list[int | None] = field(default_factory=list)  # tokens per content chunk (usage deltas)
+    prompt_tokens: int | None = None  # from the server's usage
+    output_tokens: int | None = None  # from the server's usage
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class RequestMetrics:
+    """The derived numbers of one request, in seconds; None where undefined."""
+
+    ttft: float | None
+    e2el: float
+    tpot: float | None
+    itls: list[float]
+    client_queue: float
+
+
+def request_metrics(r: RequestRecord) -> RequestMetrics:
+    """Definitions: TTFT = first content chunk − start; E2E = last content chunk − start
+    (the whole response when not streaming); TPOT = (E2E − TTFT) / (output tokens − 1);
+    ITL = each gap between content chunks, spread evenly over the tokens its chunk carried."""
+    if not r.ok:
+        raise ValueError("a failed request has no metrics")
+    queue = r.start - r.scheduled if not math.isnan(r.scheduled) else 0.0
+    if not r.stream:
+        return RequestMetrics(None, r.end - r.start, None, [], queue)
+    ttft = r.chunk_times[0] - r.start
+    e2el = r.chunk_times[-1] - r.start
+    tpot = (e2el - ttft) / (r.output_tokens - 1) if r.output_tokens and r.output_tokens > 1 else None
+    itls: list[float] = []
+    for prev, now, tokens in zip(r.chunk_times, r.chunk_times[1:], r.chunk_tokens[1:]):
+        n = tokens if tokens and tokens > 0 else 1
+        itls.extend([(now - prev) / n] * n)
+    return RequestMetrics(ttft, e2el, tpot, itls, queue)
+
+
+@dataclass(frozen=True)
+class SLOs:
+    """Service-level objectives in ms; a request is good when it meets every one given."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+
+
+def meets(m: RequestMetrics, slos: SLOs) -> bool:
+    """A missing value (no TTFT without streaming) cannot meet an SLO on it."""
+    for limit, value in ((slos.ttft_ms, m.ttft), (slos.tpot_ms, m.tpot), (slos.e2el_ms, m.e2el)):
+        if limit is not None and (value is None or value * 1000 > limit):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class ClientHealth:
+    """How busy our own client was during a point: event-loop lag and CPU share of one core."""
+
+    lag_p99_ms: float = NAN
+    lag_max_ms: float = NAN
+    cpu_share: float = NAN
+
+    @property
+    def bound(self) -> bool:
+        return (self.lag_p99_ms > CLIENT_LAG_LIMIT_MS) or (self.cpu_share >= CLIENT_CPU_LIMIT)
+
+
+@dataclass(frozen=True)
+class PointInfo:
+    """What a point asked for, echoed into its summary row."""
+
+    point: int
+    input_len: int
+    output_len: int
+    max_concurrency: int | None
+    request_rate: float | None
+
+
+def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
+    if not values_s:
+        return {f"{k}_{prefix}_ms": NAN for k in ("mean", "median", "p90", "p99")}
+    ms = np.asarray(values_s) * 1000.0
+    return {
+        f"mean_{prefix}_ms": float(ms.mean()),
+        f"median_{prefix}_ms": float(np.median(ms)),
+        f"p90_{prefix}_ms": float(np.percentile(ms, 90)),
+        f"p99_{prefix}_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def error_summary(records: list[RequestRecord]) -> str:
+    counts = Counter(r.error for r in records if not r.ok)
+    return "; ".join(f"{reason} ×{n}" for reason, n in counts.most_common())
+
+
+def summarize(
+    info: PointInfo,
+    records: list[RequestRecord],
+    duration: float,
+    slos: SLOs = SLOs(),
+    client: ClientHealth = ClientHealth(),
+    server_died: bool = False,
+) -> dict[str, object]:
+    """One summary row for a point, from its measured (non-warm-up) requests and wall time."""
+    measured = [r for r in records if not r.warmup]
+    done = [r for r in measured if r.ok]
+    per = [request_metrics(r) for r in done]
+    out_counts = [r.output_tokens for r in done]
+    in_counts = [r.prompt_tokens for r in done]
+    usage_known = bool(done) and all(c is not None for c in out_counts)
+    prompt_known = bool(done) and all(c is not None for c in in_counts)
+    total_out = sum(out_counts) if usage_known else NAN
+    total_in = sum(in_counts) if prompt_known else NAN
+    flags: list[str] = []
+    if not done:
+        flags.append("all_failed")
+    elif len(done) < len(measured):
+        flags.append("failures")
+    if done and not usage_known:
+        flags.append("no_usage")
+    if usage_known and any(c < info.output_len for c in out_counts):
+        flags.append("short_output")
+    if prompt_known and any(abs(c - info.input_len) > 1 for c in in_counts):
+        flags.append("input_len_mismatch")
+    if any(None in r.chunk_tokens for r in done if r.stream):
+        flags.append("itl_per_chunk")
+    if client.bound:
+        flags.append("client_bound")
+    if server_died:
+        flags.append("server_died")
+    row: dict[str, object] = {
+        "point": info.point,
+        "input_len": info.input_len,
+        "output_len": info.output_len,
+        "max_concurrency": info.max_concurrency,
+        "request_rate": info.request_rate if info.request_rate is not None else math.inf,
+        "completed": len(done),
+        "failed": len(measured) - len(done),
+        "duration": duration,
+        "request_throughput": len(done) / duration if duration > 0 else NAN,
+        "output_throughput": total_out / duration if duration > 0 else NAN,
+        "total_token_throughput": (total_in + total_out) / duration if duration > 0 else NAN,
+        "mean_input_tokens": float(np.mean(in_counts)) if prompt_known else NAN,
+        "mean_output_tokens": float(np.mean(out_counts)) if usage_known else NAN,
+    }
+    row |= _stats("ttft", [m.ttft for m in per if m.ttft is not None])
+    row |= _stats("tpot", [m.tpot for m in per if m.tpot is not None])
+    row |= _stats("itl", [x for m in per for x in m.itls])
+    row |= _stats("e2el", [m.e2el for m in per])
+    good = sum(meets(m, slos) for m in per)
+    row["goodput"] = good / duration if slos.any and duration > 0 else NAN
+    row["client_lag_p99_ms"] = client.lag_p99_ms
+    row["client_cpu_share"] = client.cpu_share
+    row["errors"] = error_summary(measured)
+    row["flags"] = ";".join(flags)
+    return row
+
+
+def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, object]]:
+    """One row per request for requests.csv: times relative to `t0`, in ms, plus its metrics."""
+
+    def rel(t: float) -> float:
+        return (t - t0) * 1000.0
+
+    rows = []
+    for r in records:
+        row = {k: v for k, v in asdict(r).items() if k not in ("chunk_times", "chunk_tokens")}
+        row |= {"scheduled": rel(r.scheduled), "start": rel(r.start), "end": rel(r.end), "chunks": len(r.chunk_times)}
+        if r.ok:
+            m = request_metrics(r)
+            row |= {
+                "ttft_ms": m.ttft * 1000 if m.ttft is not None else NAN,
+                "tpot_ms": m.tpot * 1000 if m.tpot is not None else NAN,
+                "e2el_ms": m.e2el * 1000,
+                "mean_itl_ms": float(np.mean(m.itls)) * 1000 if m.itls else NAN,
+                "client_queue_ms": m.client_queue * 1000,
+            }
+        rows.append(row)
+    return rows

@@ -1,0 +1,125 @@
+"""A stub OpenAI-compatible server with known latencies, to check what a benchmark client measures.
+
+It answers like vLLM (role chunk with the first token, one chunk per token, continuous usage,
+a final usage chunk, [DONE]) after a set time to first token and a set time per token, so a
+client's TTFT and TPOT can be compared with the truth. Its "tokenizer" counts words: one token
+per space-separated word plus a fixed chat-template overhead. It knows nothing of the project.
+
+    python stub_server.py --port 8200 --ttft-ms 150 --itl-ms 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around one user message, as Qwen3's does
+MODEL = "stub"
+MAX_MODEL_LEN = 262_144
+
+
+def count(messages: list[dict]) -> int:
+    return TEMPLATE_OVERHEAD + sum(len(str(m.get("content", "")).split()) for m in messages)
+
+
+def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> web.Application:
+    stats = {"running": 0}
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        received = time.perf_counter()
+        body = await request.json()
+        prompt = count(body["messages"])
+        n = int(body.get("max_tokens") or 16)
+        if prompt + n > MAX_MODEL_LEN:
+            return web.json_response({"error": {"message": "too long", "code": 400}}, status=400)
+        start = time.perf_counter()
+        stats["running"] += 1
+        try:
+            if not body.get("stream"):
+                await asyncio.sleep((ttft_ms + itl_ms * (n - 1)) / 1000)
+                usage = {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
+                return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant",
+                                          "content": " tok" * n}}], "usage": usage})
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+
+            async def event(obj: dict | str) -> None:
+                data = obj if isinstance(obj, str) else json.dumps(obj)
+                await resp.write(f"data: {data}\n\n".encode())
+
+            def usage(done: int) -> dict:
+                return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+
+            for i in range(n):
+                # Sleep to absolute deadlines so timer jitter does not accumulate over a reply.
+                due = start + (ttft_ms + itl_ms * i) / 1000
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                if break_after is not None and i == break_after:
+                    request.transport.close()  # the stream breaks midway
+                    return resp
+                if i == 0:
+                    await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+                                 "usage": usage(0)})
+                # perf_counter is CLOCK_MONOTONIC, shared by processes: a client can compare stamps.
+                await event({"choices": [{"index": 0, "delta": {"content": " tok"}}], "usage": usage(i + 1),
+                             "stub_received": received, "stub_sent": time.perf_counter()})
+            await event({"choices": [], "usage": usage(n)})
+            await event("[DONE]")
+            return resp
+        finally:
+            stats["running"] -= 1
+
+    async def tokenize(request: web.Request) -> web.Response:
+        body = await request.json()
+        if "messages" in body:
+            n = count(body["messages"])
+        else:
+            n = len(body.get("prompt", "").split())
+        return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": []})
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": MODEL, "max_model_len": MAX_MODEL_LEN}]})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def metrics(_: web.Request) -> web.Response:
+        text = (
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{model_name="{MODEL}"}} {stats["running"]}\n'
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f'vllm:kv_cache_usage_perc{{model_name="{MODEL}"}} 0.0\n'
+        )
+        return web.Response(text=text)
+
+    app = web.Application()
+    app.add_routes([
+        web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize), web.get("/v1/models", models),
+        web.get("/health", health), web.get("/metrics", metrics),
+    ])
+    return app
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=8200)
+    p.add_argument("--ttft-ms", type=float, default=150)
+    p.add_argument("--itl-ms", type=float, default=20)
+    p.add_argument("--break-after", type=int, default=None, help="close every stream after this many tokens")
+    args = p.parse_args()
+    try:
+        import uvloop  # a faster loop keeps the stub's own timing error small at high concurrency
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after), host="127.0.0.1", port=args.port,
+                print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

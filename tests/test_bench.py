@@ -1,0 +1,152 @@
+"""Benchmark runs: fidelity against a stub with known latencies, failures, and real vLLM (CPU)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import bench
+import cli
+import metrics
+import presets
+from loadgen import Target, WorkloadError
+
+
+def workload(**kw) -> presets.Workload:
+    base = dict(concurrency=[1], input_len=[64], output_len=20, num_requests=8, warmup_requests=1)
+    return presets.Workload(**(base | kw))
+
+
+@pytest.mark.parametrize("concurrency", [1, 32])
+def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
+    url = stub(ttft_ms=100, itl_ms=20)
+    # One warm-up per stream opens the connections, as a real run's warm-up does.
+    run_plan = bench.plan("fidelity", workload(concurrency=[concurrency], num_requests=concurrency * 2, output_len=30,
+                                               warmup_requests=concurrency))
+    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert result.status == "completed" and row["completed"] == concurrency * 2 and row["failed"] == 0
+    # At 32 streams the requests leave in a burst: measured with the stub's own stamps, ~5 ms pass
+    # between the client's send and the stub's handler (both Python, 2 cores) and ~1.5 ms in delivery.
+    slack = 3 if concurrency == 1 else 10
+    assert row["mean_ttft_ms"] == pytest.approx(100, abs=slack)
+    assert row["mean_tpot_ms"] == pytest.approx(20, abs=2)
+    assert row["median_itl_ms"] == pytest.approx(20, abs=2)
+    assert row["mean_e2el_ms"] == pytest.approx(100 + 29 * 20, abs=slack + 2)  # carries TTFT's offset
+    assert row["mean_input_tokens"] == 64 and row["mean_output_tokens"] == 30
+    assert row["max_concurrency"] == concurrency
+
+
+def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
+    url = stub(ttft_ms=50, itl_ms=10)
+    run_plan = bench.plan("rate", workload(request_rate=[20.0], concurrency=[2], num_requests=20, warmup_requests=0))
+    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    reqs = result.requests.sort_values("start")
+    assert len(reqs) == 20 and result.summary.iloc[0]["request_rate"] == 20.0
+    # never more than 2 in flight: each start is after the end of the request two before it
+    starts, ends = reqs["start"].to_list(), reqs["end"].to_list()
+    in_flight = max(sum(1 for s, e in zip(starts, ends) if s <= t < e) for t in starts)
+    assert in_flight <= 2
+    assert (reqs["client_queue_ms"] > 0).any()  # the cap made some wait: that is recorded, not hidden
+
+
+def test_duration_mode_runs_for_the_time_given(stub, tmp_path):
+    url = stub(ttft_ms=20, itl_ms=5)
+    run_plan = bench.plan("dur", workload(num_requests=None, duration_s=1.5, concurrency=[2], output_len=10))
+    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert 1.5 <= row["duration"] < 2.0 and row["completed"] >= 20
+
+
+def test_breaking_streams_count_as_failures_and_the_run_goes_on(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5, break_after=3)
+    result = bench.run_sync(bench.plan("broken", workload(concurrency=[1, 2], num_requests=3)), Target(url, "stub"),
+                            {}, out_root=tmp_path)
+    assert result.status == "completed" and len(result.summary) == 2
+    assert (result.summary["failed"] == 3).all() and (result.summary["completed"] == 0).all()
+    assert result.summary["mean_ttft_ms"].isna().all()
+    assert "stream ended before [DONE]" in result.summary.iloc[0]["errors"] or "broke" in result.summary.iloc[0]["errors"]
+
+
+def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_path):
+    url = stub(ttft_ms=20, itl_ms=20)
+    run_plan = bench.plan("dies", workload(concurrency=[1, 2, 4], num_requests=30, output_len=20))
+
+    def kill_soon():
+        time.sleep(2.0)
+        stub.procs[0].kill()
+
+    threading.Thread(target=kill_soon).start()
+    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    assert result.status == "server_died"
+    meta = json.loads((result.folder / "run.json").read_text())
+    assert meta["status"] == "server_died" and meta["finished"]
+    summary = pd.read_csv(result.folder / "summary.csv")
+    assert summary["completed"].sum() > 0  # what finished before the death is kept
+    assert "server_died" in summary.iloc[-1]["flags"]
+
+
+def test_a_stop_request_ends_the_run_between_requests(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5)
+    stop = threading.Event()
+    seen = []
+
+    def progress(p: bench.Progress) -> None:
+        seen.append(p)
+        if p.done >= 3:
+            stop.set()
+
+    result = bench.run_sync(bench.plan("stop", workload(concurrency=[1, 2], num_requests=50)), Target(url, "stub"),
+                            {}, out_root=tmp_path, on_progress=progress, stop=stop)
+    assert result.status == "stopped" and len(result.summary) == 1
+    assert result.summary.iloc[0]["completed"] < 50 and "stopped" in result.summary.iloc[0]["flags"]
+    assert seen[0].points == 2 and seen[-1].tokens_per_s > 0
+
+
+def test_a_workload_beyond_the_context_is_refused_before_any_request(stub, tmp_path):
+    import stub_server
+
+    url = stub()
+    too_long = bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN]))
+    runs = tmp_path / "runs"
+    with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
+        bench.run_sync(too_long, Target(url, "stub"), {}, out_root=runs)
+    assert not runs.exists()  # no run folder for a run that never started
+    with pytest.raises(WorkloadError, match="does not serve 'other'"):
+        bench.run_sync(bench.plan("x", workload()), Target(url, "other"), {}, out_root=runs)
+
+
+def test_cli_ad_hoc_run_prints_a_summary_and_exits_by_outcome(stub, tmp_path, capsys):
+    url = stub(ttft_ms=10, itl_ms=5)
+    code = cli.main(["bench", "--endpoint", url, "--model", "stub", "--concurrency", "1,2", "--input-len", "32",
+                     "--output-len", "8", "--num-requests", "4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "mean_ttft_ms" in out and "completed" in out
+    code = cli.main(["bench", "--endpoint", "http://127.0.0.1:9", "--model", "stub", "--concurrency", "1",
+                     "--input-len", "32", "--output-len", "8", "--out", str(tmp_path)])
+    assert code == 2 and "Cannot reach the server" in capsys.readouterr().err
+
+
+def test_real_vllm_run_writes_the_result_files(vllm_server, tmp_path):
+    target = Target(vllm_server.base_url, vllm_server.served_model_name, vllm_server.api_key)
+    run_plan = bench.plan("real", workload(concurrency=[1, 4], input_len=[100], output_len=16, num_requests=4),
+                          metrics.SLOs(ttft_ms=5000))
+    result = bench.run_sync(run_plan, target, {"device": "cpu"}, out_root=tmp_path)
+    assert result.status == "completed"
+    for name in ("summary.csv", "requests.csv", "run.json", "timeline.csv"):
+        assert (result.folder / name).exists(), name
+    summary = pd.read_csv(result.folder / "summary.csv")
+    assert list(summary["completed"]) == [4, 4]
+    assert (summary["mean_input_tokens"] - 100).abs().max() <= 1  # exact prompts via /tokenize
+    assert (summary["mean_output_tokens"] == 16).all()  # exact replies via ignore_eos
+    assert summary["mean_ttft_ms"].gt(0).all() and summary["goodput"].notna().all()
+    meta = json.loads((result.folder / "run.json").read_text())
+    assert meta["vllm_version"] and meta["status"] == "completed" and meta["max_model_len"] == 4096
+    requests = pd.read_csv(result.folder / "requests.csv")
+    assert len(requests) == 2 * (4 + 1) and requests["warmup"].sum() == 2
+    timeline = pd.read_csv(result.folder / "timeline.csv")
+    assert {"kv_cache_usage", "running", "waiting"} <= set(timeline.columns)

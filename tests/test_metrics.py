@@ -1,0 +1,266 @@
+"""Metric math on scripted streams: fakes at the network boundary, a scripted clock, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+
+import loadgen
+import metrics
+from metrics import RequestRecord
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeContent:
+    """Yields scripted byte chunks, moving the clock to each chunk's arrival time first."""
+
+    def __init__(self, clock: FakeClock, script: list[tuple[float, bytes]], then_raise: Exception | None = None):
+        self.clock, self.script, self.then_raise = clock, script, then_raise
+
+    async def iter_any(self):
+        for at, data in self.script:
+            self.clock.now = at
+            yield data
+        if self.then_raise:
+            raise self.then_raise
+
+
+class FakeResponse:
+    def __init__(self, status: int, content: FakeContent | None = None, body: str = ""):
+        self.status, self.content, self.body = status, content, body
+
+    async def text(self) -> str:
+        return self.body
+
+    async def json(self, content_type=None):
+        return json.loads(self.body)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+class FakeSession:
+    def __init__(self, response: FakeResponse | Exception):
+        self.response = response
+        self.sent: list[dict] = []
+
+    def post(self, url, json=None, headers=None):
+        self.sent.append(json)
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+
+def sse(obj) -> bytes:
+    return f"data: {obj if isinstance(obj, str) else json.dumps(obj)}\n\n".encode()
+
+
+def chunk(content: str | None, done_tokens: int, role: bool = False) -> dict:
+    delta = {"content": content} | ({"role": "assistant"} if role else {})
+    return {"choices": [{"index": 0, "delta": delta}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": done_tokens}}
+
+
+def final(n: int) -> dict:
+    return {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": n}}
+
+
+def run_send(monkeypatch, response, output_len: int = 4, stream: bool = True) -> RequestRecord:
+    clock = FakeClock()
+    if isinstance(response, FakeResponse) and response.content is not None:
+        response.content.clock = clock
+    monkeypatch.setattr(loadgen.time, "perf_counter", clock)
+    rec = RequestRecord(0, 0, False, stream, 10, output_len)
+    target = loadgen.Target("http://x", "m")
+    asyncio.run(loadgen.send(FakeSession(response), target, [{"role": "user", "content": "hi"}], rec, 60))
+    return rec
+
+
+def stream_of(script, then_raise=None) -> FakeResponse:
+    return FakeResponse(200, FakeContent(None, script, then_raise))
+
+
+def test_role_only_first_chunk_does_not_count_as_the_first_token(monkeypatch):
+    # t=100 sent; role chunk at 100.05 (no content), tokens at 100.20, .23, .26, .29
+    rec = run_send(monkeypatch, stream_of([
+        (100.05, sse(chunk("", 0, role=True))),
+        (100.20, sse(chunk("a", 1))), (100.23, sse(chunk("b", 2))),
+        (100.26, sse(chunk("c", 3))), (100.29, sse(chunk("d", 4))),
+        (100.30, sse(final(4)) + sse("[DONE]")),
+    ]))
+    m = metrics.request_metrics(rec)
+    assert rec.ok and rec.output_tokens == 4 and rec.prompt_tokens == 10
+    assert m.ttft == pytest.approx(0.20)
+    assert m.e2el == pytest.approx(0.29)  # the usage chunk after the last token does not extend it
+    assert m.tpot == pytest.approx(0.03)
+    assert m.itls == pytest.approx([0.03, 0.03, 0.03])
+
+
+def test_a_chunk_of_several_tokens_spreads_its_gap_over_them(monkeypatch):
+    # tokens 1 at .10; 2-4 arrive together at .40 (speculative decoding, stream interval)
+    rec = run_send(monkeypatch, stream_of([
+        (100.10, sse(chunk("a", 1, role=True))),
+        (100.40, sse(chunk("bcd", 4))),
+        (100.41, sse(final(4)) + sse("[DONE]")),
+    ]))
+    m = metrics.request_metrics(rec)
+    assert rec.chunk_tokens == [1, 3]
+    assert m.itls == pytest.approx([0.1, 0.1, 0.1])
+    assert m.tpot == pytest.approx(0.1)
+
+
+def test_events_split_across_reads_and_crlf_are_parsed(monkeypatch):
+    data = (sse(chunk("a", 1)) + sse(chunk("b", 2)) + sse(final(2)) + sse("[DONE]")).replace(b"\n", b"\r\n")
+    rec = run_send(monkeypatch, stream_of([(100.1, data[:7]), (100.2, data[7:50]), (100.3, data[50:])]), 2)
+    assert rec.ok and rec.output_tokens == 2 and len(rec.chunk_times) == 2
+
+
+def test_a_stream_that_breaks_midway_is_a_failure_with_its_reason(monkeypatch):
+    import aiohttp
+
+    rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1)))], aiohttp.ClientPayloadError("cut")))
+    assert not rec.ok and "connection broke" in rec.error
+    rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1)))]))  # closed cleanly, no [DONE]
+    assert rec.error == "stream ended before [DONE]"
+
+
+def test_an_error_event_inside_the_stream_fails_the_request(monkeypatch):
+    rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1))), (100.2, sse({"error": {"message": "boom"}}))]))
+    assert rec.error == "error in stream: boom"
+
+
+def test_http_errors_and_refused_connections_carry_their_reason(monkeypatch):
+    import aiohttp
+
+    body = json.dumps({"error": {"message": "maximum context length is 4096"}})
+    rec = run_send(monkeypatch, FakeResponse(400, body=body))
+    assert rec.error == "HTTP 400: maximum context length is 4096"
+    refused = aiohttp.ClientConnectorError(None, OSError(111, "refused"))
+    assert run_send(monkeypatch, refused).error == "connection refused"
+
+
+def test_request_body_asks_for_exact_length_and_usage(monkeypatch):
+    session = FakeSession(stream_of([(100.1, sse(chunk("a", 1)) + sse("[DONE]"))]))
+    session.response.content.clock = FakeClock()
+    monkeypatch.setattr(loadgen.time, "perf_counter", session.response.content.clock)
+    rec = RequestRecord(0, 0, False, True, 10, 7)
+    asyncio.run(loadgen.send(session, loadgen.Target("http://x", "m"), [], rec, 60))
+    body = session.sent[0]
+    assert body["max_tokens"] == 7 and body["ignore_eos"] is True and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+
+
+def test_non_streaming_has_latency_but_no_ttft(monkeypatch):
+    body = json.dumps({"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 10, "completion_tokens": 4}})
+    rec = run_send(monkeypatch, FakeResponse(200, body=body), stream=False)
+    rec.start, rec.end = 1.0, 1.5
+    m = metrics.request_metrics(rec)
+    assert m.ttft is None and m.tpot is None and m.e2el == pytest.approx(0.5)
+
+
+# -- summaries ---------------------------------------------------------------------------------------
+
+
+def ok(index: int, ttft: float, step: float, n: int = 5, start: float = 0.0, prompt: int = 10) -> RequestRecord:
+    times = [start + ttft + step * i for i in range(n)]
+    return RequestRecord(0, index, False, True, 10, n, start, start, times[-1] + 0.001, times, [1] * n, prompt, n)
+
+
+INFO = metrics.PointInfo(0, input_len=10, output_len=5, max_concurrency=2, request_rate=None)
+
+
+def test_summary_numbers_follow_the_definitions():
+    records = [ok(0, 0.1, 0.02), ok(1, 0.3, 0.04)]
+    row = metrics.summarize(INFO, records, duration=2.0, slos=metrics.SLOs(ttft_ms=200))
+    assert row["completed"] == 2 and row["failed"] == 0
+    assert row["request_throughput"] == pytest.approx(1.0)
+    assert row["output_throughput"] == pytest.approx(5.0)  # 10 tokens / 2 s
+    assert row["total_token_throughput"] == pytest.approx(15.0)
+    assert row["mean_ttft_ms"] == pytest.approx(200.0)
+    assert row["median_ttft_ms"] == pytest.approx(200.0)
+    assert row["mean_tpot_ms"] == pytest.approx(30.0)
+    assert row["mean_itl_ms"] == pytest.approx(30.0)
+    assert row["mean_e2el_ms"] == pytest.approx(((0.1 + 0.08) + (0.3 + 0.16)) / 2 * 1000)
+    assert row["goodput"] == pytest.approx(0.5)  # only the first meets TTFT ≤ 200 ms
+    assert row["mean_input_tokens"] == 10 and row["mean_output_tokens"] == 5
+    assert row["flags"] == ""
+
+
+def test_failed_and_warmup_requests_enter_no_statistic():
+    failed = RequestRecord(0, 2, False, True, 10, 5, 0, 0, 0.01, error="HTTP 500: oops")
+    warm = ok(3, 5.0, 1.0)
+    warm.warmup = True
+    row = metrics.summarize(INFO, [ok(0, 0.1, 0.02), failed, warm], duration=1.0)
+    assert row["completed"] == 1 and row["failed"] == 1
+    assert row["mean_ttft_ms"] == pytest.approx(100.0)
+    assert row["output_throughput"] == pytest.approx(5.0)
+    assert row["errors"] == "HTTP 500: oops ×1" and "failures" in row["flags"]
+
+
+def test_every_request_failing_gives_no_plausible_numbers():
+    failed = [RequestRecord(0, i, False, True, 10, 5, 0, 0, 0.01, error="connection refused") for i in range(3)]
+    row = metrics.summarize(INFO, failed, duration=1.0, slos=metrics.SLOs(ttft_ms=100))
+    assert row["completed"] == 0 and row["failed"] == 3
+    for key in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms", "mean_e2el_ms",
+                "output_throughput", "mean_output_tokens"):
+        assert math.isnan(row[key]), key
+    assert row["flags"].startswith("all_failed")
+
+
+def test_short_output_wrong_input_length_and_missing_usage_are_flagged():
+    short = ok(0, 0.1, 0.02, n=3)
+    short.output_len = 5
+    wrong_prompt = ok(1, 0.1, 0.02, prompt=14)
+    row = metrics.summarize(INFO, [short, wrong_prompt], duration=1.0)
+    assert "short_output" in row["flags"] and "input_len_mismatch" in row["flags"]
+    no_usage = ok(0, 0.1, 0.02)
+    no_usage.output_tokens = None
+    row = metrics.summarize(INFO, [no_usage], duration=1.0)
+    assert "no_usage" in row["flags"] and math.isnan(row["output_throughput"])
+
+
+def test_a_busy_client_is_flagged():
+    row = metrics.summarize(INFO, [ok(0, 0.1, 0.02)], 1.0, client=metrics.ClientHealth(25.0, 40.0, 0.3))
+    assert "client_bound" in row["flags"]
+
+
+def test_percentiles_are_over_the_requests():
+    records = [ok(i, 0.001 * (i + 1), 0.01) for i in range(100)]
+    row = metrics.summarize(INFO, records, 1.0)
+    assert row["median_ttft_ms"] == pytest.approx(50.5)
+    assert row["p90_ttft_ms"] == pytest.approx(90.1)
+    assert row["p99_ttft_ms"] == pytest.approx(99.01)
+
+
+def test_arrivals_have_the_asked_rate_and_poisson_spread():
+    offsets = loadgen.arrival_offsets(rate=10.0, burstiness=1.0, count=5001, seed=1)
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    mean = sum(gaps) / len(gaps)
+    cv = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 / mean
+    assert mean == pytest.approx(0.1, rel=0.05) and cv == pytest.approx(1.0, abs=0.08)
+    regular = loadgen.arrival_offsets(rate=10.0, burstiness=1000.0, count=100, seed=1)
+    assert all(abs((b - a) - 0.1) < 0.01 for a, b in zip(regular[1:], regular[2:]))
+
+
+def test_prometheus_text_is_parsed_into_the_charted_gauges():
+    text = (
+        '# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25\n'
+        '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine="0",model_name="m"} 3.0\n'
+        '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n'
+        '# TYPE vllm:num_preemptions counter\nvllm:num_preemptions_total{engine="0",model_name="m"} 2.0\n'
+    )
+    assert loadgen.parse_server_metrics(text) == {"kv_cache_usage": 0.25, "running": 3.0, "waiting": 1.0,
+                                                  "preemptions": 2.0}
