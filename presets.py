@@ -52,7 +52,7 @@ class Workload(Strict):
     burstiness: float = Field(1.0, gt=0)
     num_requests: int | None = Field(32, ge=1, le=LIMITS["num_requests"])
     duration_s: float | None = Field(None, gt=0, le=LIMITS["duration_s"])
-    warmup_requests: int = Field(1, ge=0, le=100)
+    warmup_requests: int = Field(1, ge=0, le=LIMITS["concurrency"])
     timeout_s: float = Field(300.0, gt=0)
     stream: bool = True
     shared_prefix_len: int = Field(0, ge=0)

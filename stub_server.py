@@ -81,6 +81,10 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
             n = len(body.get("prompt", "").split())
         return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": []})
 
+    async def detokenize(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"prompt": " tok" * len(body.get("tokens", []))})
+
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": MODEL, "max_model_len": MAX_MODEL_LEN}]})
 
@@ -98,7 +102,8 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
 
     app = web.Application()
     app.add_routes([
-        web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize), web.get("/v1/models", models),
+        web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize),
+        web.post("/detokenize", detokenize), web.get("/v1/models", models),
         web.get("/health", health), web.get("/metrics", metrics),
     ])
     return app
