@@ -199,6 +199,9 @@ def roofline_command(args: argparse.Namespace) -> int:
             checked = roofline.check_table(table, shape, gpu, tp=args.tp, dtype=args.dtype)
             checked.to_csv(sys.stdout, index=False)
         else:
+            print(roofline.describe(roofline.Roofline(shape, gpu, args.tp, args.dtype)))
+            print("Upper bounds (nothing can be faster): decode tokens/s summed over all streams at a mean "
+                  "context of 0, 1K and 8K tokens; requests/s for 1K-token prompts and 512-token replies.\n")
             print(roofline.bounds_table(shape, gpu, tp=args.tp, dtype=args.dtype).to_string(index=False))
     except (roofline.RooflineError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,366 @@
+"""Physical upper bounds on serving speed, verdicts on reference numbers, and the pre-flight fit.
+
+This module owns the roofline model: from a Hugging Face config.json, a dtype, a GPU (from
+`assets/gpus.csv`) and a tensor-parallel size it gives the parameter count, weight and KV-cache
+bytes, how many KV tokens fit, and the fastest anything can go: decode tokens/s at a concurrency
+and context, minimum prefill time, minimum request time, requests/s. Every bound is generous
+(peak bandwidth and FLOPS, perfect overlap, ideal tensor parallelism), so a number above it is
+impossible, not merely unlikely. It knows nothing about vLLM, HTTP or the UI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1,
+         "fp8_e5m2": 1, "int8": 1, "int4": 0.5, "awq": 0.5, "gptq": 0.5}
+BEST_CASE_OVERHEAD_GB = 0.5  # activations etc. when judging references: the most generous case
+PREFLIGHT_OVERHEAD_GB = 1.5  # per GPU, activations and CUDA graphs, when checking a launch
+KNOWN_CONFIGS = {"Qwen/Qwen3-4B-Instruct-2507": ASSETS / "qwen3-4b-instruct-2507" / "config.json"}
+
+
+class RooflineError(Exception):
+    """A config, GPU or table the model cannot work with; the message says what is known or needed."""
+
+
+# -- the model's shape ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+    qk_norm: bool
+    attention_bias: bool = False
+    max_position: int | None = None
+    name: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict, name: str = "") -> ModelShape:
+        if cfg.get("num_experts") or cfg.get("num_local_experts"):
+            raise RooflineError("mixture-of-experts configs are not modelled")
+        try:
+            heads = int(cfg["num_attention_heads"])
+            hidden = int(cfg["hidden_size"])
+            return cls(
+                layers=int(cfg["num_hidden_layers"]), hidden=hidden, heads=heads,
+                kv_heads=int(cfg.get("num_key_value_heads") or heads),
+                head_dim=int(cfg.get("head_dim") or hidden // heads),
+                intermediate=int(cfg["intermediate_size"]), vocab=int(cfg["vocab_size"]),
+                tied=bool(cfg.get("tie_word_embeddings", False)),
+                qk_norm=cfg.get("model_type") in ("qwen3",),
+                attention_bias=bool(cfg.get("attention_bias", False)),
+                max_position=cfg.get("max_position_embeddings"), name=name,
+            )
+        except KeyError as exc:
+            raise RooflineError(f"the config has no {exc.args[0]!r}") from exc
+
+    @classmethod
+    def load(cls, path_or_id: str) -> ModelShape:
+        """From a config.json, a model folder, or a hub id (the default model's config ships in assets/)."""
+        path = Path(path_or_id).expanduser()
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.exists():
+            if path_or_id in KNOWN_CONFIGS:
+                path = KNOWN_CONFIGS[path_or_id]
+            elif path_or_id.count("/") == 1 and not path_or_id.startswith((".", "/", "~")):
+                try:
+                    from huggingface_hub import hf_hub_download
+
+                    path = Path(hf_hub_download(path_or_id, "config.json"))
+                except Exception as exc:  # any hub failure: say what was tried
+                    raise RooflineError(f"could not fetch config.json of {path_or_id} from the hub: {exc}") from exc
+            else:
+                raise RooflineError(f"no config.json at {path_or_id}")
+        try:
+            return cls.from_config(json.loads(path.read_text()), name=path_or_id)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RooflineError(f"cannot read {path}: {exc}") from exc
+
+    @property
+    def params(self) -> int:
+        d, hd = self.hidden, self.head_dim
+        attn = d * self.heads * hd + 2 * d * self.kv_heads * hd + self.heads * hd * d
+        if self.attention_bias:
+            attn += self.heads * hd + 2 * self.kv_heads * hd
+        mlp = 3 * d * self.intermediate  # gated (SwiGLU): gate, up, down
+        norms = 2 * d + (2 * hd if self.qk_norm else 0)
+        embed = self.vocab * d * (1 if self.tied else 2)
+        return embed + self.layers * (attn + mlp + norms) + d
+
+    def weight_bytes(self, dtype: str = "bfloat16") -> float:
+        return self.params * _bytes(dtype)
+
+    def kv_bytes_per_token(self, kv_dtype: str = "bfloat16") -> float:
+        return self.layers * self.kv_heads * self.head_dim * 2 * _bytes(kv_dtype)
+
+    @property
+    def attn_flops_per_token_per_ctx(self) -> float:
+        """Attention FLOPs for one token attending to one earlier token: QKᵀ and AV, 2 FLOPs each."""
+        return 4 * self.layers * self.heads * self.head_dim
+
+
+def _bytes(dtype: str) -> float:
+    if dtype not in BYTES:
+        raise RooflineError(f"unknown dtype {dtype!r}; known: {', '.join(BYTES)}")
+    return BYTES[dtype]
+
+
+# -- GPUs ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    memory_gb: float
+    bandwidth_gbs: float
+    tflops: float
+    note: str
+    source: str
+    aliases: tuple[str, ...] = ()
+
+
+def known_gpus() -> dict[str, GPU]:
+    with (ASSETS / "gpus.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {r["name"]: GPU(r["name"], float(r["memory_gb"]), float(r["bandwidth_gbs"]), float(r["bf16_tflops"]),
+                           r["note"], r["source"], tuple(a for a in r["aliases"].split(";") if a)) for r in rows}
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower().replace("nvidia", "").replace("geforce", "") if ch.isalnum())
+
+
+def gpu(name: str) -> GPU:
+    """A GPU by its table name or an nvidia-smi name, case and punctuation ignored."""
+    gpus = known_gpus()
+    for g in gpus.values():
+        if _key(name) in {_key(g.name), *(_key(a) for a in g.aliases)}:
+            return g
+    raise RooflineError(f"unknown GPU {name!r}; known: {', '.join(gpus)}")
+
+
+# -- bounds ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Bounds for one model on `tp` GPUs of one kind; generous by construction."""
+
+    shape: ModelShape
+    gpu: GPU
+    tp: int = 1
+    dtype: str = "bfloat16"
+    kv_dtype: str = "bfloat16"
+
+    @property
+    def weights(self) -> float:
+        return self.shape.weight_bytes(self.dtype)
+
+    @property
+    def kv_per_token(self) -> float:
+        return self.shape.kv_bytes_per_token(self.kv_dtype if self.kv_dtype != "auto" else self.dtype)
+
+    @property
+    def bandwidth(self) -> float:
+        return self.gpu.bandwidth_gbs * 1e9 * self.tp
+
+    @property
+    def flops(self) -> float:
+        return self.gpu.tflops * 1e12 * self.tp
+
+    def kv_space(self, utilization: float = 1.0, overhead_gb: float = BEST_CASE_OVERHEAD_GB) -> float:
+        """Bytes left for the KV cache after weights and overhead (may be negative)."""
+        return self.gpu.memory_gb * 1e9 * self.tp * utilization - self.weights - overhead_gb * 1e9 * self.tp
+
+    def kv_tokens(self, utilization: float = 1.0, overhead_gb: float = BEST_CASE_OVERHEAD_GB) -> int:
+        return max(0, math.floor(self.kv_space(utilization, overhead_gb) / self.kv_per_token))
+
+    def seqs_that_fit(self, seq_len: int) -> int:
+        """Sequences of `seq_len` tokens whose KV cache fits at once, in the best case."""
+        return self.kv_tokens() // max(1, seq_len)
+
+    def step_s(self, concurrency: int, context: float) -> float:
+        """Minimum time of one decode step for `concurrency` sequences of mean length `context`."""
+        memory = (self.weights + concurrency * context * self.kv_per_token) / self.bandwidth
+        compute = concurrency * (2 * self.shape.params + self.shape.attn_flops_per_token_per_ctx * context) / self.flops
+        return max(memory, compute)
+
+    def decode_tokens_per_s(self, concurrency: int, context: float = 0.0) -> float:
+        """Upper bound on output tokens/s summed over `concurrency` streams."""
+        return concurrency / self.step_s(concurrency, context)
+
+    def prefill_s(self, tokens: int) -> float:
+        """Minimum prefill time (the TTFT floor) for a prompt of `tokens`, at peak FLOPS."""
+        causal_attention = self.shape.attn_flops_per_token_per_ctx * tokens * tokens / 2
+        return (2 * self.shape.params * tokens + causal_attention) / self.flops
+
+    def request_s(self, input_len: int, output_len: int, concurrency: int = 1) -> float:
+        """Minimum time for one request: its prefill, then output_len − 1 decode steps at this concurrency."""
+        context = input_len + output_len / 2
+        return self.prefill_s(input_len) + (output_len - 1) * self.step_s(concurrency, context)
+
+    def requests_per_s(self, concurrency: int, input_len: int, output_len: int) -> float:
+        return concurrency / self.request_s(input_len, output_len, concurrency)
+
+
+def bounds_table(shape: ModelShape, g: GPU, tp: int = 1, dtype: str = "bfloat16") -> pd.DataFrame:
+    """The bounds a person asks for first, one row per concurrency."""
+    r = Roofline(shape, g, tp, dtype)
+    rows = []
+    for c in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        rows.append({
+            "concurrency": c,
+            "decode_tok_s_ctx0": r.decode_tokens_per_s(c, 0),
+            "decode_tok_s_ctx1k": r.decode_tokens_per_s(c, 1024),
+            "decode_tok_s_ctx8k": r.decode_tokens_per_s(c, 8192),
+            "req_s_1k_in_512_out": r.requests_per_s(c, 1024, 512),
+        })
+    return pd.DataFrame(rows).round({"decode_tok_s_ctx0": 1, "decode_tok_s_ctx1k": 1, "decode_tok_s_ctx8k": 1,
+                                     "req_s_1k_in_512_out": 3})
+
+
+def describe(r: Roofline) -> str:
+    return (f"{r.shape.name or 'model'} on {r.tp}× {r.gpu.name} ({r.dtype}): {r.shape.params / 1e9:.2f} B parameters, "
+            f"{r.weights / 1e9:.2f} GB of weights, {r.kv_per_token:,.0f} B of KV per token, "
+            f"{r.kv_tokens():,} KV tokens fit at best")
+
+
+# -- verdicts on reference numbers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # plausible | exceeds_bound | does_not_fit
+    factor: float  # the largest measured / bound ratio (NaN when it does not fit)
+    bound_output_throughput: float
+    bound_min_ttft_ms: float  # NaN when the prompt length is unknown
+    note: str
+
+
+def judge(r: Roofline, concurrency: float | None, output_throughput: float, mean_ttft_ms: float | None = None,
+          input_len: float | None = None, output_len: float | None = None) -> Verdict:
+    """Put a reported point beside its bound. Unknown lengths are taken at their most generous
+    (no context); an unknown concurrency as many sequences as fit."""
+    known_in = input_len is not None and not math.isnan(input_len)
+    known_out = output_len is not None and not math.isnan(output_len)
+    seq = int((input_len if known_in else 0) + (output_len if known_out else 0))
+    fit = r.seqs_that_fit(seq) if seq else math.inf
+    if fit == 0:
+        need = r.weights + seq * r.kv_per_token
+        return Verdict("does_not_fit", math.nan, math.nan, math.nan,
+                       f"one sequence of {seq:,} tokens needs {need / 1e9:.1f} GB; "
+                       f"{r.tp}× {r.gpu.name} has {r.gpu.memory_gb * r.tp:.1f} GB")
+    conc = fit if concurrency is None or math.isnan(concurrency) else min(int(concurrency), fit)
+    context = (input_len + (output_len / 2 if known_out else 0)) if known_in else 0.0
+    bound = r.decode_tokens_per_s(int(conc), context)
+    factors = [output_throughput / bound]
+    floor_ms = r.prefill_s(int(input_len)) * 1000 if known_in else math.nan
+    if known_in and mean_ttft_ms is not None and not math.isnan(mean_ttft_ms) and mean_ttft_ms > 0:
+        factors.append(floor_ms / mean_ttft_ms)
+    factor = max(factors)
+    note = f"bound at concurrency {int(conc)}" + (f" (as many as fit: {fit})" if conc == fit and fit != math.inf else "")
+    return Verdict("exceeds_bound" if factor > 1 else "plausible", factor, bound, floor_ms, note)
+
+
+REQUIRED = ("concurrency", "output_throughput")
+OPTIONAL = ("mean_ttft_ms", "input_len", "output_len")
+
+
+def check_table(table: pd.DataFrame, shape: ModelShape, g: GPU, tp: int = 1, dtype: str = "bfloat16") -> pd.DataFrame:
+    """`table` with bound_output_throughput, verdict, factor and bound_min_ttft_ms added.
+
+    Needs `concurrency` (or the benchmark's `max_concurrency`) and `output_throughput`.
+    """
+    table = table.copy()
+    if "concurrency" not in table.columns and "max_concurrency" in table.columns:
+        table["concurrency"] = table["max_concurrency"]
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise RooflineError(f"the table lacks {', '.join(missing)}; needed: {', '.join(REQUIRED)} "
+                            f"(optional: {', '.join(OPTIONAL)}); it has: {', '.join(map(str, table.columns))}")
+    r = Roofline(shape, g, tp, dtype)
+    verdicts = [
+        judge(r, row["concurrency"], row["output_throughput"], row.get("mean_ttft_ms"), row.get("input_len"),
+              row.get("output_len"))
+        for row in table.to_dict("records")
+    ]
+    table["bound_output_throughput"] = [round(v.bound_output_throughput, 1) for v in verdicts]
+    table["bound_min_ttft_ms"] = [round(v.bound_min_ttft_ms, 1) for v in verdicts]
+    table["verdict"] = [v.verdict for v in verdicts]
+    table["factor"] = [round(v.factor, 2) for v in verdicts]
+    return table
+
+
+# -- the article's reference tables ---------------------------------------------------------------------------
+
+
+def article() -> dict:
+    return yaml.safe_load((ASSETS / "article_reference.yaml").read_text())
+
+
+def article_tables(shape: ModelShape | None = None, g: GPU | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The article's two tables with bounds and verdicts for the GPU it states (or `g`)."""
+    ref = article()
+    shape = shape or ModelShape.load(ref["model"])
+    g = g or gpu(ref["stated_gpu"])
+    conc = pd.DataFrame(ref["concurrency"]["rows"])
+    conc = check_table(conc, shape, g)  # prompt length unstated: judged at no context
+    conc["output_len"] = ref["concurrency"]["output_len"]
+    length = pd.DataFrame(ref["input_length"]["rows"])
+    length["output_len"] = ref["input_length"]["output_len"]
+    length["concurrency"] = math.nan  # unstated: as many as fit
+    length["output_throughput"] = length["throughput"]  # read as output tokens, the article's own label
+    length = check_table(length, shape, g)
+    length["bound_total_throughput"] = [
+        round(b * (i + o) / o, 1) if not math.isnan(b) else math.nan
+        for b, i, o in zip(length["bound_output_throughput"], length["input_len"], length["output_len"])
+    ]
+    return conc, length
+
+
+# -- pre-flight -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fit:
+    fits: bool
+    message: str
+    largest_max_model_len: int | None
+
+
+def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization: float = 0.9, tp: int = 1,
+              dtype: str = "bfloat16", kv_dtype: str = "auto") -> Fit:
+    """Will the weights and one max_model_len sequence of KV cache fit? Checked before launching."""
+    if g is None:
+        return Fit(True, "No GPU: no memory check applies (the CPU smoke model).", None)
+    r = Roofline(shape, g, tp, "bfloat16" if dtype == "auto" else dtype, kv_dtype)
+    space = r.kv_space(utilization, PREFLIGHT_OVERHEAD_GB)
+    total = g.memory_gb * tp
+    if space <= 0:
+        return Fit(False, f"The weights ({r.weights / 1e9:.1f} GB) and overhead do not fit in {utilization:.0%} of "
+                          f"{total:.1f} GB on {tp}× {g.name}.", 0)
+    largest = math.floor(space / r.kv_per_token)
+    need = max_model_len * r.kv_per_token
+    if largest < max_model_len:
+        return Fit(False, f"max_model_len {max_model_len:,} needs {need / 1e9:.1f} GB of KV cache, but only "
+                          f"{space / 1e9:.1f} GB is left on {tp}× {g.name} after {r.weights / 1e9:.1f} GB of weights at "
+                          f"gpu_memory_utilization {utilization}. The largest max_model_len that fits is {largest:,}.",
+                   largest)
+    return Fit(True, f"Fits: {need / 1e9:.1f} GB of KV cache for max_model_len {max_model_len:,} "
+                     f"within {space / 1e9:.1f} GB free on {tp}× {g.name}.", largest)
