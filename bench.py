@@ -67,6 +67,7 @@ class Progress:
     failed: int
     tokens_per_s: float
     message: str = ""
+    folder: Path | None = None
 
 
 @dataclass
@@ -180,7 +181,7 @@ async def run(
                 if stop.is_set() or dead.is_set():
                     break
                 on_progress(Progress(point.index + 1, len(run_plan.points), 0, point.num_requests, 0, math.nan,
-                                     f"building prompts of {point.input_len} tokens"))
+                                     f"building prompts of {point.input_len} tokens", folder.path))
                 count = point.num_requests or (
                     min(PROMPT_POOL, int(point.request_rate * point.duration_s * 1.2) + 10)
                     if point.request_rate else PROMPT_POOL
@@ -199,7 +200,8 @@ async def run(
                     done.append(rec)
                     tokens = sum(r.output_tokens or 0 for r in done if r.ok)
                     on_progress(Progress(point.index + 1, len(run_plan.points), len(done), point.num_requests,
-                                         sum(not r.ok for r in done), tokens / max(1e-9, time.perf_counter() - started)))
+                                         sum(not r.ok for r in done), tokens / max(1e-9, time.perf_counter() - started),
+                                         folder=folder.path))
 
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 lag.lags.clear()

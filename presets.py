@@ -101,15 +101,16 @@ class Preset(Strict):
         """The preset as the CPU smoke model can serve it (validated again after scaling)."""
         if self.cpu is None:
             return self
-        data = self.model_dump()
-        data["server"] |= self.cpu.server
-        data["workload"] |= self.cpu.workload
+        # Only the fields the file set, so that unset server fields keep the launch defaults.
+        data = self.model_dump(exclude_unset=True)
+        data["server"] = data.get("server", {}) | self.cpu.server
+        data["workload"] = data["workload"] | self.cpu.workload
         return Preset.model_validate(data)
 
     def with_workload(self, **changes) -> Preset:
         """The preset with some workload fields edited, validated as strictly as the file."""
         try:
-            workload = Workload.model_validate(self.workload.model_dump() | changes)
+            workload = Workload.model_validate(self.workload.model_dump(exclude_unset=True) | changes)
         except ValidationError as exc:
             raise PresetError(_explain(exc, f"workload of {self.name}")) from exc
         return self.model_copy(update={"workload": workload})

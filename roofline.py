@@ -364,3 +364,44 @@ def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization:
                    largest)
     return Fit(True, f"Fits: {need / 1e9:.1f} GB of KV cache for max_model_len {max_model_len:,} "
                      f"within {space / 1e9:.1f} GB free on {tp}× {g.name}.", largest)
+
+
+# -- series for charts ---------------------------------------------------------------------------------------
+
+
+def reference_series(shape: ModelShape, g: GPU) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The article's rows with the benchmark's column names, judged against `g`, for plotting."""
+    conc, length = article_tables(shape, g)
+    ref = article()
+    source = f"article (stated: {ref['stated_gpu']}, {ref['stated_software'].split(',')[0]})"
+    conc = conc.rename(columns={"concurrency": "max_concurrency"}).assign(source=source)
+    length = length.assign(source=source, max_concurrency=math.nan)
+    return conc, length
+
+
+def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, output_len: int) -> pd.DataFrame:
+    """The fastest output tokens/s and the TTFT floor at each concurrency, for one request shape."""
+    context = (input_len or 0) + output_len / 2 if input_len else 0.0
+    lo, hi = min(levels), max(levels)
+    grid = sorted({*levels, *[2**i for i in range(12) if lo <= 2**i <= hi]})
+    label = f"physical limit: {r.shape.name or 'model'} {r.dtype} on {r.tp}× {r.gpu.name}"
+    return pd.DataFrame({
+        "max_concurrency": grid,
+        "output_throughput": [r.decode_tokens_per_s(c, context) for c in grid],
+        "mean_ttft_ms": [r.prefill_s(input_len) * 1000 if input_len else math.nan for _ in grid],
+        "label": label,
+    })
+
+
+def limit_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency: int | None) -> pd.DataFrame:
+    """The fastest output tokens/s (as many sequences as fit, up to `concurrency`) and the TTFT floor by prompt length."""
+    lo, hi = min(lengths), max(lengths)
+    grid = sorted({*lengths, *[2**i for i in range(8, 19) if lo <= 2**i <= hi]})
+    rows = []
+    for n in grid:
+        fit = r.seqs_that_fit(n + output_len)
+        conc = min(fit, concurrency) if concurrency else fit
+        rows.append({"input_len": n, "mean_ttft_ms": r.prefill_s(n) * 1000,
+                     "output_throughput": r.decode_tokens_per_s(conc, n + output_len / 2) if conc else math.nan})
+    label = f"physical limit: {r.shape.name or 'model'} {r.dtype} on {r.tp}× {r.gpu.name}"
+    return pd.DataFrame(rows).assign(label=label)

@@ -1,0 +1,134 @@
+"""Charts: one function per chart, pandas DataFrames in, an Altair chart out.
+
+Measured series are solid lines with points; the article's reference numbers are hollow
+diamonds, drawn red with their verdict in the tooltip when they exceed the physical limit; the
+physical limit of the selected GPU is a dashed grey line. Log axes get no zero-based marks
+(Vega would put zero in the domain). This module knows nothing about where the data came from.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+W, H = 340, 230
+MEASURED = "measured"
+LIMIT_COLOR = "#555"
+EXCEEDS_COLOR = "#d62728"
+
+
+def _empty(text: str) -> alt.Chart:
+    return alt.Chart(pd.DataFrame({"t": [text]})).mark_text(size=13, color="#888").encode(text="t:N").properties(
+        width=W, height=80)
+
+
+def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame, x: str, y: str, x_title: str,
+           y_title: str, title: str, log_x: bool = False, detail: str = "") -> alt.LayerChart | alt.Chart:
+    xs = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
+    ys = alt.Scale(type="log")
+    ax, ay = alt.X(f"{x}:Q", title=x_title, scale=xs), alt.Y(f"{y}:Q", title=y_title, scale=ys)
+    layers = []
+    m = measured.dropna(subset=[x, y]) if not measured.empty and {x, y} <= set(measured.columns) else pd.DataFrame()
+    m = m[m[y] > 0] if not m.empty else m
+    if not m.empty:
+        # One line per series and per value of the other dimension: points of a concurrency sweep
+        # share one prompt length, and must not be joined into a vertical line on the length axis.
+        m = m.assign(_line=m["series"].astype(str) + " · " + (m[detail].astype(str) if detail in m else ""))
+        layers.append(alt.Chart(m).mark_line(point=True).encode(
+            x=ax, y=ay, detail="_line:N",
+            color=alt.Color("series:N", title="measured", legend=alt.Legend(orient="bottom", labelLimit=400)),
+            tooltip=["series:N", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f"),
+                     alt.Tooltip("flags:N")],
+        ))
+    r = reference.dropna(subset=[x, y]) if not reference.empty and {x, y} <= set(reference.columns) else pd.DataFrame()
+    if not r.empty:
+        layers.append(alt.Chart(r).mark_point(shape="diamond", size=110, filled=False, strokeWidth=2).encode(
+            x=ax, y=ay,
+            color=alt.condition(alt.datum.verdict == "plausible", alt.value("#1f77b4"), alt.value(EXCEEDS_COLOR)),
+            tooltip=[alt.Tooltip("source:N", title="reference"), alt.Tooltip(f"{x}:Q", title=x_title),
+                     alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f"), alt.Tooltip("verdict:N"),
+                     alt.Tooltip("factor:Q", title="times the limit", format=".1f")],
+        ))
+    lim = limit.dropna(subset=[x, y]) if not limit.empty and {x, y} <= set(limit.columns) else pd.DataFrame()
+    lim = lim[lim[y] > 0] if not lim.empty else lim
+    if not lim.empty:
+        layers.append(alt.Chart(lim).mark_line(strokeDash=[6, 4], color=LIMIT_COLOR).encode(
+            x=ax, y=ay,
+            detail="label:N",
+            tooltip=[alt.Tooltip("label:N", title="physical limit"), alt.Tooltip(f"{x}:Q", title=x_title),
+                     alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f")],
+        ))
+    if not layers:
+        return _empty(f"{title}: no data yet").properties(title=title)
+    return alt.layer(*layers).properties(width=W, height=H, title=title)
+
+
+def _legend_note(reference: pd.DataFrame, limit: pd.DataFrame) -> str:
+    notes = []
+    if not reference.empty:
+        notes.append("◇ article's numbers (red: beyond the physical limit)")
+    if not limit.empty:
+        notes.append(f"- - - {limit['label'].iloc[0]}")
+    return "   ".join(notes)
+
+
+def concurrency_chart(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame) -> alt.VConcatChart:
+    """TTFT and output tokens/s against concurrency."""
+    ttft = _panel(measured, reference, limit, "max_concurrency", "mean_ttft_ms", "concurrency",
+                  "mean TTFT (ms)", "Time to first token", detail="input_len")
+    tput = _panel(measured, reference, limit, "max_concurrency", "output_throughput", "concurrency",
+                  "output tokens/s", "Output throughput", detail="input_len")
+    return alt.vconcat(alt.hconcat(ttft, tput)).properties(
+        title=alt.Title("By concurrency", subtitle=_legend_note(reference, limit)))
+
+
+def input_length_chart(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame) -> alt.VConcatChart:
+    """TTFT and output tokens/s against prompt length."""
+    ttft = _panel(measured, reference, limit, "input_len", "mean_ttft_ms", "prompt tokens", "mean TTFT (ms)",
+                  "Time to first token", log_x=True, detail="max_concurrency")
+    tput = _panel(measured, reference, limit, "input_len", "output_throughput", "prompt tokens",
+                  "output tokens/s", "Output throughput", log_x=True, detail="max_concurrency")
+    return alt.vconcat(alt.hconcat(ttft, tput)).properties(
+        title=alt.Title("By prompt length", subtitle=_legend_note(reference, limit)))
+
+
+def latency_distribution(requests: pd.DataFrame, summary: pd.DataFrame) -> alt.Chart:
+    """The spread of TTFT and end-to-end latency over the requests of each point."""
+    if requests.empty or "e2el_ms" not in requests.columns:
+        return _empty("Latency distribution: no data yet")
+    df = requests[(~requests["warmup"].astype(bool)) & requests["e2el_ms"].notna()].copy()
+    if df.empty:
+        return _empty("Latency distribution: no completed request")
+    labels = {}
+    for row in summary.to_dict("records"):
+        rate = row.get("request_rate")
+        load = f"{rate:g} req/s" if isinstance(rate, float) and rate != float("inf") else f"C={row['max_concurrency']}"
+        labels[row["point"]] = f"{row['point'] + 1}: {load}, in {row['input_len']}"
+    df["point_label"] = df["point"].map(labels).fillna(df["point"].astype(str))
+    long = df.melt(id_vars=["point_label"], value_vars=[c for c in ("ttft_ms", "e2el_ms") if c in df.columns],
+                   var_name="metric", value_name="ms").dropna()
+    long["metric"] = long["metric"].map({"ttft_ms": "TTFT", "e2el_ms": "end-to-end"})
+    return alt.Chart(long).mark_boxplot(extent="min-max", size=18).encode(
+        x=alt.X("point_label:N", title="point", sort=None, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("ms:Q", title="ms"),
+        color=alt.Color("metric:N", title=None),
+        xOffset="metric:N",
+    ).properties(width=2 * W, height=H, title="Latency per request, by point (box: quartiles, whiskers: min–max)")
+
+
+def timeline_chart(timeline: pd.DataFrame) -> alt.VConcatChart | alt.Chart:
+    """The server's view during the run: KV-cache use, and running and waiting requests."""
+    if timeline.empty or "kv_cache_usage" not in timeline.columns:
+        return _empty("Server timeline: no data yet (the server's /metrics during a run)")
+    df = timeline.copy()
+    df["kv_cache_pct"] = df["kv_cache_usage"] * 100
+    kv = alt.Chart(df).mark_area(opacity=0.35, line=True).encode(
+        x=alt.X("t_s:Q", title="seconds since the run started"), y=alt.Y("kv_cache_pct:Q", title="KV cache used (%)"),
+        tooltip=[alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("kv_cache_pct:Q", format=".1f"), "point:Q"],
+    ).properties(width=2 * W, height=120, title="KV cache")
+    queue_cols = [c for c in ("running", "waiting") if c in df.columns]
+    queue = alt.Chart(df).transform_fold(queue_cols, as_=["queue", "requests"]).mark_line().encode(
+        x=alt.X("t_s:Q", title="seconds since the run started"), y=alt.Y("requests:Q", title="requests"),
+        color=alt.Color("queue:N", title=None),
+    ).properties(width=2 * W, height=120, title="Running and waiting requests")
+    return alt.vconcat(kv, queue)

@@ -1,0 +1,131 @@
+"""The chat: streaming one reply from the server through the openai SDK, with its own timings.
+
+This module owns turning a Gradio message history into OpenAI messages, streaming a reply, timing
+it (time to first token, tokens from the server's usage, tokens/s), closing the stream when the
+caller stops (so vLLM aborts the request), and turning API failures into `ChatError` messages a
+person can act on. It knows nothing about Gradio components or the vLLM process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import openai
+
+
+class ChatError(Exception):
+    """The reply failed; the message says why in words for the person chatting."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    system_prompt: str = ""
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class ReplyStats:
+    """Measured for one answer: from sending to the first content, and over the whole reply."""
+
+    ttft_s: float | None
+    seconds: float
+    tokens: int | None  # from the server's usage
+    finish_reason: str | None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens after the first, over the time after the first (the decode rate)."""
+        if not self.tokens or self.tokens < 2 or self.ttft_s is None or self.seconds <= self.ttft_s:
+            return None
+        return (self.tokens - 1) / (self.seconds - self.ttft_s)
+
+    def line(self) -> str:
+        parts = [f"first token {self.ttft_s:.2f} s" if self.ttft_s is not None else "no token"]
+        if self.tokens is not None:
+            parts.append(f"{self.tokens} tokens")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:.1f} tokens/s")
+        parts.append(f"{self.seconds:.1f} s in all")
+        if self.finish_reason == "length":
+            parts.append("stopped at max tokens")
+        return " · ".join(parts)
+
+
+def text_of(content: object) -> str:
+    """Gradio 6 message content (a string, or a list of blocks) as plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(text_of(block) for block in content)
+    if isinstance(content, dict):
+        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
+    return ""
+
+
+def to_openai(history: list[dict], system_prompt: str = "") -> list[dict]:
+    """Plain {role, content} messages; the stats lines under answers (they carry metadata) are left out."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    for m in history:
+        if m.get("metadata") or m.get("role") not in ("user", "assistant"):
+            continue
+        text = text_of(m.get("content"))
+        if text:
+            messages.append({"role": m["role"], "content": text})
+    return messages
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, openai.APIConnectionError):
+        return "The model server cannot be reached: it may be starting or down. Try again in a moment."
+    if isinstance(exc, openai.APITimeoutError):
+        return "The model server did not answer in time."
+    if isinstance(exc, openai.APIStatusError):
+        try:
+            detail = exc.response.json().get("error", {}).get("message") or exc.message
+        except ValueError:
+            detail = exc.message
+        return f"The model server refused the request (HTTP {exc.status_code}): {detail}"
+    return f"The reply failed: {exc}"
+
+
+async def stream_reply(
+    base_url: str, api_key: str, model: str, messages: list[dict], sampling: Sampling,
+) -> AsyncIterator[tuple[str, ReplyStats | None]]:
+    """Yield (text so far, None) while streaming, then (text, stats) once.
+
+    If the caller stops iterating (Gradio's stop cancels the task), the stream is closed, so the
+    server sees the disconnect and aborts the request.
+    """
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=600)
+    start = time.perf_counter()
+    ttft = None
+    text, tokens, finish = "", None, None
+    try:
+        stream = await client.chat.completions.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True},
+            temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+        )
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    tokens = chunk.usage.completion_tokens
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                finish = choice.finish_reason or finish
+                piece = choice.delta.content or ""
+                if piece:
+                    ttft = ttft if ttft is not None else time.perf_counter() - start
+                    text += piece
+                    yield text, None
+        finally:
+            await stream.close()
+    except openai.OpenAIError as exc:
+        raise ChatError(_explain(exc)) from exc
+    finally:
+        await client.close()
+    yield text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish)
