@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import gradio as gr
@@ -133,7 +134,8 @@ def make_chat(server: engine.VLLMServer):
             return history, ""
         return history[:i], chat.text_of(history[i]["content"])
 
-    async def api_chat(message: str, system_prompt: str = "", max_tokens: int = 256, temperature: float = 0.7):
+    async def api_chat(message: str, system_prompt: str = "", max_tokens: int = 256,
+                       temperature: float = 0.7) -> AsyncIterator[str]:
         """One message in, the reply out (streamed)."""
         try:
             base = server.require_ready()
@@ -413,13 +415,15 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
         seen = gr.State("")
 
         status_timer = gr.Timer(1.0)
-        status_timer.tick(refresh_status, outputs=[status, banner, log], show_progress="hidden", queue=False)
+        status_timer.tick(refresh_status, outputs=[status, banner, log], show_progress="hidden", queue=False,
+                          api_visibility="private")
         bench_timer = gr.Timer(1.0)
-        bench_timer.tick(tick, inputs=seen, outputs=[progress, seen, runs_dd], show_progress="hidden")
-        demo.load(refresh_status, outputs=[status, banner, log], queue=False)
-        demo.load(on_preset, preset_dd, [preset_info, conc, inlen, outlen, nreq, stream])
+        bench_timer.tick(tick, inputs=seen, outputs=[progress, seen, runs_dd], show_progress="hidden",
+                         api_visibility="private")
+        demo.load(refresh_status, outputs=[status, banner, log], queue=False, api_visibility="private")
+        demo.load(on_preset, preset_dd, [preset_info, conc, inlen, outlen, nreq, stream], api_visibility="private")
         views = [conc_plot, len_plot, dist_plot, timeline_plot, summary_df, downloads, ref_conc, ref_len]
-        demo.load(show, [runs_dd, uploads, gpu_dd], views)
+        demo.load(show, [runs_dd, uploads, gpu_dd], views, api_visibility="private")
 
         chat_inputs = [chatbot, system, temperature, top_p, max_tokens]
         submitted = msg.submit(add_user, [msg, chatbot], [msg, chatbot], queue=False, api_visibility="private").then(
@@ -432,7 +436,8 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
         chatbot.undo(undo, chatbot, [chatbot, msg], queue=False, api_visibility="private")
         gr.api(api_chat, api_name="chat", concurrency_limit=chat_limit)
 
-        preset_dd.change(on_preset, preset_dd, [preset_info, conc, inlen, outlen, nreq, stream])
+        preset_dd.change(on_preset, preset_dd, [preset_info, conc, inlen, outlen, nreq, stream],
+                         api_visibility="private")
         start_btn.click(start, [preset_dd, conc, inlen, outlen, nreq, stream, admin], progress,
                         concurrency_id="benchmark", api_visibility="private")
         stop_btn.click(stop, admin, progress, api_visibility="private")

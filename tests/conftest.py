@@ -75,3 +75,22 @@ def stub(tmp_path):
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+ADMIN = "admin-secret"
+
+
+@pytest.fixture(scope="session")
+def app_url(vllm_server, tmp_path_factory):
+    """The app launched once per session on the shared vLLM server, with an admin password."""
+    import app
+    import runs
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    coord = runs.BenchmarkCoordinator(vllm_server, runs_dir=runs_dir)
+    demo = app.build_demo(vllm_server, coord, admin_password=ADMIN)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), allowed_paths=[str(runs_dir)],
+                            quiet=True)
+    yield url.rstrip("/")
+    demo.close()

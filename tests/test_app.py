@@ -1,0 +1,87 @@
+"""The app through gradio_client, against the launched app and the real vLLM (CPU) server."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+from gradio_client import Client
+
+from conftest import ADMIN
+
+SMALL = json.dumps({"concurrency": [1, 2], "input_len": [64], "output_len": 8, "num_requests": 3,
+                    "warmup_requests": 0})
+
+
+@pytest.fixture
+def client(app_url):
+    c = Client(app_url, verbose=False)
+    yield c
+    c.close()
+
+
+def server_counter(vllm_server, name: str, label: str = "") -> float:
+    text = urllib.request.urlopen(f"{vllm_server.base_url}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and label in line)
+
+
+def test_chat_streams_a_reply(client):
+    job = client.submit("Hello there", "", 24, 0.7, api_name="/chat")
+    partials = list(job)
+    assert len(partials) > 1 and len(partials[-1]) > len(partials[0])  # it grew in steps
+    assert job.outputs()[-1] == partials[-1] and partials[-1].strip()
+
+
+def test_stop_ends_the_request_on_the_server(client, vllm_server):
+    # A 3000-token reply takes the CPU smoke model about a minute; after stop, the server must stop
+    # generating at once. (This vLLM build does not count client disconnects as finished_reason=abort.)
+    job = client.submit("Tell me a long story", "", 3000, 0.7, api_name="/chat")
+    for _ in job:  # wait until tokens flow, then stop
+        break
+    assert server_counter(vllm_server, "vllm:num_requests_running") == 1
+    job.cancel()
+    deadline = time.monotonic() + 10
+    while server_counter(vllm_server, "vllm:num_requests_running") > 0:
+        assert time.monotonic() < deadline, "the server kept generating after stop"
+        time.sleep(0.2)
+    generated = server_counter(vllm_server, "vllm:generation_tokens_total")
+    time.sleep(2)
+    assert server_counter(vllm_server, "vllm:generation_tokens_total") == generated
+
+
+def test_a_small_preset_run_returns_its_csv(client):
+    summary, csv_path = client.predict("article-concurrency-sweep", SMALL, ADMIN, api_name="/run_benchmark")
+    table = pd.read_csv(csv_path)
+    assert list(table["max_concurrency"]) == [1, 2] and (table["completed"] == 3).all()
+    assert (table["mean_output_tokens"] == 8).all() and table["mean_ttft_ms"].gt(0).all()
+    assert summary["data"] and len(summary["data"]) == 2
+
+
+def test_a_second_benchmark_while_one_runs_is_refused(client, app_url):
+    long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 12})
+    first = client.submit("article-concurrency-sweep", long_run, ADMIN, api_name="/run_benchmark")
+    time.sleep(3)
+    other = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="already running"):
+        other.predict("article-concurrency-sweep", SMALL, ADMIN, api_name="/run_benchmark")
+    other.close()
+    first.result(timeout=300)
+
+
+def test_admin_actions_need_the_admin_password(client):
+    with pytest.raises(Exception, match="admin password"):
+        client.predict("article-concurrency-sweep", SMALL, "wrong", api_name="/run_benchmark")
+    with pytest.raises(Exception, match="admin password"):
+        client.predict("article-concurrency-sweep", SMALL, "", api_name="/run_benchmark")
+
+
+def test_bad_workload_edits_come_back_as_clear_errors(client):
+    with pytest.raises(Exception, match="concurrency"):
+        client.predict("article-concurrency-sweep", json.dumps({"concurrency": [0]}), ADMIN, api_name="/run_benchmark")
+    with pytest.raises(Exception, match="exceeds the server's max_model_len"):
+        client.predict("article-concurrency-sweep", json.dumps({"input_len": [4090], "num_requests": 1}), ADMIN,
+                       api_name="/run_benchmark")

@@ -1,0 +1,75 @@
+"""A real browser (Debian's Chromium via Playwright): both tabs, one chat, one small preset run.
+
+Screenshots go to screenshots/ in the project folder; any JavaScript error in the console fails.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import ADMIN, ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "screenshots"
+
+
+INK = """(sel) => {  // pixels of a chart's canvas that are not background
+  const c = document.querySelector(sel + ' canvas');
+  if (!c || !c.width) return 0;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) n++;
+  return n;
+}"""
+
+
+@pytest.fixture
+def page(app_url):
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run"])
+        pg = browser.new_page(viewport={"width": 1300, "height": 1400})
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(app_url)
+        yield pg
+        browser.close()
+    assert not errors, f"JavaScript errors in the console: {errors}"
+
+
+def test_both_tabs_chat_once_and_run_a_small_preset(page):
+    SHOTS.mkdir(exist_ok=True)
+    expect(page.locator("#server-status")).to_contain_text("ready", timeout=30_000)
+    expect(page.locator("#model-warning")).to_contain_text("gibberish")
+
+    page.get_by_placeholder("Type a message…").fill("Say hello in **bold**.")
+    page.get_by_role("button", name="Send").click()
+    stats = re.compile(r"first token [0-9.]+ s · [0-9]+ tokens · [0-9.]+ tokens/s")
+    expect(page.locator("#chatbot")).to_contain_text(stats, timeout=60_000)
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+    page.get_by_role("tab", name="Benchmark").click()
+    expect(page.locator("#plot-concurrency canvas")).to_be_visible(timeout=20_000)
+    page.wait_for_timeout(1000)
+    before = page.evaluate(INK, "#plot-concurrency")
+    assert before > 2000  # axes, the article's diamonds and the physical limit are drawn
+    page.locator("#w-concurrency textarea, #w-concurrency input").first.fill("1, 2")
+    page.locator("#w-num-requests input").fill("3")
+    page.locator("#w-output-len input").fill("8")
+    page.get_by_label("Admin password").fill(ADMIN)
+    page.locator("#start").click()
+    expect(page.locator("#bench-progress")).to_contain_text("completed", timeout=180_000)
+    expect(page.locator("#summary")).to_contain_text("output tok/s", timeout=20_000)
+    # The measured series (lines, points, legend) was drawn into the chart.
+    page.wait_for_function(f"({INK})('#plot-concurrency') > {before} + 500", timeout=20_000)
+    assert page.evaluate(INK, "#plot-input-length") > 2000
+    page.get_by_text("The article's numbers beside the physical limit").click()
+    expect(page.get_by_text("exceeds_bound").locator("visible=true").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "benchmark.png"), full_page=True)
