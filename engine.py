@@ -128,6 +128,11 @@ def server_env(device: models.Device, base: dict[str, str] | None = None) -> dic
     return env
 
 
+def new_api_key() -> str:
+    """A random key; the prefix keeps it from starting with '-', which argparse would read as a flag."""
+    return "sk-" + secrets.token_urlsafe(24)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -167,6 +172,27 @@ class Status:
     log_path: str = ""
     settings: ServerSettings | None = None
 
+
+# A watchdog per launch: it blocks reading a pipe whose write end only the app holds. The kernel
+# closes that end when the app exits or is killed (even by SIGKILL, even while vLLM is still
+# starting and ignores SIGTERM), and the watchdog then ends vLLM's whole process group.
+WATCHDOG = r"""
+import os, signal, sys, time
+pgid = int(sys.argv[1])
+sys.stdin.buffer.read()
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            sys.exit(0)
+        time.sleep(0.1)
+"""
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -231,9 +257,10 @@ class VLLMServer:
         self.ready_timeout_s = ready_timeout_s
         self.log_dir = log_dir
         self.fixed_port = port
-        self._api_key = api_key if endpoint else secrets.token_urlsafe(24)
+        self._api_key = api_key if endpoint else new_api_key()
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen | None = None
         self._generation = 0  # bumps on every start/stop so a stale supervisor stands down
         self._state = State.STOPPED
         self._message = "not started"
@@ -344,9 +371,13 @@ class VLLMServer:
 
     def _stop_locked(self) -> None:
         proc, self._proc = self._proc, None
+        watchdog, self._watchdog = self._watchdog, None
         self._max_model_len = None
         if proc is not None:
             terminate_group(proc)
+        if watchdog is not None:  # closing its pipe lets it exit; the group is already gone
+            watchdog.stdin.close()
+            watchdog.wait(timeout=15)
 
     def _set(self, state: State, message: str, generation: int) -> bool:
         with self._lock:
@@ -393,6 +424,9 @@ class VLLMServer:
                 except OSError as exc:
                     self._set(State.FAILED, f"Could not start vLLM: {exc}", generation)
                     return
+            self._watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(proc.pid)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              start_new_session=True)
             self._proc = proc
             self._message = f"loading {settings.served_model_name} (log: {log_path})"
         deadline = time.monotonic() + self.ready_timeout_s

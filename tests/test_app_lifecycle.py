@@ -55,3 +55,16 @@ def test_killing_the_app_leaves_no_vllm_process(sig, tmp_path):
     finally:
         if app.poll() is None:
             app.kill()
+
+
+def test_the_watchdog_ends_the_group_when_its_pipe_closes(tmp_path):
+    """The pipe closing is what the kernel does when the app dies, even by SIGKILL."""
+    victim = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "time.sleep(600)"], start_new_session=True)
+    watchdog = subprocess.Popen([sys.executable, "-c", engine.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
+                                start_new_session=True)
+    time.sleep(0.5)
+    assert victim.poll() is None
+    watchdog.stdin.close()
+    assert victim.wait(timeout=20) == -signal.SIGKILL  # it ignored SIGTERM, so it took SIGKILL
+    watchdog.wait(timeout=5)

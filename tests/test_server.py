@@ -32,6 +32,11 @@ def test_command_has_module_entry_loopback_key_and_only_typed_flags():
         assert absent not in cmd  # None means vLLM's own default: say nothing
 
 
+def test_api_keys_never_look_like_a_flag():
+    keys = {engine.new_api_key() for _ in range(2000)}
+    assert len(keys) == 2000 and not any(k.startswith("-") for k in keys)
+
+
 def test_command_maps_every_setting():
     s = settings(max_model_len=8192, max_num_seqs=8, enable_chunked_prefill=True, enable_prefix_caching=False,
                  gpu_memory_utilization=0.85, tensor_parallel_size=2, dtype="bfloat16", kv_cache_dtype="fp8",
