@@ -59,6 +59,8 @@ def make_server(args: argparse.Namespace) -> engine.VLLMServer:
         server.start()
         return server
     source = models.resolve(args.model, args.weights, device)
+    if source.warning:
+        print(f"NOTE: {source.warning}", flush=True)
     server = engine.VLLMServer(device, source)
     server.start(engine.default_settings(source, device))
     return server
@@ -233,7 +235,7 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_views(folders: list[Path], uploads: list[str] | None, gpu_name: str, server: engine.VLLMServer):
+def load_views(folders: list[Path], uploads: list[str] | None, gpu_name: str, shape: roofline.ModelShape):
     """Charts, the summary table and downloads for the selected runs (the first is the main one)."""
     measured, main = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     for i, folder in enumerate(folders):
@@ -248,7 +250,6 @@ def load_views(folders: list[Path], uploads: list[str] | None, gpu_name: str, se
         except engine.EngineError as exc:
             gr.Warning(str(exc))
     measured_df = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()
-    shape = roofline.ModelShape.load(roofline.article()["model"])
     g = roofline.gpu(gpu_name)
     r = roofline.Roofline(shape, g)
     ref_conc, ref_len = roofline.reference_series(shape, g)
@@ -325,7 +326,7 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
     def show(selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
         folders = [Path(f) for f in (selected or [])]
         conc_tab, len_tab = reference_tables(roofline.ModelShape.load(roofline.article()["model"]), roofline.gpu(gpu_name))
-        return (*load_views(folders, uploads, gpu_name, server), conc_tab, len_tab)
+        return (*load_views(folders, uploads, gpu_name, runs.limit_shape(server)), conc_tab, len_tab)
 
     def api_run_benchmark(preset: str, overrides: str, admin: str):
         require_admin(admin)

@@ -414,6 +414,8 @@ class VLLMServer:
                 return
             self._port, self._log_path = port, log_path
             with log_path.open("ab") as log:
+                if self.source is not None and self.source.warning:
+                    log.write(f"# NOTE: {self.source.warning}\n".encode())
                 log.write(("$ " + " ".join(a if a != self._api_key else "***" for a in cmd) + "\n").encode())
                 log.flush()
                 try:
@@ -455,9 +457,9 @@ class VLLMServer:
             ok = self._probe(self.endpoint, None)
             if ok:
                 self._set(State.READY, f"attached to {self.endpoint}", generation)
-            else:
-                self._set(State.STARTING if self._state is not State.READY else State.FAILED,
-                          f"{self.endpoint} does not answer", generation)
+            else:  # never answered yet: still starting; answered before: failed until it answers again
+                was_up = self._state in (State.READY, State.FAILED)
+                self._set(State.FAILED if was_up else State.STARTING, f"{self.endpoint} does not answer", generation)
             time.sleep(2.0)
 
     def _probe(self, base_url: str, expect_model: str | None) -> bool:

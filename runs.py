@@ -60,13 +60,26 @@ def gpu_of(device: models.Device) -> roofline.GPU | None:
         return None
 
 
+def limit_shape(server: engine.VLLMServer) -> roofline.ModelShape:
+    """The model whose physical limit the charts draw: the served one on a GPU, else the article's."""
+    if server.device.is_gpu and server.settings is not None:
+        try:
+            return roofline.ModelShape.load(server.settings.model)
+        except roofline.RooflineError:
+            pass
+    return roofline.ModelShape.load(roofline.article()["model"])
+
+
 def check_fit(server: engine.VLLMServer, settings: engine.ServerSettings) -> roofline.Fit:
     """Pre-flight for a launch on this machine's GPU; no check without a known GPU."""
     g = gpu_of(server.device)
     if g is None:
         why = "no GPU (the CPU smoke model)" if not server.device.is_gpu else f"unknown GPU {server.device.name}"
         return roofline.Fit(True, f"No memory check applies: {why}.", None)
-    shape = roofline.ModelShape.load(settings.model)
+    try:
+        shape = roofline.ModelShape.load(settings.model)
+    except roofline.RooflineError as exc:
+        return roofline.Fit(True, f"No memory check applies: {exc}.", None)
     return roofline.preflight(shape, g, settings.max_model_len or shape.max_position or 32768,
                               settings.gpu_memory_utilization or 0.9, settings.tensor_parallel_size,
                               settings.dtype, settings.kv_cache_dtype)

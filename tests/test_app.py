@@ -85,3 +85,27 @@ def test_bad_workload_edits_come_back_as_clear_errors(client):
     with pytest.raises(Exception, match="exceeds the server's max_model_len"):
         client.predict("article-concurrency-sweep", json.dumps({"input_len": [4090], "num_requests": 1}), ADMIN,
                        api_name="/run_benchmark")
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_message(client):
+    with pytest.raises(Exception, match="maximum context length|max_model_len|too long"):
+        client.predict("word " * 5000, "", 16, 0.7, api_name="/chat")
+
+
+def test_auth_protects_the_whole_app(vllm_server, tmp_path):
+    import app as app_module
+    import engine
+    import runs
+
+    demo = app_module.build_demo(vllm_server, runs.BenchmarkCoordinator(vllm_server, runs_dir=tmp_path))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), auth=("ann", "pw"), quiet=True)
+    try:
+        with pytest.raises(Exception):
+            Client(url, verbose=False)
+        with pytest.raises(Exception):
+            Client(url, auth=("ann", "wrong"), verbose=False)
+        ok = Client(url, auth=("ann", "pw"), verbose=False)
+        assert "/chat" in ok.view_api(return_format="dict")["named_endpoints"]
+        ok.close()
+    finally:
+        demo.close()

@@ -173,6 +173,9 @@ def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
     )
     assert reply.usage.completion_tokens == 8 and reply.choices[0].message.content
     assert vllm_server.max_model_len == 4096
+    log = open(status.log_path).read()
+    assert "NOTE: CPU smoke model" in log and "gibberish" in log  # the log says it plainly too
+    assert vllm_server.api_key not in log  # the key is masked in the logged command line
 
 
 def test_server_refuses_requests_without_its_api_key(vllm_server):
@@ -213,3 +216,16 @@ def test_server_killed_while_running_is_failed_then_stops_cleanly(device, model_
         server.require_ready()
     server.stop()
     assert not engine.group_alive(pgid)
+
+
+def test_attaching_to_an_endpoint_launches_nothing_and_follows_it(device, stub):
+    url = stub()
+    server = engine.VLLMServer(device, endpoint=url + "/", api_key="k")
+    server.start()
+    status = server.wait_ready(10)
+    assert status.state is engine.State.READY and status.base_url == url and server.pid is None
+    assert server.served_model_name == "stub" and server.max_model_len == 262_144
+    stub.procs[0].kill()
+    status = server.wait_for((engine.State.FAILED,), 10)
+    assert status.state is engine.State.FAILED and "does not answer" in status.message
+    server.stop()
