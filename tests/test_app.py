@@ -68,6 +68,8 @@ def test_a_second_benchmark_while_one_runs_is_refused(client, app_url):
     other = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="already running"):
         other.predict("article-concurrency-sweep", SMALL, ADMIN, api_name="/run_benchmark")
+    assert other.predict("Still there?", "", 8, 0.7, api_name="/chat").strip()  # the chat stays usable
+    assert not first.done()
     other.close()
     first.result(timeout=300)
 
