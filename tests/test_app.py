@@ -62,7 +62,7 @@ def test_a_small_preset_run_returns_its_csv(client):
 
 
 def test_a_second_benchmark_while_one_runs_is_refused(client, app_url):
-    long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 12})
+    long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 40})  # ~45 s
     first = client.submit("article-concurrency-sweep", long_run, ADMIN, api_name="/run_benchmark")
     time.sleep(3)
     other = Client(app_url, verbose=False)
