@@ -465,14 +465,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         server = make_server(args)
     except (models.ModelSourceError, engine.EngineError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     admin = args.admin_password
     if admin is None and (args.share or args.host not in ("127.0.0.1", "localhost")):
         admin = secrets.token_urlsafe(9)
         print(f"Admin password for benchmarks and restarts (set --admin-password to choose one): {admin}", flush=True)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    # SIGTERM (a service manager, `kill`) exits through atexit, which stops vLLM; SIGKILL is
-    # covered by the server's parent-death signal.
+    # SIGTERM (a service manager, `kill`) exits through atexit, which stops vLLM; after SIGKILL
+    # the server's watchdog process does it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo = build_demo(server, runs.BenchmarkCoordinator(server), admin)
     demo.queue(default_concurrency_limit=None).launch(

@@ -12,7 +12,6 @@ import altair as alt
 import pandas as pd
 
 W, H = 340, 230
-MEASURED = "measured"
 LIMIT_COLOR = "#555"
 EXCEEDS_COLOR = "#d62728"
 

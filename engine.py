@@ -13,7 +13,6 @@ weights come from in `models.py`; the command line below is a thin layer over th
 from __future__ import annotations
 
 import atexit
-import ctypes
 import enum
 import json
 import os
@@ -194,13 +193,6 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         time.sleep(0.1)
 """
 
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec: keep it tiny
-    if _libc is not None:
-        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the launching thread dies
-
 
 def _tail(path: Path, lines: int = 20) -> tuple[str, ...]:
     try:
@@ -235,9 +227,8 @@ class VLLMServer:
     """One vLLM server process, or an attached endpoint, with an explicit lifecycle.
 
     `start()` returns at once; a supervisor thread downloads weights if needed, launches the
-    process, waits for /health and then watches for the process to exit. The supervisor is the
-    thread that launches the process, so the process gets SIGTERM (PR_SET_PDEATHSIG) if the app
-    dies without running `stop()`.
+    process, waits for /health and then watches for the process to exit. `stop()` runs at exit;
+    if the app dies without running it, the launch's watchdog process ends vLLM's group.
     """
 
     def __init__(
@@ -421,7 +412,7 @@ class VLLMServer:
                 try:
                     proc = subprocess.Popen(
                         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=server_env(self.device), start_new_session=True, preexec_fn=_die_with_parent,
+                        env=server_env(self.device), start_new_session=True,
                     )
                 except OSError as exc:
                     self._set(State.FAILED, f"Could not start vLLM: {exc}", generation)

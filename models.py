@@ -9,7 +9,6 @@ written for a person.
 from __future__ import annotations
 
 import errno
-import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -201,13 +200,3 @@ def download(repo_id: str, on_progress: ProgressFn, token: str | None = None) ->
             ) from exc
         raise ModelSourceError(f"Could not download {repo_id}: {exc}") from exc
 
-
-def read_config(path_or_folder: str | Path) -> dict:
-    """A model's config.json as a dict, from a folder or a file."""
-    path = Path(path_or_folder)
-    if path.is_dir():
-        path = path / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelSourceError(f"Could not read the model config {path}: {exc}") from exc

@@ -86,18 +86,17 @@ def main() -> None:
     rows = []
     for level in [int(x) for x in args.levels.split(",")]:
         n = max(16, 2 * level)
-        for name, fn in (("ours", lambda u: ours(u, level, n, out)),
-                         ("vllm bench serve", lambda u: vllms(u, level, n, tokenizer))):
-            stub, url = start_stub(args.ttft_ms, args.itl_ms)
+        for name in ("ours", "vllm bench serve"):
+            stub, url = start_stub(args.ttft_ms, args.itl_ms)  # a fresh stub for each client
             try:
-                ttft, tpot, cpu = fn(url)
+                ttft, tpot, cpu = ours(url, level, n, out) if name == "ours" else vllms(url, level, n, tokenizer)
             finally:
                 stub.kill()
                 stub.wait()
             rows.append((level, name, ttft - args.ttft_ms, tpot - args.itl_ms, cpu, n))
     print(f"\nstub truth: TTFT {args.ttft_ms:g} ms, TPOT {args.itl_ms:g} ms; {INPUT_LEN}-token prompts, "
           f"{OUTPUT_LEN}-token replies; {os.cpu_count()} cores\n")
-    print(f"| streams | client | TTFT error (ms) | TPOT error (ms) | client CPU (s) | requests |")
+    print("| streams | client | TTFT error (ms) | TPOT error (ms) | client CPU (s) | requests |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for level, name, dttft, dtpot, cpu, n in rows:
         print(f"| {level} | {name} | {dttft:+.1f} | {dtpot:+.2f} | {cpu:.2f} | {n} |")

@@ -9,6 +9,7 @@ import urllib.request
 import pandas as pd
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
 
 from conftest import ADMIN
 
@@ -102,9 +103,9 @@ def test_auth_protects_the_whole_app(vllm_server, tmp_path):
     demo = app_module.build_demo(vllm_server, runs.BenchmarkCoordinator(vllm_server, runs_dir=tmp_path))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), auth=("ann", "pw"), quiet=True)
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(AuthenticationError, match="credentials were not provided"):
             Client(url, verbose=False)
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError, match="Could not login"):
             Client(url, auth=("ann", "wrong"), verbose=False)
         ok = Client(url, auth=("ann", "pw"), verbose=False)
         assert "/chat" in ok.view_api(return_format="dict")["named_endpoints"]
