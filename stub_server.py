@@ -2,7 +2,9 @@
 
 It answers like vLLM (role chunk with the first token, one chunk per token, continuous usage,
 a final usage chunk, [DONE]) after a set time to first token and a set time per token, so a
-client's TTFT and TPOT can be compared with the truth. Its "tokenizer" counts words: one token
+client's TTFT and TPOT can be compared with the truth. GET /stub/served lists, per request, the
+TTFT and E2E the stub really produced (from receiving the request to sending a token), which
+under a burst of streams can run a few ms behind the set values. Its "tokenizer" counts words: one token
 per space-separated word plus a fixed chat-template overhead. It knows nothing of the project.
 
     python stub_server.py --port 8200 --ttft-ms 150 --itl-ms 20
@@ -28,6 +30,7 @@ def count(messages: list[dict]) -> int:
 
 def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> web.Application:
     stats = {"running": 0}
+    served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
 
     async def chat(request: web.Request) -> web.StreamResponse:
         received = time.perf_counter()
@@ -54,6 +57,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
             def usage(done: int) -> dict:
                 return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
+            first = last = None
             for i in range(n):
                 # Sleep to absolute deadlines so timer jitter does not accumulate over a reply.
                 due = start + (ttft_ms + itl_ms * i) / 1000
@@ -65,10 +69,13 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
                     await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
                                  "usage": usage(0)})
                 # perf_counter is CLOCK_MONOTONIC, shared by processes: a client can compare stamps.
+                last = time.perf_counter()
+                first = first or last
                 await event({"choices": [{"index": 0, "delta": {"content": " tok"}}], "usage": usage(i + 1),
-                             "stub_received": received, "stub_sent": time.perf_counter()})
+                             "stub_received": received, "stub_sent": last})
             await event({"choices": [], "usage": usage(n)})
             await event("[DONE]")
+            served.append({"ttft_s": first - received, "e2el_s": last - received})
             return resp
         finally:
             stats["running"] -= 1
@@ -80,6 +87,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
         else:
             n = len(body.get("prompt", "").split())
         return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": []})
+
+    async def served_log(_: web.Request) -> web.Response:
+        return web.json_response(served)
 
     async def detokenize(request: web.Request) -> web.Response:
         body = await request.json()
@@ -104,7 +114,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
     app.add_routes([
         web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize),
         web.post("/detokenize", detokenize), web.get("/v1/models", models),
-        web.get("/health", health), web.get("/metrics", metrics),
+        web.get("/health", health), web.get("/metrics", metrics), web.get("/stub/served", served_log),
     ])
     return app
 

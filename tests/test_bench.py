@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 
 import pandas as pd
 import pytest
@@ -30,15 +31,21 @@ def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status == "completed" and row["completed"] == concurrency * 2 and row["failed"] == 0
-    # At 32 streams the requests leave in a burst: measured with the stub's own stamps, ~5 ms pass
-    # between the client's send and the stub's handler (both Python, 2 cores) and ~1.5 ms in delivery.
-    slack = 3 if concurrency == 1 else 10
-    assert row["mean_ttft_ms"] == pytest.approx(100, abs=slack)
-    assert row["mean_tpot_ms"] == pytest.approx(20, abs=2)
-    assert row["median_itl_ms"] == pytest.approx(20, abs=2)
-    assert row["mean_e2el_ms"] == pytest.approx(100 + 29 * 20, abs=slack + 2)  # carries TTFT's offset
+    assert row["mean_tpot_ms"] == pytest.approx(20, abs=1)
+    assert row["median_itl_ms"] == pytest.approx(20, abs=1)
     assert row["mean_input_tokens"] == 64 and row["mean_output_tokens"] == 30
     assert row["max_concurrency"] == concurrency
+    # The truth is what the stub really did, timed on its side (same requests, warm-ups included).
+    # Our excess over it is the request's trip to the stub, delivery and our parsing; at 32
+    # streams most of it is a burst of 32 requests passing through two Python processes on 2 cores.
+    served = pd.DataFrame(json.loads(urllib.request.urlopen(url + "/stub/served").read()))
+    assert served["ttft_s"].mean() * 1000 == pytest.approx(100, abs=5)  # the stub kept close to its setting
+    slack = 3 if concurrency == 1 else 10
+    ours = result.requests
+    excess_ttft = ours["ttft_ms"].mean() - served["ttft_s"].mean() * 1000
+    excess_e2el = ours["e2el_ms"].mean() - served["e2el_s"].mean() * 1000
+    assert 0 <= excess_ttft <= slack, f"TTFT: ours {ours['ttft_ms'].mean():.1f} ms, stub's {served['ttft_s'].mean() * 1000:.1f} ms"
+    assert 0 <= excess_e2el <= slack, f"E2E: ours {ours['e2el_ms'].mean():.1f} ms, stub's {served['e2el_s'].mean() * 1000:.1f} ms"
 
 
 def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
