@@ -189,8 +189,8 @@ def preset_markdown(p: presets.Preset, server: engine.VLLMServer) -> str:
     return text
 
 
-def reference_tables(shape: roofline.ModelShape, g: roofline.GPU) -> tuple[pd.DataFrame, pd.DataFrame]:
-    conc, length = roofline.article_tables(shape, g)
+def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The judged article tables, with the columns shown in the app."""
     conc = conc[["concurrency", "mean_ttft_ms", "request_throughput", "output_throughput", "bound_output_throughput",
                  "verdict", "factor"]]
     length = length[["input_len", "mean_ttft_ms", "throughput", "bound_min_ttft_ms", "bound_output_throughput",
@@ -235,8 +235,12 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_views(folders: list[Path], uploads: list[str] | None, gpu_name: str, shape: roofline.ModelShape):
-    """Charts, the summary table and downloads for the selected runs (the first is the main one)."""
+def load_views(folders: list[Path], uploads: list[str] | None, g: roofline.GPU, shape: roofline.ModelShape,
+               ref_conc: pd.DataFrame, ref_len: pd.DataFrame):
+    """Charts, the summary table and downloads for the selected runs (the first is the main one).
+
+    `shape` is the model whose physical limit is drawn; `ref_*` the article's judged rows as series.
+    """
     measured, main = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     for i, folder in enumerate(folders):
         summary, requests, timeline = runs.load_run(folder)
@@ -250,9 +254,7 @@ def load_views(folders: list[Path], uploads: list[str] | None, gpu_name: str, sh
         except engine.EngineError as exc:
             gr.Warning(str(exc))
     measured_df = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()
-    g = roofline.gpu(gpu_name)
     r = roofline.Roofline(shape, g)
-    ref_conc, ref_len = roofline.reference_series(shape, g)
     summary = main[0]
     one_len = int(summary["input_len"].iloc[0]) if not summary.empty and summary["input_len"].nunique() == 1 else 1024
     out_len = int(summary["output_len"].iloc[0]) if not summary.empty else 512
@@ -274,6 +276,8 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
     gpu_names = list(roofline.known_gpus())
     own_gpu = runs.gpu_of(server.device)
     default_gpu = own_gpu.name if own_gpu else roofline.article()["stated_gpu"]
+    article_shape = roofline.ModelShape.load(roofline.article()["model"])
+    limit_shape = runs.limit_shape(server)
 
     def require_admin(password: str) -> None:
         if admin_password is not None and not secrets.compare_digest(password or "", admin_password):
@@ -324,9 +328,12 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
         return [(r.label, str(r.folder)) for r in runs.list_runs(coord.runs_dir)]
 
     def show(selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
-        folders = [Path(f) for f in (selected or [])]
-        conc_tab, len_tab = reference_tables(roofline.ModelShape.load(roofline.article()["model"]), roofline.gpu(gpu_name))
-        return (*load_views(folders, uploads, gpu_name, runs.limit_shape(server)), conc_tab, len_tab)
+        g = roofline.gpu(gpu_name)
+        # The article's numbers are judged for the article's model, once; the limit line is the served model's.
+        judged = roofline.article_tables(article_shape, g)
+        views = load_views([Path(f) for f in (selected or [])], uploads, g, limit_shape,
+                           *roofline.reference_series(*judged))
+        return (*views, *reference_tables(*judged))
 
     def api_run_benchmark(preset: str, overrides: str, admin: str):
         require_admin(admin)
@@ -336,9 +343,8 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
             raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
         if preset not in CATALOGUE:
             raise gr.Error(f"Unknown preset {preset!r}; known: {', '.join(CATALOGUE)}")
-        base = runs.effective_preset(CATALOGUE[preset], server).workload.model_dump()
         try:
-            coord.start(CATALOGUE[preset], base | changes)
+            coord.start(CATALOGUE[preset], changes)  # merged into the preset's workload and validated there
         except (presets.PresetError, engine.EngineError) as exc:
             raise gr.Error(str(exc)) from exc
         snap = runs.wait_idle(coord, 24 * 3600)

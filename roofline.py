@@ -369,9 +369,8 @@ def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization:
 # -- series for charts ---------------------------------------------------------------------------------------
 
 
-def reference_series(shape: ModelShape, g: GPU) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The article's rows with the benchmark's column names, judged against `g`, for plotting."""
-    conc, length = article_tables(shape, g)
+def reference_series(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The judged article tables (from `article_tables`) with the benchmark's column names, for plotting."""
     ref = article()
     source = f"article (stated: {ref['stated_gpu']}, {ref['stated_software'].split(',')[0]})"
     conc = conc.rename(columns={"concurrency": "max_concurrency"}).assign(source=source)

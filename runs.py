@@ -127,12 +127,6 @@ class BenchmarkCoordinator:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait(self, timeout_s: float) -> Snapshot:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-        return self._snap
-
     def _run(self, preset: presets.Preset, settings: engine.ServerSettings | None) -> None:
         try:
             if settings is not None and settings != self.server.settings:
