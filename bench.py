@@ -191,16 +191,17 @@ async def run(
                 prompts = await factory.build(point.input_len, seeds + warm_seeds, point.shared_prefix_len)
                 prompts, warm = prompts[:count], prompts[count:]
                 server.point = point.index
-                done: list[metrics.RequestRecord] = []
+                tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
                 started = time.perf_counter()
 
-                def on_done(rec: metrics.RequestRecord, point=point, done=done, started=started) -> None:
+                def on_done(rec: metrics.RequestRecord, point=point, tally=tally, started=started) -> None:
                     if rec.warmup:
                         return
-                    done.append(rec)
-                    tokens = sum(r.output_tokens or 0 for r in done if r.ok)
-                    on_progress(Progress(point.index + 1, len(run_plan.points), len(done), point.num_requests,
-                                         sum(not r.ok for r in done), tokens / max(1e-9, time.perf_counter() - started),
+                    tally["done"] += 1
+                    tally["failed"] += not rec.ok
+                    tally["tokens"] += (rec.output_tokens or 0) if rec.ok else 0
+                    on_progress(Progress(point.index + 1, len(run_plan.points), tally["done"], point.num_requests,
+                                         tally["failed"], tally["tokens"] / max(1e-9, time.perf_counter() - started),
                                          folder=folder.path))
 
                 cpu0, wall0 = time.process_time(), time.perf_counter()
