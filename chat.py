@@ -8,11 +8,17 @@ person can act on. It knows nothing about Gradio components or the vLLM process.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import openai
+
+
+# A person reads no faster than this; every update costs the UI a render and the app a message per
+# visitor, so tokens arriving faster are sent together.
+UPDATE_INTERVAL_S = 0.05
 
 
 class ChatError(Exception):
@@ -94,15 +100,17 @@ def _explain(exc: Exception) -> str:
 
 async def stream_reply(
     base_url: str, api_key: str, model: str, messages: list[dict], sampling: Sampling,
+    update_interval_s: float = UPDATE_INTERVAL_S,
 ) -> AsyncIterator[tuple[str, ReplyStats | None]]:
     """Yield (text so far, None) while streaming, then (text, stats) once.
 
-    If the caller stops iterating (Gradio's stop cancels the task), the stream is closed, so the
-    server sees the disconnect and aborts the request.
+    The first content is yielded at once; after that at most one update per `update_interval_s`
+    (the stats still time every chunk). If the caller stops iterating (Gradio's stop cancels the
+    task), the stream is closed, so the server sees the disconnect and aborts the request.
     """
     client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=600)
     start = time.perf_counter()
-    ttft = None
+    ttft = last_update = None
     text, tokens, finish = "", None, None
     try:
         stream = await client.chat.completions.create(
@@ -111,6 +119,9 @@ async def stream_reply(
         )
         try:
             async for chunk in stream:
+                # Chunks already buffered are parsed without any real wait; without this, one fast
+                # stream holds the event loop (other visitors, and a stop) for as long as its backlog.
+                await asyncio.sleep(0)
                 if chunk.usage is not None:
                     tokens = chunk.usage.completion_tokens
                 if not chunk.choices:
@@ -119,9 +130,12 @@ async def stream_reply(
                 finish = choice.finish_reason or finish
                 piece = choice.delta.content or ""
                 if piece:
-                    ttft = ttft if ttft is not None else time.perf_counter() - start
+                    now = time.perf_counter()
+                    ttft = ttft if ttft is not None else now - start
                     text += piece
-                    yield text, None
+                    if last_update is None or now - last_update >= update_interval_s:
+                        last_update = now
+                        yield text, None
         finally:
             await stream.close()
     except openai.OpenAIError as exc:

@@ -17,9 +17,19 @@ SMALL = json.dumps({"concurrency": [1, 2], "input_len": [64], "output_len": 8, "
                     "warmup_requests": 0})
 
 
+# gradio_client's default read timeout is 5 s. While vLLM generates, it takes both cores of a CI
+# machine, and the app and these clients share one process (and its GIL), so a request can wait
+# longer than that without anything being wrong. The tests' own deadlines are the checks.
+HTTP = {"timeout": 60}
+
+
+def connect(url: str, **kw) -> Client:
+    return Client(url, verbose=False, httpx_kwargs=HTTP, **kw)
+
+
 @pytest.fixture
 def client(app_url):
-    c = Client(app_url, verbose=False)
+    c = connect(app_url)
     yield c
     c.close()
 
@@ -66,7 +76,7 @@ def test_a_second_benchmark_while_one_runs_is_refused(client, app_url):
     long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 40})  # ~45 s
     first = client.submit("article-concurrency-sweep", long_run, ADMIN, api_name="/run_benchmark")
     time.sleep(3)
-    other = Client(app_url, verbose=False)
+    other = connect(app_url)
     with pytest.raises(Exception, match="already running"):
         other.predict("article-concurrency-sweep", SMALL, ADMIN, api_name="/run_benchmark")
     assert other.predict("Still there?", "", 8, 0.7, api_name="/chat").strip()  # the chat stays usable
@@ -104,10 +114,10 @@ def test_auth_protects_the_whole_app(vllm_server, tmp_path):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), auth=("ann", "pw"), quiet=True)
     try:
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
-            Client(url, verbose=False)
+            connect(url)
         with pytest.raises(ValueError, match="Could not login"):
-            Client(url, auth=("ann", "wrong"), verbose=False)
-        ok = Client(url, auth=("ann", "pw"), verbose=False)
+            connect(url, auth=("ann", "wrong"))
+        ok = connect(url, auth=("ann", "pw"))
         assert "/chat" in ok.view_api(return_format="dict")["named_endpoints"]
         ok.close()
     finally:

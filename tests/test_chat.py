@@ -1,0 +1,105 @@
+"""The chat's streaming against the stub server: updates, stats, stop, and sharing the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+
+import pytest
+
+import chat
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def running(url: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:num_requests_running"))
+
+
+async def collect(url: str, max_tokens: int, interval_s: float) -> list[tuple[float, str, chat.ReplyStats | None]]:
+    out = []
+    async for text, stats in chat.stream_reply(url, "key", "stub", HELLO, chat.Sampling(max_tokens=max_tokens),
+                                               update_interval_s=interval_s):
+        out.append((time.perf_counter(), text, stats))
+    return out
+
+
+def test_first_token_at_once_then_updates_at_most_once_per_interval(stub):
+    url = stub(ttft_ms=100, itl_ms=10)
+    start = time.perf_counter()
+    updates = asyncio.run(collect(url, 100, interval_s=0.2))  # about 1.1 s of streaming
+    *partial, (_, final_text, stats) = updates
+    assert partial[0][1] == " tok"  # the first token is shown as soon as it comes
+    assert partial[0][0] - start < 0.5
+    assert 3 <= len(partial) <= 1.1 / 0.2 + 2  # not one update per token
+    assert final_text == " tok" * 100  # nothing held back at the end
+    assert stats.tokens == 100 and stats.finish_reason is None
+    assert 0.09 < stats.ttft_s < 0.3  # timed on the chunk, not on the update
+    assert stats.tokens_per_s == pytest.approx(1 / 0.010, rel=0.3)
+
+
+def test_a_fast_stream_leaves_the_event_loop_to_others(stub):
+    # With no delay per token the stub's reply arrives in large buffered blocks; parsing them must
+    # still give other tasks (other visitors, a stop) their turn between chunks.
+    url = stub(ttft_ms=0, itl_ms=0)
+
+    async def main() -> tuple[int, int]:
+        turns = 0
+
+        async def other() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        updates = await collect(url, 3000, interval_s=60)  # only the first token and the final text
+        task.cancel()
+        return turns, len(updates)
+
+    turns, n_updates = asyncio.run(main())
+    assert n_updates == 2
+    assert turns >= 3000  # at least one turn per chunk
+
+
+def test_stopping_the_reader_ends_the_request_on_the_server(stub):
+    url = stub(ttft_ms=50, itl_ms=20)
+
+    async def main() -> None:
+        async def read() -> None:
+            async for _ in chat.stream_reply(url, "key", "stub", HELLO, chat.Sampling(max_tokens=2000)):
+                pass
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.5)
+        assert running(url) == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while running(url) > 0:
+        assert time.monotonic() < deadline, "the server kept the request after the reader stopped"
+        time.sleep(0.05)
+
+
+def test_an_unreachable_server_is_a_clear_chat_error():
+    with pytest.raises(chat.ChatError, match="cannot be reached"):
+        asyncio.run(collect("http://127.0.0.1:9", 8, interval_s=0.05))
+
+
+def test_history_to_openai_messages_leaves_out_the_stats_lines():
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+        {"role": "assistant", "content": "", "metadata": {"title": "first token 0.10 s"}},
+    ]
+    assert chat.to_openai(history, "be brief") == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
