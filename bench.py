@@ -3,7 +3,8 @@
 This module owns the run's lifecycle (plan, prompts, warm-up, points, progress, stop, the server
 dying) and its run folder: `summary.csv` (a row per point), `requests.csv` (a row per request),
 `timeline.csv` (the server's /metrics over time) and `run.json` (what was run, where, when, and
-how it ended), rewritten after every point so a crash loses nothing measured. The network is in
+how it ended), rewritten after every point so a crash loses nothing measured. `run_in_process`
+runs it in a child process for callers that must not share its GIL (the app). The network is in
 `loadgen.py`, the definitions in `metrics.py`; this module knows nothing about the UI.
 """
 
@@ -12,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -259,3 +263,124 @@ def run_sync(*args, **kwargs) -> RunResult:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(run(*args, **kwargs))
+
+
+# -- the run in a process of its own ----------------------------------------------------------------------------
+
+
+class RunProcessError(Exception):
+    """The run's own process failed or died; the message says how and where its log is."""
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def run_in_process(
+    run_plan: RunPlan,
+    target: Target,
+    meta: dict,
+    out_root: Path = RUNS_DIR,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    stop: threading.Event | None = None,
+    log_path: Path | None = None,
+) -> RunResult:
+    """`run` in a child process: `python bench.py --child`, the job on its stdin, progress back as
+    JSON lines on its stdout, its log in `log_path`.
+
+    A web UI in the caller's process would otherwise share the load generator's GIL and event loop
+    timing: its renders would land in the measured latencies, and the run would slow the UI. If
+    the caller dies, the child's stdin closes and the run stops there, its files kept.
+    """
+    stop = stop or threading.Event()
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    log_path = Path(log_path or out_root / "bench-process.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    job = {"plan": asdict(run_plan), "target": asdict(target), "meta": meta, "out_root": str(out_root)}
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(job, default=str) + "\n")
+    proc.stdin.flush()
+
+    def pass_stop_on() -> None:
+        while proc.poll() is None:
+            if stop.wait(0.2):
+                try:
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    pass
+                return
+
+    threading.Thread(target=pass_stop_on, daemon=True, name="bench-stop").start()
+    outcome: dict = {}
+    try:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if "progress" in msg:
+                p = msg["progress"]  # json carries NaN (tokens/s before the first reply) as it is
+                on_progress(Progress(**(p | {"folder": Path(p["folder"]) if p["folder"] else None})))
+            else:
+                outcome = msg
+    finally:
+        code = proc.wait()
+        proc.stdin.close()
+    if "result" in outcome:
+        folder = Path(outcome["result"]["folder"])
+        return RunResult(folder, outcome["result"]["status"], outcome["result"]["message"],
+                         _read_csv(folder / "summary.csv"), _read_csv(folder / "requests.csv"),
+                         _read_csv(folder / "timeline.csv"))
+    if outcome.get("error", {}).get("kind") == "workload":
+        raise WorkloadError(outcome["error"]["message"])
+    detail = outcome.get("error", {}).get("message") or f"it exited with code {code} before finishing"
+    raise RunProcessError(f"The benchmark process failed: {detail} (log: {log_path}).")
+
+
+def _child() -> None:
+    """The child's side of `run_in_process`; stdout carries only the JSON lines."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to the log, not into the protocol
+    job = json.loads(sys.stdin.readline())
+    stop = threading.Event()
+
+    def watch_stdin() -> None:
+        sys.stdin.readline()  # "stop", or end of file when the caller is gone
+        stop.set()
+
+    def send(msg: dict) -> None:
+        try:
+            out.write(json.dumps(msg, default=str) + "\n")
+        except OSError:  # the caller is gone: nobody to tell, and the run stops
+            stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    p = job["plan"]
+    run_plan = RunPlan(p["name"], tuple(Point(**pt) for pt in p["points"]), metrics.SLOs(**p["slos"]), p["workload"])
+    last = [0.0]
+
+    def on_progress(prog: Progress) -> None:
+        # At most a few lines a second from inside the measuring loop; a new point always shows.
+        now = time.monotonic()
+        if prog.message or now - last[0] >= 0.25:
+            last[0] = now
+            send({"progress": asdict(prog)})
+
+    try:
+        result = run_sync(run_plan, Target(**job["target"]), job["meta"], Path(job["out_root"]), on_progress, stop)
+    except WorkloadError as exc:
+        send({"error": {"kind": "workload", "message": str(exc)}})
+        return
+    except Exception as exc:
+        send({"error": {"kind": "crash", "message": f"{type(exc).__name__}: {exc}"}})
+        raise
+    send({"result": {"folder": str(result.folder), "status": result.status, "message": result.message}})
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--child"]:
+    _child()

@@ -1,8 +1,8 @@
 """Benchmarks inside the app: one at a time for everybody, and the runs kept on disk.
 
 This module owns the app-wide benchmark slot: starting a preset (pre-flight fit check, a server
-restart when the preset's settings differ, then the run in a background thread), stopping it,
-and a snapshot of its progress that every visitor sees. It also lists and loads earlier run
+restart when the preset's settings differ, then the run in a process of its own, watched from a
+background thread), stopping it, and a snapshot of its progress that every visitor sees. It also lists and loads earlier run
 folders and uploaded summary CSVs for comparison. It knows nothing about Gradio.
 """
 
@@ -145,12 +145,13 @@ class BenchmarkCoordinator:
                 "server_settings": self.server.settings.__dict__ if self.server.settings else None,
                 "preset_definition": preset.model_dump(),
             }
-            result = bench.run_sync(bench.plan(preset.name, preset.workload, slos), target, meta,
-                                    out_root=self.runs_dir, on_progress=lambda p: self._update(progress=p),
-                                    stop=self._stop)
+            log = self.server.log_dir / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            result = bench.run_in_process(bench.plan(preset.name, preset.workload, slos), target, meta,
+                                          out_root=self.runs_dir, on_progress=lambda p: self._update(progress=p),
+                                          stop=self._stop, log_path=log)
             self._update(phase="done", message=result.message or "all points ran", folder=result.folder,
                          status=result.status)
-        except (engine.EngineError, WorkloadError, presets.PresetError) as exc:
+        except (engine.EngineError, WorkloadError, presets.PresetError, bench.RunProcessError) as exc:
             self._update(phase="done", message=str(exc), status="failed")
         except Exception as exc:  # the slot must always be freed and the reason shown
             self._update(phase="done", message=f"{type(exc).__name__}: {exc}", status="failed")

@@ -127,6 +127,82 @@ def test_a_workload_beyond_the_context_is_refused_before_any_request(stub, tmp_p
         bench.run_sync(bench.plan("x", workload()), Target(url, "other"), {}, out_root=runs)
 
 
+def bench_children() -> list:
+    import psutil
+
+    return [c for c in psutil.Process().children(recursive=True) if "--child" in c.cmdline()]
+
+
+def test_a_run_in_its_own_process_reports_progress_and_stops(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5)
+    stop = threading.Event()
+    seen = []
+
+    def progress(p: bench.Progress) -> None:
+        seen.append(p)
+        if p.done >= 3:
+            stop.set()
+
+    log = tmp_path / "logs" / "bench.log"
+    result = bench.run_in_process(bench.plan("stop", workload(concurrency=[1, 2], num_requests=200)),
+                                  Target(url, "stub"), {"note": "from the caller"}, out_root=tmp_path / "runs",
+                                  on_progress=progress, stop=stop, log_path=log)
+    assert result.status == "stopped" and len(result.summary) == 1 and len(result.requests) >= 3
+    assert 3 <= result.summary.iloc[0]["completed"] < 200 and "stopped" in result.summary.iloc[0]["flags"]
+    assert seen[0].points == 2 and seen[0].folder == result.folder and seen[-1].tokens_per_s > 0
+    assert json.loads((result.folder / "run.json").read_text())["note"] == "from the caller"
+    assert log.exists() and not bench_children()
+
+
+def test_a_refused_workload_crosses_from_the_run_process(stub, tmp_path):
+    import stub_server
+
+    with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
+        bench.run_in_process(bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN])),
+                             Target(stub(), "stub"), {}, out_root=tmp_path)
+
+
+def test_a_killed_run_process_is_an_error_naming_its_log(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5)
+
+    def progress(p: bench.Progress) -> None:
+        if p.done >= 1:
+            for child in bench_children():
+                child.kill()
+
+    with pytest.raises(bench.RunProcessError, match=r"exited with code -9 .*log: .*bench.log"):
+        bench.run_in_process(bench.plan("killed", workload(num_requests=500)), Target(url, "stub"), {},
+                             out_root=tmp_path, on_progress=progress, log_path=tmp_path / "bench.log")
+
+
+def test_the_run_process_stops_when_its_caller_dies(stub, tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    url = stub(ttft_ms=10, itl_ms=5)
+    caller = subprocess.Popen([sys.executable, "-c", f"""
+import sys; sys.path.insert(0, {str(bench.Path(bench.__file__).parent)!r})
+import bench, presets
+from loadgen import Target
+w = presets.Workload(concurrency=[1], input_len=[64], output_len=20, num_requests=2000, warmup_requests=0)
+bench.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), {{}}, out_root={str(tmp_path)!r})
+"""])
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("*/run.json")):
+        assert time.monotonic() < deadline and caller.poll() is None, "the run never started"
+        time.sleep(0.1)
+    children = [c for c in psutil.Process(caller.pid).children() if "--child" in c.cmdline()]
+    assert len(children) == 1
+    caller.kill()
+    caller.wait()
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, "the load generator outlived its caller"
+    info = json.loads(next(tmp_path.glob("*/run.json")).read_text())
+    assert info["status"] == "stopped"
+
+
 def test_cli_ad_hoc_run_prints_a_summary_and_exits_by_outcome(stub, tmp_path, capsys):
     url = stub(ttft_ms=10, itl_ms=5)
     code = cli.main(["bench", "--endpoint", url, "--model", "stub", "--concurrency", "1,2", "--input-len", "32",

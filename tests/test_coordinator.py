@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,9 @@ import runs
 class FakeServer:
     """The VLLMServer surface the coordinator uses, pointing at a stub; records restarts."""
 
-    def __init__(self, base_url: str, device: models.Device, settings: engine.ServerSettings, smoke: bool = False):
-        self.device, self.settings, self.endpoint = device, settings, None
+    def __init__(self, base_url: str, device: models.Device, settings: engine.ServerSettings, log_dir: Path,
+                 smoke: bool = False):
+        self.device, self.settings, self.endpoint, self.log_dir = device, settings, None, log_dir
         self.source = models.ModelSource("/m", "stub", "dummy", is_smoke=smoke)
         self.ready_timeout_s = 5
         self.restarts: list[engine.ServerSettings] = []
@@ -43,7 +45,7 @@ def small(name: str) -> presets.Preset:
 
 def test_a_preset_with_other_server_settings_restarts_the_server_first(stub, tmp_path):
     base = engine.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, dtype="bfloat16")
-    server = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, smoke=True)
+    server = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
     coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
     coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
     snap = runs.wait_idle(coord, 60)
@@ -57,7 +59,7 @@ def test_a_preset_with_other_server_settings_restarts_the_server_first(stub, tmp
 
 def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
     base = engine.ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
-    server = FakeServer(stub(), models.Device("cuda", "NVIDIA A10G", 1, 23028), base)
+    server = FakeServer(stub(), models.Device("cuda", "NVIDIA A10G", 1, 23028), base, tmp_path / "logs")
     coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
     with pytest.raises(runs.PreflightRefused, match="largest max_model_len that fits is 82,"):
         coord.start(small("article-input-lengths"))
@@ -66,7 +68,7 @@ def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
 
 def test_only_one_benchmark_at_a_time(stub, tmp_path):
     base = engine.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
-    server = FakeServer(stub(ttft_ms=50, itl_ms=20), CPU, base, smoke=True)
+    server = FakeServer(stub(ttft_ms=50, itl_ms=20), CPU, base, tmp_path / "logs", smoke=True)
     coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
     coord.start(small("article-concurrency-sweep"), {"concurrency": [1], "num_requests": 20})
     with pytest.raises(runs.BenchmarkBusy, match="already running"):
