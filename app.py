@@ -322,7 +322,10 @@ def build_demo(server: engine.VLLMServer, coord: runs.BenchmarkCoordinator, admi
         key = f"{folder}|{snap.progress.point if snap.progress else ''}|{snap.running}|{snap.status}"
         if key == seen or folder is None:
             return progress_markdown(snap), seen, gr.skip()
-        return progress_markdown(snap), key, gr.update(value=[str(folder)], choices=run_choices())
+        choices = run_choices()
+        if str(folder) not in {value for _, value in choices}:  # listed once its first point is written
+            return progress_markdown(snap), seen, gr.skip()
+        return progress_markdown(snap), key, gr.update(value=[str(folder)], choices=choices)
 
     def run_choices() -> list[tuple[str, str]]:
         return [(r.label, str(r.folder)) for r in runs.list_runs(coord.runs_dir)]

@@ -25,7 +25,9 @@ def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame,
            y_title: str, title: str, log_x: bool = False, detail: str = "") -> alt.LayerChart | alt.Chart:
     xs = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     ys = alt.Scale(type="log")
-    ax, ay = alt.X(f"{x}:Q", title=x_title, scale=xs), alt.Y(f"{y}:Q", title=y_title, scale=ys)
+    # A log axis ticks at 1, 2, 5 of every decade: short labels, and those that would overlap dropped.
+    x_axis = alt.Axis(format="~s", labelOverlap="greedy") if log_x else alt.Axis()
+    ax, ay = alt.X(f"{x}:Q", title=x_title, scale=xs, axis=x_axis), alt.Y(f"{y}:Q", title=y_title, scale=ys)
     layers = []
     m = measured.dropna(subset=[x, y]) if not measured.empty and {x, y} <= set(measured.columns) else pd.DataFrame()
     m = m[m[y] > 0] if not m.empty else m

@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium via Playwright): both tabs, one chat, one small preset run.
 
-Screenshots go to screenshots/ in the project folder; any JavaScript error in the console fails.
+Screenshots go to screenshots/ in the project folder; any JavaScript error in the console, and any
+error toast the app shows, fails.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ INK = """(sel) => {  // pixels of a chart's canvas that are not background
   return n;
 }"""
 
+# Gradio's toasts vanish after a while: record every one as it appears.
+TOASTS = """
+window.__toasts = [];
+new MutationObserver(() => {
+  for (const t of document.querySelectorAll('[data-testid="toast-body"]')) {
+    if (!t.dataset.seen) { t.dataset.seen = '1'; window.__toasts.push(t.innerText.replace(/\\s+/g, ' ')); }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
 
 @pytest.fixture
 def page(app_url):
@@ -37,10 +48,13 @@ def page(app_url):
         pg = browser.new_page(viewport={"width": 1300, "height": 1400})
         pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.add_init_script(TOASTS)
         pg.goto(app_url)
         yield pg
+        toasts = pg.evaluate("window.__toasts")
         browser.close()
     assert not errors, f"JavaScript errors in the console: {errors}"
+    assert not [t for t in toasts if "error" in t.lower()], f"the app showed errors: {toasts}"
 
 
 def test_both_tabs_chat_once_and_run_a_small_preset(page):
