@@ -22,9 +22,22 @@ def workload(**kw) -> presets.Workload:
     return presets.Workload(**(base | kw))
 
 
+def quiet_machine(timeout_s: float = 20) -> float:
+    """Wait (a little) for other work to settle, e.g. processes of the previous test still ending:
+    on two cores it would land in the client's timing. Returns the CPU use last seen, in %."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy > 25 and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=0.5)
+    return busy
+
+
 @pytest.mark.parametrize("concurrency", [1, 32])
 def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     url = stub(ttft_ms=100, itl_ms=20)
+    busy = quiet_machine()
     # One warm-up per stream opens the connections, as a real run's warm-up does.
     run_plan = bench.plan("fidelity", workload(concurrency=[concurrency], num_requests=concurrency * 2, output_len=30,
                                                warmup_requests=concurrency))
@@ -44,8 +57,35 @@ def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     ours = result.requests
     excess_ttft = ours["ttft_ms"].mean() - served["ttft_s"].mean() * 1000
     excess_e2el = ours["e2el_ms"].mean() - served["e2el_s"].mean() * 1000
-    assert 0 <= excess_ttft <= slack, f"TTFT: ours {ours['ttft_ms'].mean():.1f} ms, stub's {served['ttft_s'].mean() * 1000:.1f} ms"
-    assert 0 <= excess_e2el <= slack, f"E2E: ours {ours['e2el_ms'].mean():.1f} ms, stub's {served['e2el_s'].mean() * 1000:.1f} ms"
+    context = (f"(machine busy {busy:.0f}% before the run; slowest TTFTs, ours: "
+               f"{ours['ttft_ms'].nlargest(5).round(1).to_list()} ms, the stub's: "
+               f"{(served['ttft_s'].nlargest(5) * 1000).round(1).to_list()} ms)")
+    assert 0 <= excess_ttft <= slack, \
+        f"TTFT: ours {ours['ttft_ms'].mean():.1f} ms, stub's {served['ttft_s'].mean() * 1000:.1f} ms {context}"
+    assert 0 <= excess_e2el <= slack, \
+        f"E2E: ours {ours['e2el_ms'].mean():.1f} ms, stub's {served['e2el_s'].mean() * 1000:.1f} ms {context}"
+
+
+def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_path, monkeypatch):
+    # A full collection of this test process's heap (the app lives here too) stops everything for
+    # about half a second; in the fidelity test above it landed in the TTFT of a dozen requests.
+    import gc
+
+    import loadgen
+
+    frozen = []
+    real = loadgen.run_point
+
+    async def spy(*args, **kwargs):
+        frozen.append(gc.get_freeze_count())
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(loadgen, "run_point", spy)
+    result = bench.run_sync(bench.plan("gc", workload(concurrency=[1, 2], num_requests=2)), Target(stub(), "stub"),
+                            {}, out_root=tmp_path)
+    assert result.status == "completed" and len(frozen) == 2
+    assert all(n > 10_000 for n in frozen)  # everything alive before the point
+    assert gc.get_freeze_count() == 0  # and thawed after it
 
 
 def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
