@@ -349,8 +349,8 @@ def run_in_process(
             else:
                 outcome = msg
     finally:
+        proc.stdin.close()  # if we are here by an exception, end of file stops the child
         code = proc.wait()
-        proc.stdin.close()
     if "result" in outcome:
         folder = Path(outcome["result"]["folder"])
         return RunResult(folder, outcome["result"]["status"], outcome["result"]["message"],
