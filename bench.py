@@ -382,13 +382,14 @@ def _child() -> None:
     threading.Thread(target=watch_stdin, daemon=True).start()
     p = job["plan"]
     run_plan = RunPlan(p["name"], tuple(Point(**pt) for pt in p["points"]), metrics.SLOs(**p["slos"]), p["workload"])
-    last = [0.0]
+    last_sent = 0.0
 
     def on_progress(prog: Progress) -> None:
         # At most a few lines a second from inside the measuring loop; a new point always shows.
+        nonlocal last_sent
         now = time.monotonic()
-        if prog.message or now - last[0] >= 0.25:
-            last[0] = now
+        if prog.message or now - last_sent >= 0.25:
+            last_sent = now
             send({"progress": asdict(prog)})
 
     try:

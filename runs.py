@@ -2,8 +2,9 @@
 
 This module owns the app-wide benchmark slot: starting a preset (pre-flight fit check, a server
 restart when the preset's settings differ, then the run in a process of its own, watched from a
-background thread), stopping it, and a snapshot of its progress that every visitor sees. It also lists and loads earlier run
-folders and uploaded summary CSVs for comparison. It knows nothing about Gradio.
+background thread), stopping it, and a snapshot of its progress that every visitor sees. It also
+lists and loads earlier run folders and uploaded summary CSVs for comparison. It knows nothing
+about Gradio.
 """
 
 from __future__ import annotations
