@@ -77,6 +77,14 @@ def stub(tmp_path):
         proc.wait()
 
 
+def server_metric(base_url: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples (all labels) on a server's /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{base_url}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 ADMIN = "admin-secret"
 
 

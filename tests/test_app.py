@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 import pandas as pd
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
-from conftest import ADMIN
+from conftest import ADMIN, server_metric
 
 SMALL = json.dumps({"concurrency": [1, 2], "input_len": [64], "output_len": 8, "num_requests": 3,
                     "warmup_requests": 0})
@@ -34,12 +33,6 @@ def client(app_url):
     c.close()
 
 
-def server_counter(vllm_server, name: str, label: str = "") -> float:
-    text = urllib.request.urlopen(f"{vllm_server.base_url}/metrics").read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and label in line)
-
-
 def test_chat_streams_a_reply(client):
     job = client.submit("Hello there", "", 24, 0.7, api_name="/chat")
     partials = list(job)
@@ -53,15 +46,15 @@ def test_stop_ends_the_request_on_the_server(client, vllm_server):
     job = client.submit("Tell me a long story", "", 3000, 0.7, api_name="/chat")
     for _ in job:  # wait until tokens flow, then stop
         break
-    assert server_counter(vllm_server, "vllm:num_requests_running") == 1
+    assert server_metric(vllm_server.base_url, "vllm:num_requests_running") == 1
     job.cancel()
     deadline = time.monotonic() + 10
-    while server_counter(vllm_server, "vllm:num_requests_running") > 0:
+    while server_metric(vllm_server.base_url, "vllm:num_requests_running") > 0:
         assert time.monotonic() < deadline, "the server kept generating after stop"
         time.sleep(0.2)
-    generated = server_counter(vllm_server, "vllm:generation_tokens_total")
+    generated = server_metric(vllm_server.base_url, "vllm:generation_tokens_total")
     time.sleep(2)
-    assert server_counter(vllm_server, "vllm:generation_tokens_total") == generated
+    assert server_metric(vllm_server.base_url, "vllm:generation_tokens_total") == generated
 
 
 def test_a_small_preset_run_returns_its_csv(client):

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 
 import pandas as pd
 import pytest
@@ -137,15 +138,21 @@ def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_pat
     assert "server_died" in summary.iloc[-1]["flags"]
 
 
-def test_a_stop_request_ends_the_run_between_requests(stub, tmp_path):
-    url = stub(ttft_ms=10, itl_ms=5)
-    stop = threading.Event()
-    seen = []
+def stop_after(done: int) -> tuple[threading.Event, list[bench.Progress], Callable[[bench.Progress], None]]:
+    """A stop event set once `done` requests of a point finished, the progress seen, and the callback."""
+    stop, seen = threading.Event(), []
 
     def progress(p: bench.Progress) -> None:
         seen.append(p)
-        if p.done >= 3:
+        if p.done >= done:
             stop.set()
+
+    return stop, seen, progress
+
+
+def test_a_stop_request_ends_the_run_between_requests(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5)
+    stop, seen, progress = stop_after(3)
 
     result = bench.run_sync(bench.plan("stop", workload(concurrency=[1, 2], num_requests=50)), Target(url, "stub"),
                             {}, out_root=tmp_path, on_progress=progress, stop=stop)
@@ -175,13 +182,7 @@ def bench_children() -> list:
 
 def test_a_run_in_its_own_process_reports_progress_and_stops(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=5)
-    stop = threading.Event()
-    seen = []
-
-    def progress(p: bench.Progress) -> None:
-        seen.append(p)
-        if p.done >= 3:
-            stop.set()
+    stop, seen, progress = stop_after(3)
 
     log = tmp_path / "logs" / "bench.log"
     result = bench.run_in_process(bench.plan("stop", workload(concurrency=[1, 2], num_requests=200)),

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 
 import pytest
 
 import chat
+from conftest import server_metric
 
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-def running(url: str) -> float:
-    text = urllib.request.urlopen(f"{url}/metrics").read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("vllm:num_requests_running"))
 
 
 async def collect(url: str, max_tokens: int, interval_s: float) -> list[tuple[float, str, chat.ReplyStats | None]]:
@@ -75,14 +69,14 @@ def test_stopping_the_reader_ends_the_request_on_the_server(stub):
 
         task = asyncio.create_task(read())
         await asyncio.sleep(0.5)
-        assert running(url) == 1
+        assert server_metric(url, "vllm:num_requests_running") == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
     deadline = time.monotonic() + 5
-    while running(url) > 0:
+    while server_metric(url, "vllm:num_requests_running") > 0:
         assert time.monotonic() < deadline, "the server kept the request after the reader stopped"
         time.sleep(0.05)
 
