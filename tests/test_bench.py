@@ -135,7 +135,7 @@ def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_pat
     meta = json.loads((result.folder / "run.json").read_text())
     assert meta["status"] == "server_died" and meta["finished"]
     summary = pd.read_csv(result.folder / "summary.csv")
-    assert summary["completed"].sum() > 0  # what finished before the death is kept
+    assert summary["completed"].sum() >= 3  # the three that finished before the death are kept
     assert "server_died" in summary.iloc[-1]["flags"]
 
 
