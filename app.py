@@ -243,7 +243,7 @@ def load_views(folders: list[Path], uploads: list[str] | None, g: roofline.GPU, 
     """
     measured, main = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     for i, folder in enumerate(folders):
-        summary, requests, timeline = runs.load_run(folder)
+        summary, requests, timeline = bench.read_tables(folder)
         if i == 0:
             main = (summary, requests, timeline)
         if not summary.empty:

@@ -111,6 +111,18 @@ class RunFolder:
         self._write(name, df.to_csv(index=False))
 
 
+def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A run folder's summary, requests and timeline; one not written yet, or without rows, is empty."""
+
+    def read(name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(Path(folder) / name)
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            return pd.DataFrame()
+
+    return read("summary.csv"), read("requests.csv"), read("timeline.csv")
+
+
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """While a point is measured, the garbage collector sees only what the point allocates.
@@ -292,13 +304,6 @@ class RunProcessError(Exception):
     """The run's own process failed or died; the message says how and where its log is."""
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-
-
 def run_in_process(
     run_plan: RunPlan,
     target: Target,
@@ -353,9 +358,7 @@ def run_in_process(
         code = proc.wait()
     if "result" in outcome:
         folder = Path(outcome["result"]["folder"])
-        return RunResult(folder, outcome["result"]["status"], outcome["result"]["message"],
-                         _read_csv(folder / "summary.csv"), _read_csv(folder / "requests.csv"),
-                         _read_csv(folder / "timeline.csv"))
+        return RunResult(folder, outcome["result"]["status"], outcome["result"]["message"], *read_tables(folder))
     if outcome.get("error", {}).get("kind") == "workload":
         raise WorkloadError(outcome["error"]["message"])
     detail = outcome.get("error", {}).get("message") or f"it exited with code {code} before finishing"

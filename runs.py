@@ -3,8 +3,8 @@
 This module owns the app-wide benchmark slot: starting a preset (pre-flight fit check, a server
 restart when the preset's settings differ, then the run in a process of its own, watched from a
 background thread), stopping it, and a snapshot of its progress that every visitor sees. It also
-lists and loads earlier run folders and uploaded summary CSVs for comparison. It knows nothing
-about Gradio.
+lists earlier run folders (`bench.read_tables` reads one) and loads uploaded summary CSVs for
+comparison. It knows nothing about Gradio.
 """
 
 from __future__ import annotations
@@ -197,14 +197,6 @@ def load_summary(path: Path, label: str) -> pd.DataFrame:
                                  f"{', '.join(sorted(needed - set(df.columns)))}")
     df["series"] = label
     return df
-
-
-def load_run(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    def read(name: str) -> pd.DataFrame:
-        path = folder / name
-        return pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else pd.DataFrame()
-
-    return read("summary.csv"), read("requests.csv"), read("timeline.csv")
 
 
 def wait_idle(coord: BenchmarkCoordinator, timeout_s: float) -> Snapshot:
