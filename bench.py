@@ -16,6 +16,7 @@ import gc
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -164,6 +165,17 @@ async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None
         return False
 
 
+async def _answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) -> bool:
+    """Whether the server still answers /health on a new connection (a few failed requests do not
+    make a dead server); a server without the route counts as answering."""
+    for i in range(tries):
+        if await _health(side, target) is not False:
+            return True
+        if i + 1 < tries:
+            await asyncio.sleep(0.5)
+    return False
+
+
 async def run(
     run_plan: RunPlan,
     target: Target,
@@ -177,13 +189,13 @@ async def run(
     Raises `WorkloadError` before any request when the workload cannot fit the server.
     """
     stop = stop or threading.Event()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        max_len = await loadgen.server_max_model_len(session, target)
+    # Measured requests go on pooled connections; everything else (prompt building, health,
+    # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
+    async with loadgen.measuring_session() as session, loadgen.side_session() as side:
+        max_len = await loadgen.server_max_model_len(side, target)
         loadgen.check_fits(list(run_plan.points), max_len)
         folder = RunFolder(out_root, run_plan.name)
-        info = meta | await _server_facts(session, target) | {
+        info = meta | await _server_facts(side, target) | {
             "preset": run_plan.name, "workload": run_plan.workload, "slos": asdict(run_plan.slos),
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len,
             "started": _now(), "finished": None, "status": "running", "message": "",
@@ -191,15 +203,18 @@ async def run(
         }
         folder.write_json(info)
         t0 = time.perf_counter()
-        factory = loadgen.PromptFactory(session, target)
-        server = loadgen.ServerSampler(session, target, t0)
+        factory = loadgen.PromptFactory(side, target)
+        server = loadgen.ServerSampler(side, target, t0)
         lag = loadgen.LagSampler()
         dead = threading.Event()
+        # New prompts every run: a server with prefix caching (vLLM's default) still holds the
+        # prompts of an earlier run of the same preset and would answer them from its cache.
+        salt = random.getrandbits(31)
 
         async def watch_health() -> None:
             misses = 0
             while True:
-                ok = await _health(session, target)
+                ok = await _health(side, target)
                 misses = misses + 1 if ok is False else 0
                 if misses >= 3:
                     dead.set()
@@ -221,8 +236,8 @@ async def run(
                     min(PROMPT_POOL, int(point.request_rate * point.duration_s * 1.2) + 10)
                     if point.request_rate else PROMPT_POOL
                 )
-                seeds = [hash((point.index, i)) & 0x7FFFFFFF for i in range(count)]
-                warm_seeds = [hash((point.index, -1 - i)) & 0x7FFFFFFF for i in range(point.warmup_requests)]
+                seeds = [hash((salt, point.index, i)) & 0x7FFFFFFF for i in range(count)]
+                warm_seeds = [hash((salt, point.index, -1 - i)) & 0x7FFFFFFF for i in range(point.warmup_requests)]
                 prompts = await factory.build(point.input_len, seeds + warm_seeds, point.shared_prefix_len)
                 prompts, warm = prompts[:count], prompts[count:]
                 server.point = point.index
@@ -240,13 +255,13 @@ async def run(
                                          folder=folder.path))
 
                 with frozen_heap():
-                    cpu0, wall0 = time.process_time(), time.perf_counter()
-                    lag.lags.clear()
+                    lag.begin()
                     records, duration = await loadgen.run_point(
-                        session, target, point, prompts, warm, on_done, lambda: stop.is_set() or dead.is_set()
+                        session, target, point, prompts, warm, on_done, lambda: stop.is_set() or dead.is_set(),
+                        fresh=side,
                     )
-                    health = lag.take(time.process_time() - cpu0, time.perf_counter() - wall0)
-                if any((r.error or "").startswith("connection") for r in records) and await _health(session, target) is False:
+                    health = lag.take()
+                if any((r.error or "").startswith("connection") for r in records) and not await _answers(side, target):
                     dead.set()
                 row = metrics.summarize(
                     metrics.PointInfo(point.index, point.input_len, point.output_len, point.concurrency,
@@ -264,7 +279,7 @@ async def run(
                 folder.write_csv("timeline.csv", pd.DataFrame(server.rows))
         except WorkloadError as exc:
             status, message = "failed", str(exc)
-            if await _health(session, target) is False:
+            if not await _answers(side, target):
                 dead.set()
         except Exception as exc:  # keep what was measured, say what broke
             status, message = "failed", f"{type(exc).__name__}: {exc}"
@@ -312,20 +327,23 @@ def run_in_process(
     on_progress: Callable[[Progress], None] = lambda p: None,
     stop: threading.Event | None = None,
     log_path: Path | None = None,
+    cores: tuple[int, ...] | None = None,
 ) -> RunResult:
     """`run` in a child process: `python bench.py --child`, the job on its stdin, progress back as
     JSON lines on its stdout, its log in `log_path`.
 
     A web UI in the caller's process would otherwise share the load generator's GIL and event loop
     timing: its renders would land in the measured latencies, and the run would slow the UI. If
-    the caller dies, the child's stdin closes and the run stops there, its files kept.
+    the caller dies, the child's stdin closes and the run stops there, its files kept. `cores`:
+    the child runs on these only (the load generator's share of `engine.CoreSplit`).
     """
     stop = stop or threading.Event()
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path or out_root / "bench-process.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    job = {"plan": asdict(run_plan), "target": asdict(target), "meta": meta, "out_root": str(out_root)}
+    job = {"plan": asdict(run_plan), "target": asdict(target), "meta": meta, "out_root": str(out_root),
+           "cores": list(cores) if cores else None}
     with log_path.open("ab") as log:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
@@ -383,6 +401,9 @@ def _child() -> None:
             stop.set()
 
     threading.Thread(target=watch_stdin, daemon=True).start()
+    if job.get("cores"):
+        os.sched_setaffinity(0, job["cores"])
+        print(f"load generator pinned to core(s) {job['cores']}", file=sys.stderr, flush=True)
     p = job["plan"]
     run_plan = RunPlan(p["name"], tuple(Point(**pt) for pt in p["points"]), metrics.SLOs(**p["slos"]), p["workload"])
     last_sent = 0.0

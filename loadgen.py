@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
@@ -27,6 +28,35 @@ from metrics import ClientHealth, RequestRecord
 
 class WorkloadError(Exception):
     """A workload the server cannot serve, refused before the run starts."""
+
+
+# Idle pooled connections are closed after this long. vLLM's HTTP server closes them after 5 s
+# (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) and load balancers drop them silently; aiohttp's default of 15 s
+# sends the next request on a connection the server has already given up. A closed loop keeps its
+# connections busy, so this only costs a new connection (one handshake) after a pause.
+KEEPALIVE_S = 1.0
+
+
+async def _mark_reused(_session, ctx, _params) -> None:
+    if ctx.trace_request_ctx is not None:
+        ctx.trace_request_ctx.reused = True
+
+
+def measuring_session() -> aiohttp.ClientSession:
+    """The session that carries measured requests: pooled, short keep-alive, and it notes on each
+    request whether its connection was reused (so a request lost on a stale one can be retried)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_mark_reused)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace])
+
+
+def side_session() -> aiohttp.ClientSession:
+    """A new connection for every request: health checks, /metrics, /tokenize, and retries.
+
+    A health check that met a stale pooled connection would call a live server dead."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=32),
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
 
 @dataclass(frozen=True)
@@ -79,13 +109,16 @@ class SSESplitter:
         return payloads
 
 
+ERROR_CHARS = 300  # an error reason is cut here: enough to read, short enough for a table cell
+
+
 def _error_text(obj: object) -> str:
     if isinstance(obj, dict):
         err = obj.get("error", obj)
         if isinstance(err, dict):
-            return str(err.get("message") or err)[:300]
-        return str(err)[:300]
-    return str(obj)[:300]
+            return str(err.get("message") or err)[:ERROR_CHARS]
+        return str(err)[:ERROR_CHARS]
+    return str(obj)[:ERROR_CHARS]
 
 
 def _content(choice: dict) -> str:
@@ -96,8 +129,13 @@ def _content(choice: dict) -> str:
 
 
 async def send(session: aiohttp.ClientSession, target: Target, messages: list[dict], rec: RequestRecord,
-               timeout_s: float) -> RequestRecord:
-    """Send one chat completion and fill `rec` with raw timestamps, usage, or the error."""
+               timeout_s: float, fresh: aiohttp.ClientSession | None = None) -> RequestRecord:
+    """Send one chat completion and fill `rec` with raw timestamps, usage, or the error.
+
+    A request that broke on a reused connection before any byte of its response arrived never
+    reached the server's model (the server or a balancer had closed that idle connection): it is
+    sent once more on a new connection from `fresh`, its clock restarted, and `rec.retried` set.
+    """
     body = {
         "model": target.model, "messages": messages, "max_tokens": rec.output_len, "ignore_eos": True,
         "stream": rec.stream,
@@ -105,16 +143,29 @@ async def send(session: aiohttp.ClientSession, target: Target, messages: list[di
     if rec.stream:
         body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
     url = f"{target.base_url}/v1/chat/completions"
+    conn = SimpleNamespace(reused=False, responded=False)
+    await _attempt(session, url, body, target, rec, timeout_s, conn)
+    if rec.error and conn.reused and not conn.responded and fresh is not None:
+        rec.error, rec.retried = None, True
+        rec.chunk_times.clear()
+        rec.chunk_tokens.clear()
+        await _attempt(fresh, url, body, target, rec, timeout_s, SimpleNamespace(reused=False, responded=False))
+    return rec
+
+
+async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target: Target, rec: RequestRecord,
+                   timeout_s: float, conn: SimpleNamespace) -> None:
     rec.start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, json=body, headers=target.headers) as resp:
+            async with session.post(url, json=body, headers=target.headers, trace_request_ctx=conn) as resp:
+                conn.responded = True
                 if resp.status != 200:
                     text = await resp.text()
                     try:
                         detail = _error_text(json.loads(text))
                     except ValueError:
-                        detail = text[:300]
+                        detail = text[:ERROR_CHARS]
                     rec.error = f"HTTP {resp.status}: {detail}"
                 elif rec.stream:
                     await _read_stream(resp, rec)
@@ -132,9 +183,8 @@ async def send(session: aiohttp.ClientSession, target: Target, messages: list[di
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
         rec.error = f"connection broke: {type(exc).__name__}"
     except aiohttp.ClientError as exc:
-        rec.error = f"client error: {type(exc).__name__}: {exc}"[:300]
+        rec.error = f"client error: {type(exc).__name__}: {exc}"[:ERROR_CHARS]
     rec.end = time.perf_counter()
-    return rec
 
 
 async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None:
@@ -325,12 +375,26 @@ class ServerSampler:
             await asyncio.sleep(self.interval_s)
 
 
+def run_queue_s() -> float:
+    """Seconds the calling thread has spent ready to run but waiting for a CPU (NaN if unknown).
+
+    The kernel's schedstat: a thread that waited here could not read its sockets, so whatever
+    arrived meanwhile gets a late timestamp. Read it from the event loop's own thread.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 class LagSampler:
-    """Measures how late our event loop wakes up: large lag means the client sets the pace."""
+    """Measures how late our event loop wakes up, and what our process and thread got of the CPU."""
 
     def __init__(self, period_s: float = 0.01) -> None:
         self.period_s = period_s
         self.lags: list[float] = []
+        self._cpu0 = self._wall0 = self._runq0 = 0.0
 
     async def run(self) -> None:
         while True:
@@ -338,12 +402,19 @@ class LagSampler:
             await asyncio.sleep(self.period_s)
             self.lags.append(time.perf_counter() - t - self.period_s)
 
-    def take(self, cpu_s: float, wall_s: float) -> ClientHealth:
+    def begin(self) -> None:
+        """Start a point's account; call from the event loop's thread."""
+        self.lags.clear()
+        self._cpu0, self._wall0, self._runq0 = time.process_time(), time.perf_counter(), run_queue_s()
+
+    def take(self) -> ClientHealth:
+        """The account since `begin`; call from the event loop's thread."""
+        wall = time.perf_counter() - self._wall0
+        cpu, runq = time.process_time() - self._cpu0, run_queue_s() - self._runq0
         lags, self.lags = self.lags, []
-        if not lags:
-            return ClientHealth(cpu_share=cpu_s / wall_s if wall_s > 0 else math.nan)
-        ms = np.asarray(lags) * 1000
-        return ClientHealth(float(np.percentile(ms, 99)), float(ms.max()), cpu_s / wall_s if wall_s > 0 else math.nan)
+        lag_p99 = float(np.percentile(np.asarray(lags) * 1000, 99)) if lags else math.nan
+        share = (lambda x: x / wall) if wall > 0 else (lambda x: math.nan)
+        return ClientHealth(lag_p99, share(cpu), share(runq))
 
 
 # -- schedules ------------------------------------------------------------------------------------------
@@ -372,10 +443,12 @@ async def run_point(
     warmup_prompts: list[list[dict]],
     on_done: ProgressFn,
     should_stop: Callable[[], bool],
+    fresh: aiohttp.ClientSession | None = None,
 ) -> tuple[list[RequestRecord], float]:
     """Run warm-up, then the measured requests; returns all records and the measured wall time.
 
-    The wall time runs from the first measured send to the last measured completion.
+    The wall time runs from the first measured send to the last measured completion. `fresh`
+    carries the one retry of a request lost on a stale connection (see `send`).
     """
     records: list[RequestRecord] = []
 
@@ -395,7 +468,7 @@ async def run_point(
                     return
                 rec = new(i, warmup)
                 rec.scheduled = time.perf_counter()
-                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
                 records.append(rec)
                 on_done(rec)
 
@@ -411,10 +484,10 @@ async def run_point(
             rec = new(i, False)
             rec.scheduled = when
             if cap is None:
-                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
             else:
                 async with cap:
-                    await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s)
+                    await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
             records.append(rec)
             on_done(rec)
 

@@ -4,7 +4,9 @@ It answers like vLLM (role chunk with the first token, one chunk per token, cont
 a final usage chunk, [DONE]) after a set time to first token and a set time per token, so a
 client's TTFT and TPOT can be compared with the truth. GET /stub/served lists, per request, the
 TTFT and E2E the stub really produced (from receiving the request to sending a token), which
-under a burst of streams can run a few ms behind the set values. Its "tokenizer" counts words: one token
+under a burst of streams can run a few ms behind the set values. With `--drop-idle-s` it closes,
+unanswered, a request's connection that was idle longer than that (as load balancers do); GET
+/stub/dropped counts them. Its "tokenizer" counts words: one token
 per space-separated word plus a fixed chat-template overhead. It knows nothing of the project.
 
     python stub_server.py --port 8200 --ttft-ms 150 --itl-ms 20
@@ -28,12 +30,26 @@ def count(messages: list[dict]) -> int:
     return TEMPLATE_OVERHEAD + sum(len(str(m.get("content", "")).split()) for m in messages)
 
 
-def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> web.Application:
-    stats = {"running": 0}
+def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
+             drop_idle_s: float | None = None) -> web.Application:
+    stats = {"running": 0, "dropped": 0}
     served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
+    idle_since: dict[object, float] = {}  # connection -> when its last answer ended
 
     async def chat(request: web.Request) -> web.StreamResponse:
         received = time.perf_counter()
+        conn = request.transport
+        if drop_idle_s is not None and received - idle_since.get(conn, received) > drop_idle_s:
+            # As a load balancer does with a connection idle too long: close it, answer nothing.
+            stats["dropped"] += 1
+            conn.close()
+            return web.Response()
+        try:
+            return await answer(request, received)
+        finally:
+            idle_since[conn] = time.perf_counter()
+
+    async def answer(request: web.Request, received: float) -> web.StreamResponse:
         body = await request.json()
         prompt = count(body["messages"])
         n = int(body.get("max_tokens") or 16)
@@ -91,6 +107,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
     async def served_log(_: web.Request) -> web.Response:
         return web.json_response(served)
 
+    async def dropped(_: web.Request) -> web.Response:
+        return web.json_response({"dropped": stats["dropped"]})
+
     async def detokenize(request: web.Request) -> web.Response:
         body = await request.json()
         return web.json_response({"prompt": " tok" * len(body.get("tokens", []))})
@@ -115,6 +134,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None) -> w
         web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize),
         web.post("/detokenize", detokenize), web.get("/v1/models", models),
         web.get("/health", health), web.get("/metrics", metrics), web.get("/stub/served", served_log),
+        web.get("/stub/dropped", dropped),
     ])
     return app
 
@@ -125,6 +145,8 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=150)
     p.add_argument("--itl-ms", type=float, default=20)
     p.add_argument("--break-after", type=int, default=None, help="close every stream after this many tokens")
+    p.add_argument("--drop-idle-s", type=float, default=None,
+                   help="close, unanswered, a request's connection when it was idle longer than this")
     args = p.parse_args()
     try:
         import uvloop  # a faster loop keeps the stub's own timing error small at high concurrency
@@ -132,8 +154,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after), host="127.0.0.1", port=args.port,
-                print=None, access_log=None)
+    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s), host="127.0.0.1",
+                port=args.port, print=None, access_log=None, keepalive_timeout=3600)
 
 
 if __name__ == "__main__":

@@ -53,12 +53,15 @@ def stub(tmp_path):
 
     procs = []
 
-    def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None) -> str:
+    def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
+              drop_idle_s: float | None = None) -> str:
         port = engine.free_port()
         cmd = [sys.executable, str(ROOT / "stub_server.py"), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
         if break_after is not None:
             cmd += ["--break-after", str(break_after)]
+        if drop_idle_s is not None:
+            cmd += ["--drop-idle-s", str(drop_idle_s)]
         proc = subprocess.Popen(cmd, stdout=(tmp_path / f"stub-{port}.log").open("w"), stderr=subprocess.STDOUT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"

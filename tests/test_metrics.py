@@ -57,7 +57,7 @@ class FakeSession:
         self.response = response
         self.sent: list[dict] = []
 
-    def post(self, url, json=None, headers=None):
+    def post(self, url, json=None, headers=None, trace_request_ctx=None):
         self.sent.append(json)
         if isinstance(self.response, Exception):
             raise self.response
@@ -232,9 +232,17 @@ def test_short_output_wrong_input_length_and_missing_usage_are_flagged():
     assert "no_usage" in row["flags"] and math.isnan(row["output_throughput"])
 
 
-def test_a_busy_client_is_flagged():
-    row = metrics.summarize(INFO, [ok(0, 0.1, 0.02)], 1.0, client=metrics.ClientHealth(25.0, 40.0, 0.3))
-    assert "client_bound" in row["flags"]
+@pytest.mark.parametrize("health, flags", [
+    (metrics.ClientHealth(lag_p99_ms=2.0, cpu_share=0.95, runq_share=0.0), {"client_bound"}),  # used its core up
+    (metrics.ClientHealth(lag_p99_ms=25.0, cpu_share=0.08, runq_share=0.01), set()),  # late wake-ups of an idle CPU
+    (metrics.ClientHealth(lag_p99_ms=25.0, cpu_share=0.05, runq_share=0.2), {"client_starved"}),  # kept off the CPU
+    (metrics.ClientHealth(lag_p99_ms=1.0, cpu_share=0.05, runq_share=0.001), set()),  # a quiet client
+    (metrics.ClientHealth(), set()),  # nothing known, nothing claimed
+])
+def test_the_client_flags_say_what_happened(health, flags):
+    row = metrics.summarize(INFO, [ok(0, 0.1, 0.02)], 1.0, client=health)
+    assert set(row["flags"].split(";")) - {""} == flags
+    assert row["client_runq_share"] == health.runq_share or math.isnan(health.runq_share)
 
 
 def test_percentiles_are_over_the_requests():
