@@ -133,6 +133,7 @@ def bench_command(args: argparse.Namespace) -> int:
                 raise engine.ServerNotReady(status.message)
             target = Target(status.base_url, server.served_model_name, server.api_key)
             meta = {"device": device.name, "server_settings": settings.__dict__, "smoke_model": source.is_smoke}
+            print(f"note: {engine.pin_load_generator(device)}", file=sys.stderr)
         if overrides and args.preset:
             preset = preset.with_workload(**overrides)
         slos = metrics.SLOs(args.slo_ttft_ms or preset.slos.ttft_ms, args.slo_tpot_ms or preset.slos.tpot_ms,

