@@ -464,7 +464,9 @@ DEFINITIONS = """
 - **TPOT**: (E2E − TTFT) / (output tokens − 1). **ITL**: gaps between content chunks, spread over the tokens each carried.
 - **Tokens**: from the server's usage, never assumed. **Throughputs**: completed requests and tokens over the point's wall time.
 - **Goodput**: requests per second meeting every SLO of the preset.
-- **Flags**: `client_bound` (our client may have set the pace), `short_output`, `input_len_mismatch`, `failures`, `all_failed`, `server_died`, `stopped`.
+- **Failed**: only requests the server failed (an HTTP error, an error in the stream, a stream it broke, a time-out). A request lost on an idle connection the server had already closed, before any byte of its answer, is sent once more on a new connection and counted in `retried`.
+- **Flags**: `client_bound` (our client used 90 % of a core or more: it, not the server, may have set the pace), `client_starved` (other processes kept our client off the CPU for 5 % of the point or more: its timestamps are late), `short_output`, `input_len_mismatch`, `failures`, `all_failed`, `server_died`, `stopped`.
+- **Cores**: without a GPU, vLLM runs on cores of its own and the load generator on the others, so neither takes the other's CPU.
 - **Physical limit**: a roofline upper bound from peak memory bandwidth and FLOPS; nothing can be faster. On the CPU smoke model the measured numbers are CPU numbers of a tiny model: compare their shape, not their size.
 """
 

@@ -1,0 +1,45 @@
+"""Agreement with an independent reference on the real server: vLLM's own `vllm bench serve`.
+
+A stub proves the arithmetic; these prove the product. Both clients run against the session's
+real vLLM (CPU) server, one after the other, on the same workload (`agreement.py` runs them;
+`benchmarks/agreement.py` prints the same comparison over several repetitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import agreement
+from loadgen import Target
+
+
+@pytest.fixture(scope="module")
+def target(vllm_server) -> Target:
+    return Target(vllm_server.base_url, vllm_server.served_model_name, vllm_server.api_key)
+
+
+@pytest.fixture(scope="module")
+def one_stream(target, vllm_server, tmp_path_factory):
+    return agreement.compare(target, vllm_server.settings.model, 1, out_root=tmp_path_factory.mktemp("agree1"))
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_our_figures_agree_with_vllms_own_client(target, vllm_server, one_stream, tmp_path, concurrency):
+    if concurrency == 1:
+        ours, theirs = one_stream
+    else:
+        ours, theirs = agreement.compare(target, vllm_server.settings.model, concurrency, out_root=tmp_path)
+    assert ours.completed == theirs.completed == 2 * 16
+    assert agreement.disagreements(ours, theirs) == [], (ours, theirs)
+    # A quiet run of our own client on its own core: neither busy nor kept off the CPU.
+    assert "client_bound" not in ours.flags and "client_starved" not in ours.flags, ours
+
+
+def test_the_chat_tab_measures_one_stream_as_the_benchmark_does(target, one_stream):
+    ours, _ = one_stream
+    ttft_ms, tokens_per_s = asyncio.run(agreement.chat_figures(target, 256, 64, times=4))
+    assert ttft_ms <= agreement.TTFT_RATIO * ours.mean_ttft_ms + agreement.TTFT_SLACK_MS, (ttft_ms, ours)
+    assert ours.mean_ttft_ms <= agreement.TTFT_RATIO * ttft_ms + agreement.TTFT_SLACK_MS, (ttft_ms, ours)
+    assert tokens_per_s == pytest.approx(1000 / ours.mean_tpot_ms, rel=agreement.TPOT_TOLERANCE), (tokens_per_s, ours)
