@@ -1,613 +1,209 @@
-"""The engine: the vLLM server's lifecycle, and the command line (`python engine.py ...`).
+"""The command line: `python engine.py bench ...` and `python engine.py roofline ...`.
 
-This module owns the vLLM process: its command line, built only from typed `ServerSettings`
-(no free-form flags, no shell); its start on 127.0.0.1 with a free port and a random API key;
-its log file; its state (starting, ready, failed, stopped); restarts; and its stop (SIGTERM to
-the whole process group, then SIGKILL). It also attaches to an already running
-OpenAI-compatible endpoint instead of launching one.
-
-It knows nothing about the UI. Measuring lives in `bench.py`, physics in `roofline.py`, where
-weights come from in `models.py`; the command line below is a thin layer over those.
+A thin layer over `showcase`: it parses arguments, prepares a run (`prepare_run`, the same as the
+app's), launches a server when no `--endpoint` is given, runs, prints tables and sets the exit
+status: 0 when every point ran, 1 when the run failed, 2 when the request was wrong (any
+`UserError`, said in one line, in one place: `main`). Nothing here measures or computes anything.
 """
 
 from __future__ import annotations
 
-import atexit
-import enum
-import json
+import argparse
 import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from collections import deque
-from dataclasses import dataclass, replace
 from pathlib import Path
-import models
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
-QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors")
-LOAD_FORMATS = ("auto", "safetensors", "dummy")
-LOG_DIR = Path(os.environ.get("SHOWCASE_LOG_DIR", Path.home() / ".cache" / "vllm-showcase" / "logs"))
-
-
-class EngineError(Exception):
-    """Base of the engine's errors; the message is written for the person using the app."""
-
-
-class SettingsError(EngineError):
-    """Server settings that vLLM would refuse, caught before anything is launched."""
-
-
-class ServerNotReady(EngineError):
-    """The server is starting, failed or stopped; the message says which."""
-
-
-# -- settings and the command line -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Everything that shapes the vLLM command line. `None` means vLLM's own default."""
-
-    model: str
-    served_model_name: str
-    max_model_len: int | None = None
-    max_num_seqs: int | None = None
-    enable_chunked_prefill: bool | None = None
-    enable_prefix_caching: bool | None = None
-    gpu_memory_utilization: float | None = None
-    tensor_parallel_size: int = 1
-    dtype: str = "auto"
-    kv_cache_dtype: str = "auto"
-    quantization: str | None = None
-    load_format: str = "auto"
-    enforce_eager: bool = False
-
-    def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
-
-        for name in ("max_model_len", "max_num_seqs", "tensor_parallel_size"):
-            positive(name)
-        util = self.gpu_memory_utilization
-        if util is not None and not 0 < util <= 1:
-            raise SettingsError(f"gpu_memory_utilization must be in (0, 1], not {util!r}")
-        for name, allowed in (
-            ("dtype", DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES),
-            ("quantization", QUANTIZATIONS), ("load_format", LOAD_FORMATS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise SettingsError(f"{name} must be one of {', '.join(map(str, allowed))}, not {getattr(self, name)!r}")
-        if not self.model or not self.served_model_name:
-            raise SettingsError("model and served_model_name must not be empty")
-
-
-def build_command(settings: ServerSettings, port: int, api_key: str, python: str = sys.executable) -> list[str]:
-    """The argv that starts vLLM's OpenAI server; a list, never a shell string."""
-    s = settings
-    cmd = [
-        python, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", s.model, "--served-model-name", s.served_model_name,
-        "--host", "127.0.0.1", "--port", str(port), "--api-key", api_key,
-        "--dtype", s.dtype, "--kv-cache-dtype", s.kv_cache_dtype, "--load-format", s.load_format,
-        "--tensor-parallel-size", str(s.tensor_parallel_size),
-    ]
-    if s.max_model_len is not None:
-        cmd += ["--max-model-len", str(s.max_model_len)]
-    if s.max_num_seqs is not None:
-        cmd += ["--max-num-seqs", str(s.max_num_seqs)]
-    if s.gpu_memory_utilization is not None:
-        cmd += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
-    if s.quantization is not None:
-        cmd += ["--quantization", s.quantization]
-    for flag, value in (("chunked-prefill", s.enable_chunked_prefill), ("prefix-caching", s.enable_prefix_caching)):
-        if value is not None:
-            cmd.append(f"--enable-{flag}" if value else f"--no-enable-{flag}")
-    if s.enforce_eager:
-        cmd.append("--enforce-eager")
-    return cmd
-
-
-@dataclass(frozen=True)
-class CoreSplit:
-    """Which cores vLLM-CPU gets and which the load generator gets, never the same ones.
-
-    vLLM-CPU pins its model worker to a core and runs its API server and engine processes on any
-    core; a load generator on the same core is then taken off the CPU while vLLM computes, and the
-    replies wait in its socket: every timestamp late, streams served one after another. So on a
-    machine without a GPU vLLM gets all cores but the last quarter (at least one), the load
-    generator the rest.
-    """
-
-    server: tuple[int, ...]
-    client: tuple[int, ...]
-
-    @staticmethod
-    def of(cores: set[int] | None = None) -> CoreSplit | None:
-        """The split of `cores` (default: those this process may use); None with fewer than two."""
-        ordered = sorted(os.sched_getaffinity(0) if cores is None else cores)
-        if len(ordered) < 2:
-            return None
-        k = max(1, len(ordered) // 4)
-        return CoreSplit(tuple(ordered[:-k]), tuple(ordered[-k:]))
-
-    @staticmethod
-    def listing(cores: tuple[int, ...]) -> str:
-        return ",".join(map(str, cores))
-
-
-def pin_load_generator(device: models.Device) -> str:
-    """On a machine without a GPU, move this process onto the load generator's cores (see
-    `CoreSplit`); what was done, in words, for the log."""
-    split = None if device.is_gpu else CoreSplit.of()
-    if split is None:
-        return "load generator not pinned (" + ("a GPU serves" if device.is_gpu else "a single core") + ")"
-    os.sched_setaffinity(0, split.client)
-    return f"load generator pinned to core(s) {CoreSplit.listing(split.client)}"
-
-
-def server_env(device: models.Device, base: dict[str, str] | None = None,
-               split: CoreSplit | None = None) -> dict[str, str]:
-    """The environment for vLLM: no usage reports; on a CPU a small, fixed KV cache and its cores."""
-    env = dict(os.environ if base is None else base)
-    env.setdefault("VLLM_NO_USAGE_STATS", "1")
-    env.setdefault("VLLM_DO_NOT_TRACK", "1")
-    if not device.is_gpu:
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default takes a share of all RAM
-        if split is not None:
-            env["VLLM_CPU_OMP_THREADS_BIND"] = CoreSplit.listing(split.server)
-    return env
-
-
-def server_launch(cmd: list[str], device: models.Device) -> tuple[list[str], dict[str, str], str]:
-    """The argv and environment that launch vLLM on this device, and a line for its log.
-
-    Without a GPU the whole server (API server, engine core, worker) runs under `taskset` on the
-    server's cores of `CoreSplit`; with a GPU nothing is pinned.
-    """
-    split = None if device.is_gpu else CoreSplit.of()
-    if split is None:
-        why = "a GPU serves" if device.is_gpu else "a single core"
-        return cmd, server_env(device), f"# cores: not pinned ({why})"
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        raise SettingsError("taskset (util-linux) is needed to keep vLLM-CPU off the load generator's core; "
-                            "install util-linux.")
-    cores = CoreSplit.listing(split.server)
-    note = f"# cores: vLLM on {cores}, load generator on {CoreSplit.listing(split.client)}"
-    return [taskset, "-c", cores, *cmd], server_env(device, split=split), note
-
-
-def new_api_key() -> str:
-    """A random key; the prefix keeps it from starting with '-', which argparse would read as a flag."""
-    return "sk-" + secrets.token_urlsafe(24)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-# -- the server's lifecycle --------------------------------------------------------------------
-
-
-class State(str, enum.Enum):
-    STOPPED = "stopped"    # nothing launched, or stopped on purpose
-    STARTING = "starting"  # downloading weights or loading; /health not yet answering
-    READY = "ready"        # /health answers 200 and the model is listed
-    FAILED = "failed"      # the process exited, the deadline passed, or the download failed
-
-
-@dataclass(frozen=True)
-class Status:
-    """A snapshot for the UI: what state, why, and the last lines of the log."""
-
-    state: State
-    message: str
-    model: str
-    device: str
-    warning: str = ""
-    log_tail: tuple[str, ...] = ()
-    base_url: str = ""
-    log_path: str = ""
-    settings: ServerSettings | None = None
-
-
-# A watchdog per launch: it blocks reading a pipe whose write end only the app holds. The kernel
-# closes that end when the app exits or is killed (even by SIGKILL, even while vLLM is still
-# starting and ignores SIGTERM), and the watchdog then ends vLLM's whole process group.
-WATCHDOG = r"""
-import os, signal, sys, time
-pgid = int(sys.argv[1])
-sys.stdin.buffer.read()
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            sys.exit(0)
-        time.sleep(0.1)
-"""
-
-
-def _tail(path: Path, lines: int = 20) -> tuple[str, ...]:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 16384))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ()
-    return tuple(deque(text.splitlines(), maxlen=lines))
-
-
-def explain_exit(code: int, tail: tuple[str, ...]) -> str:
-    """A person's reading of why vLLM exited, from the last lines of its log."""
-    text = "\n".join(tail)
-    known = (
-        ("Address already in use", "the port is already in use by another program"),
-        ("larger than the maximum number of tokens that can be stored in KV cache",
-         "max_model_len does not fit in the KV cache: lower max_model_len or raise gpu_memory_utilization"),
-        ("CUDA out of memory", "the GPU ran out of memory"),
-        ("No such file or directory", "a file or folder the model needs does not exist"),
-        ("is not a local folder and is not a valid model identifier", "the model is neither a folder nor a hub id"),
-        ("not supported", "vLLM does not support something in these settings"),
-    )
-    for needle, reason in known:
-        if needle in text:
-            return f"vLLM exited (code {code}): {reason}."
-    return f"vLLM exited (code {code}); see the last log lines."
-
-
-class VLLMServer:
-    """One vLLM server process, or an attached endpoint, with an explicit lifecycle.
-
-    `start()` returns at once; a supervisor thread downloads weights if needed, launches the
-    process, waits for /health and then watches for the process to exit. `stop()` runs at exit;
-    if the app dies without running it, the launch's watchdog process ends vLLM's group.
-    """
-
-    def __init__(
-        self,
-        device: models.Device,
-        source: models.ModelSource | None = None,
-        *,
-        endpoint: str | None = None,
-        api_key: str | None = None,
-        ready_timeout_s: float = 900.0,
-        log_dir: Path = LOG_DIR,
-        port: int | None = None,
-    ) -> None:
-        self.device = device
-        self.source = source
-        self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self.ready_timeout_s = ready_timeout_s
-        self.log_dir = log_dir
-        self.fixed_port = port
-        self._api_key = api_key if endpoint else new_api_key()
-        self._lock = threading.RLock()
-        self._proc: subprocess.Popen | None = None
-        self._watchdog: subprocess.Popen | None = None
-        self._generation = 0  # bumps on every start/stop so a stale supervisor stands down
-        self._state = State.STOPPED
-        self._message = "not started"
-        self._port: int | None = None
-        self._log_path: Path | None = None
-        self._settings: ServerSettings | None = None
-        self._served_name = source.served_name if source else ""
-        self._max_model_len: int | None = None
-        self._ready = threading.Event()
-        atexit.register(self.stop)
-
-    # -- what callers read ----------------------------------------------------------------------
-
-    @property
-    def api_key(self) -> str:
-        return self._api_key or "EMPTY"
-
-    @property
-    def base_url(self) -> str:
-        if self.endpoint:
-            return self.endpoint
-        return f"http://127.0.0.1:{self._port}" if self._port else ""
-
-    @property
-    def served_model_name(self) -> str:
-        return self._served_name
-
-    @property
-    def settings(self) -> ServerSettings | None:
-        return self._settings
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def max_model_len(self) -> int | None:
-        return self._max_model_len
-
-    @property
-    def pid(self) -> int | None:
-        """The launched process's pid, which is also its process group id."""
-        proc = self._proc
-        return proc.pid if proc is not None else None
-
-    def status(self) -> Status:
-        with self._lock:
-            tail = _tail(self._log_path) if self._log_path else ()
-            return Status(
-                state=self._state, message=self._message,
-                model=self._served_name or (self.endpoint or ""),
-                device=self.device.name if self.device.is_gpu else "cpu",
-                warning=self.source.warning if self.source else "",
-                log_tail=tail, base_url=self.base_url,
-                log_path=str(self._log_path or ""), settings=self._settings,
-            )
-
-    def require_ready(self) -> str:
-        """The base URL, or `ServerNotReady` saying why there is none."""
-        status = self.status()
-        if status.state is not State.READY:
-            raise ServerNotReady(f"The model server is {status.state.value}: {status.message}")
-        return status.base_url
-
-    def wait_for(self, states: tuple[State, ...], timeout_s: float) -> Status:
-        """Block until the state is one of `states` or the timeout passes; the status then."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            status = self.status()
-            if status.state in states:
-                return status
-            time.sleep(0.2)
-        return self.status()
-
-    def wait_ready(self, timeout_s: float) -> Status:
-        """Block until the start settles: ready, failed or stopped."""
-        return self.wait_for((State.READY, State.FAILED, State.STOPPED), timeout_s)
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    def start(self, settings: ServerSettings | None = None) -> None:
-        """Launch (or attach) in the background; the state says how it goes."""
-        with self._lock:
-            self._stop_locked()
-            self._generation += 1
-            generation = self._generation
-            if self.endpoint:
-                self._set(State.STARTING, f"connecting to {self.endpoint}", generation)
-                target = self._watch_endpoint
-                args: tuple = (generation,)
-            else:
-                if settings is None:
-                    raise SettingsError("a launched server needs settings")
-                self._settings = settings
-                self._served_name = settings.served_model_name
-                self._set(State.STARTING, "preparing the model", generation)
-                target, args = self._supervise, (settings, generation)
-        threading.Thread(target=target, args=args, name="vllm-supervisor", daemon=True).start()
-
-    def restart(self, settings: ServerSettings) -> None:
-        self.start(settings)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._stop_locked()
-            self._state, self._message = State.STOPPED, "stopped"
-
-    def _stop_locked(self) -> None:
-        proc, self._proc = self._proc, None
-        watchdog, self._watchdog = self._watchdog, None
-        self._max_model_len = None
-        if proc is not None:
-            terminate_group(proc)
-        if watchdog is not None:  # closing its pipe lets it exit; the group is already gone
-            watchdog.stdin.close()
-            watchdog.wait(timeout=15)
-
-    def _set(self, state: State, message: str, generation: int) -> bool:
-        with self._lock:
-            if generation != self._generation:
-                return False
-            self._state, self._message = state, message
-            return True
-
-    # -- supervisor threads ---------------------------------------------------------------------
-
-    def _supervise(self, settings: ServerSettings, generation: int) -> None:
-        model_path = settings.model
-        if self.source is not None and self.source.needs_download and settings.model == self.source.path:
-            try:
-                model_path = models.download(
-                    settings.model, lambda msg: self._set(State.STARTING, msg, generation),
-                    token=os.environ.get("HF_TOKEN"),
-                )
-            except models.ModelSourceError as exc:
-                self._set(State.FAILED, str(exc), generation)
-                return
-        if settings.model.startswith(("/", ".", "~")) and not Path(settings.model).expanduser().is_dir():
-            self._set(State.FAILED, f"The model folder {settings.model} does not exist.", generation)
-            return
-        port = self.fixed_port or free_port()
-        if port_is_taken(port):
-            self._set(State.FAILED, f"Port {port} is already in use by another program; choose another port.", generation)
-            return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log"
-        try:
-            cmd, env, cores_note = server_launch(build_command(replace(settings, model=model_path), port,
-                                                               self._api_key), self.device)
-        except SettingsError as exc:
-            self._set(State.FAILED, str(exc), generation)
-            return
-        with self._lock:
-            if generation != self._generation:
-                return
-            self._port, self._log_path = port, log_path
-            with log_path.open("ab") as log:
-                if self.source is not None and self.source.warning:
-                    log.write(f"# NOTE: {self.source.warning}\n".encode())
-                log.write(f"{cores_note}\n".encode())
-                log.write(("$ " + " ".join(a if a != self._api_key else "***" for a in cmd) + "\n").encode())
-                log.flush()
-                try:
-                    proc = subprocess.Popen(
-                        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=env, start_new_session=True,
-                    )
-                except OSError as exc:
-                    self._set(State.FAILED, f"Could not start vLLM: {exc}", generation)
-                    return
-            self._watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(proc.pid)], stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                              start_new_session=True)
-            self._proc = proc
-            self._message = f"loading {settings.served_model_name} (log: {log_path})"
-        deadline = time.monotonic() + self.ready_timeout_s
-        ready = False
-        while True:
-            code = proc.poll()
-            if code is not None:
-                terminate_group(proc)  # vLLM's engine core can outlive a killed API server
-                self._set(State.FAILED, explain_exit(code, _tail(log_path, 40)), generation)
-                return
-            if generation != self._generation:
-                return
-            if not ready:
-                if self._probe(f"http://127.0.0.1:{port}", settings.served_model_name):
-                    ready = self._set(State.READY, f"serving {settings.served_model_name}", generation)
-                elif time.monotonic() > deadline:
-                    self._set(State.FAILED, f"vLLM was not ready after {self.ready_timeout_s:.0f} s.", generation)
-                    with self._lock:
-                        if generation == self._generation:
-                            self._stop_locked()
-                    return
-            time.sleep(0.5 if not ready else 1.0)
-
-    def _watch_endpoint(self, generation: int) -> None:
-        while generation == self._generation:
-            ok = self._probe(self.endpoint, None)
-            if ok:
-                self._set(State.READY, f"attached to {self.endpoint}", generation)
-            else:  # never answered yet: still starting; answered before: failed until it answers again
-                was_up = self._state in (State.READY, State.FAILED)
-                self._set(State.FAILED if was_up else State.STARTING, f"{self.endpoint} does not answer", generation)
-            time.sleep(2.0)
-
-    def _probe(self, base_url: str, expect_model: str | None) -> bool:
-        """Ready means /health is 200 and /v1/models (with our key) lists the model.
-
-        Checking the model list too means a stranger's server on a reused port never passes.
-        """
-        try:
-            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as resp:
-                if resp.status != 200:
-                    return False
-            req = urllib.request.Request(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {self.api_key}"})
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                data = json.loads(resp.read())["data"]
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
-            return False
-        names = {m.get("id"): m for m in data}
-        if expect_model is None:
-            if not names:
-                return False
-            first = data[0]
-            self._served_name = self._served_name or first["id"]
-            self._max_model_len = names.get(self._served_name, first).get("max_model_len")
-            return True
-        if expect_model not in names:
-            return False
-        self._max_model_len = names[expect_model].get("max_model_len")
-        return True
-
-
-def terminate_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM the process group, wait for all of it, then SIGKILL whatever is left."""
-    pgid = proc.pid  # started with start_new_session, so the leader's pid is the group id
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not group_alive(pgid):
-                return
-            time.sleep(0.1)
-    proc.wait(timeout=10)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of a process group is still running (zombies do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-# -- default settings ---------------------------------------------------------------------------
-
-
-def default_settings(source: models.ModelSource, device: models.Device) -> ServerSettings:
-    """What the app launches when no preset asks for anything else."""
-    if not device.is_gpu:
-        # The smoke model on a CPU: small context and batch, eager mode starts ~40 s sooner.
-        return ServerSettings(
-            model=source.path, served_model_name=source.served_name, load_format=source.load_format,
-            max_model_len=4096, max_num_seqs=64, enforce_eager=True, dtype="bfloat16",
-        )
-    return ServerSettings(
-        model=source.path, served_model_name=source.served_name, load_format=source.load_format,
-        max_model_len=32768, gpu_memory_utilization=0.9,
-    )
-
-
-def settings_for(server_part, base: ServerSettings, device: models.Device) -> ServerSettings:
-    """`base` with a preset's server fields applied; tensor_parallel_size "all" means every GPU."""
-    fields = server_part.model_dump(exclude_unset=True)
-    if fields.get("tensor_parallel_size") == "all":
-        fields["tensor_parallel_size"] = max(1, device.count)
-    return replace(base, **fields)
-
-
-# -- command line -------------------------------------------------------------------------------
+import pandas as pd
+
+from showcase import RUNS_DIR, cores, presets, roofline, server, sources
+from showcase.bench.loadgen import Target
+from showcase.bench.metrics import HEADLINE_COLUMNS
+from showcase.bench.run import RunResult, RunStatus, run_sync
+from showcase.errors import UserError
+from showcase.prepare import PreparedRun, ad_hoc, prepare_run
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python engine.py", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="run a benchmark: a preset, or an ad-hoc workload")
+    b.add_argument("--preset", help="a preset name from presets/ (its server settings launch a server "
+                   "unless --endpoint is given)")
+    b.add_argument("--endpoint", help="an OpenAI-compatible server that is already running")
+    b.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"))
+    b.add_argument("--model", help="served model name (with --endpoint) or the model to launch")
+    b.add_argument("--weights", choices=("real", "dummy"), default="real")
+    b.add_argument("--concurrency", type=_ints, help="levels, e.g. 1,4,8")
+    b.add_argument("--input-len", type=_ints, help="prompt tokens, e.g. 1024 or 1024,8192")
+    b.add_argument("--output-len", type=int)
+    b.add_argument("--num-requests", type=int)
+    b.add_argument("--duration", type=float, help="seconds per point instead of --num-requests")
+    b.add_argument("--rate", type=_floats, help="request rates (req/s): Poisson arrivals, concurrency is the cap")
+    b.add_argument("--burstiness", type=float)
+    b.add_argument("--warmup", type=int)
+    b.add_argument("--timeout", type=float, help="per-request timeout in seconds")
+    b.add_argument("--no-stream", action="store_true", help="non-streaming requests: no TTFT")
+    b.add_argument("--slo-ttft-ms", type=float)
+    b.add_argument("--slo-tpot-ms", type=float)
+    b.add_argument("--slo-e2el-ms", type=float)
+    b.add_argument("--out", type=Path, default=None, help="folder for run folders (default: runs/)")
+    r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU")
+    r.add_argument("--model-config", required=True, help="a config.json, a model folder, or a hub id")
+    r.add_argument("--gpu", required=True)
+    r.add_argument("--tp", type=int, default=1)
+    r.add_argument("--dtype", default="bfloat16")
+    r.add_argument("--check", type=Path, help="a CSV with concurrency and output_throughput (optionally "
+                   "mean_ttft_ms, input_len, output_len): written back with bounds and verdicts")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    import cli
+    args = parser().parse_args(argv)
+    try:
+        return roofline_command(args) if args.command == "roofline" else bench_command(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
-    return cli.main(argv)
+
+# -- bench --------------------------------------------------------------------------------------------
+
+
+def _workload_overrides(args: argparse.Namespace) -> dict:
+    pairs = {
+        "concurrency": args.concurrency, "input_len": args.input_len, "output_len": args.output_len,
+        "num_requests": args.num_requests, "request_rate": args.rate, "burstiness": args.burstiness,
+        "warmup_requests": args.warmup, "timeout_s": args.timeout,
+    }
+    out = {k: v for k, v in pairs.items() if v is not None}
+    if args.duration is not None:
+        out |= {"duration_s": args.duration, "num_requests": None}
+    if args.no_stream:
+        out["stream"] = False
+    return out
+
+
+def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[PreparedRun, sources.ModelSource | None]:
+    """The run as asked, validated before any server starts; the model to launch, if any."""
+    overrides = _workload_overrides(args)
+    if args.preset:
+        catalogue = presets.load_all()
+        if args.preset not in catalogue:
+            raise presets.PresetError(f"unknown preset {args.preset!r}; known: {', '.join(catalogue)}")
+        preset = catalogue[args.preset]
+    elif not args.endpoint or not {"concurrency", "input_len", "output_len"} <= set(overrides):
+        raise presets.PresetError("without --preset, give --endpoint, --model, --concurrency, --input-len and "
+                                  "--output-len")
+    else:
+        preset, overrides = ad_hoc(overrides), {}
+    slos = {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "e2el_ms": args.slo_e2el_ms}
+    if args.endpoint:
+        if not args.model:
+            raise presets.PresetError("--endpoint needs --model (the served model name)")
+        return prepare_run(preset, overrides, None, device, False, slos), None
+    source = sources.resolve(args.model, args.weights, device)
+    launch = server.default_settings(source, device)
+    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos), source
+
+
+def _launch(prepared: PreparedRun, device: sources.Device, source: sources.ModelSource) -> server.VLLMServer:
+    if source.is_smoke:
+        print(f"note: {sources.SMOKE_WARNING}", file=sys.stderr)
+    srv = server.VLLMServer(device, source)
+    print(f"starting vLLM ({source.served_name}); log in {server.LOG_DIR}", file=sys.stderr)
+    srv.start(prepared.settings)
+    status = srv.wait_ready(srv.ready_timeout_s + server.READY_MARGIN_S)
+    if status.state is not server.State.READY:
+        print("\n".join(status.log_tail), file=sys.stderr)
+        srv.stop()
+        raise server.ServerNotReady(status.message)
+    print(f"note: {cores.pin_load_generator(device)}", file=sys.stderr)
+    return srv
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    device = sources.detect_device()
+    if device.note:
+        print(f"note: {device.note}", file=sys.stderr)
+    prepared, source = _prepare(args, device)
+    srv = _launch(prepared, device, source) if source is not None else None
+    try:
+        target = (Target(srv.base_url, srv.served_model_name, srv.api_key) if srv is not None
+                  else Target(args.endpoint.rstrip("/"), args.model, args.api_key))
+        result = run_sync(prepared.meta, target, out_root=args.out or RUNS_DIR, on_progress=_progress_bar())
+    finally:
+        if srv is not None:
+            srv.stop()
+    return report(result)
+
+
+def report(result: RunResult) -> int:
+    """Print the summary and how the run ended; the exit status for it."""
+    print_summary(result.summary)
+    print(f"\n{result.status.value}: {result.message or 'all points ran'}\nresults: {result.folder}")
+    failed = result.status is not RunStatus.COMPLETED or result.summary.empty or (result.summary["completed"] == 0).any()
+    return 1 if failed else 0
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    state: dict = {"bar": None, "point": None}
+
+    def update(p) -> None:
+        if state["point"] != p.point:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["bar"] = tqdm(total=p.total, desc=f"point {p.point}/{p.points}", unit="req", file=sys.stderr)
+            state["point"] = p.point
+        bar = state["bar"]
+        bar.n = p.done
+        bar.set_postfix_str(f"{p.tokens_per_s:.0f} tok/s, {p.failed} failed" if p.tokens_per_s is not None else p.message)
+        bar.refresh()
+        if p.total and p.done >= p.total:
+            bar.close()
+
+    return update
+
+
+def print_summary(summary: pd.DataFrame) -> None:
+    if summary.empty:
+        print("no point was measured")
+        return
+    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.1f}".format):
+        print(summary[cols].to_string(index=False))
+
+
+# -- roofline -----------------------------------------------------------------------------------------
+
+
+def roofline_command(args: argparse.Namespace) -> int:
+    shape = roofline.ModelShape.load(args.model_config)
+    gpu = roofline.gpu(args.gpu)
+    if args.check:
+        try:
+            table = pd.read_csv(args.check)
+        except OSError as exc:
+            raise roofline.RooflineError(f"cannot read {args.check}: {exc}") from exc
+        roofline.check_table(table, shape, gpu, tp=args.tp, dtype=args.dtype).to_csv(sys.stdout, index=False)
+        return 0
+    print(roofline.describe(roofline.Roofline(shape, gpu, args.tp, args.dtype)))
+    print("Upper bounds (nothing can be faster): decode tokens/s summed over all streams at a mean "
+          "context of 0, 1K and 8K tokens; requests/s for 1K-token prompts and 512-token replies.\n")
+    print(roofline.bounds_table(shape, gpu, tp=args.tp, dtype=args.dtype).to_string(index=False))
+    return 0
 
 
 if __name__ == "__main__":

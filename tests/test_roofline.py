@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-import cli
-import roofline as R
+import engine
+from showcase import roofline as R
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_generic_config_without_head_dim_or_tied_embeddings():
 
 
 def test_cli_prints_bounds(capsys):
-    assert cli.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "a10g"]) == 0
+    assert engine.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "a10g"]) == 0
     out = capsys.readouterr().out
     assert "4.02 B parameters" in out and "74.6" in out
 
@@ -116,7 +116,7 @@ def test_cli_check_adds_bounds_and_verdicts_to_a_csv(tmp_path, capsys):
     src = tmp_path / "in.csv"
     pd.DataFrame({"concurrency": [1, 8], "output_throughput": [1330, 300], "input_len": [1024, 1024],
                   "output_len": [512, 512]}).to_csv(src, index=False)
-    assert cli.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
+    assert engine.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
                      "--check", str(src)]) == 0
     out = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert list(out["verdict"]) == ["exceeds_bound", "plausible"]
@@ -127,17 +127,17 @@ def test_cli_check_accepts_the_benchmarks_own_summary(tmp_path, capsys):
     src = tmp_path / "summary.csv"
     pd.DataFrame({"max_concurrency": [4], "output_throughput": [100.0], "mean_ttft_ms": [300.0],
                   "input_len": [1024], "output_len": [512]}).to_csv(src, index=False)
-    assert cli.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
+    assert engine.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
                      "--check", str(src)]) == 0
     assert "plausible" in capsys.readouterr().out
 
 
 def test_cli_errors_name_what_is_known_or_needed(tmp_path, capsys):
-    assert cli.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "B300"]) == 2
+    assert engine.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "B300"]) == 2
     assert "known: A10G" in capsys.readouterr().err
     src = tmp_path / "bad.csv"
     pd.DataFrame({"tokens": [1]}).to_csv(src, index=False)
-    assert cli.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
+    assert engine.main(["roofline", "--model-config", "Qwen/Qwen3-4B-Instruct-2507", "--gpu", "A10G",
                      "--check", str(src)]) == 2
     err = capsys.readouterr().err
     assert "lacks concurrency, output_throughput" in err and "it has: tokens" in err

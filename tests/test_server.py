@@ -10,19 +10,19 @@ import socket
 import openai
 import pytest
 
-import engine
-import models
+from showcase import cores, server
+from showcase import sources
 
 
-def settings(**kw) -> engine.ServerSettings:
-    return engine.ServerSettings(model="/m", served_model_name="m", **kw)
+def settings(**kw) -> server.ServerSettings:
+    return server.ServerSettings(model="/m", served_model_name="m", **kw)
 
 
 # -- the command line --------------------------------------------------------------------------
 
 
 def test_command_has_module_entry_loopback_key_and_only_typed_flags():
-    cmd = engine.build_command(settings(), port=9000, api_key="secret", python="py")
+    cmd = server.build_command(settings(), port=9000, api_key="secret", python="py")
     assert cmd[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--port") + 1] == "9000"
@@ -33,7 +33,7 @@ def test_command_has_module_entry_loopback_key_and_only_typed_flags():
 
 
 def test_api_keys_never_look_like_a_flag():
-    keys = {engine.new_api_key() for _ in range(2000)}
+    keys = {server.new_api_key() for _ in range(2000)}
     assert len(keys) == 2000 and not any(k.startswith("-") for k in keys)
 
 
@@ -41,7 +41,7 @@ def test_command_maps_every_setting():
     s = settings(max_model_len=8192, max_num_seqs=8, enable_chunked_prefill=True, enable_prefix_caching=False,
                  gpu_memory_utilization=0.85, tensor_parallel_size=2, dtype="bfloat16", kv_cache_dtype="fp8",
                  quantization="awq", load_format="dummy", enforce_eager=True)
-    cmd = engine.build_command(s, 1, "k", python="py")
+    cmd = server.build_command(s, 1, "k", python="py")
     pairs = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1)}
     assert pairs["--max-model-len"] == "8192"
     assert pairs["--max-num-seqs"] == "8"
@@ -65,33 +65,33 @@ def test_command_maps_every_setting():
     ({"load_format": "pickle"}, "load_format"),
 ])
 def test_invalid_settings_are_refused_naming_the_field(kw, field):
-    with pytest.raises(engine.SettingsError, match=field):
+    with pytest.raises(server.SettingsError, match=field):
         settings(**kw)
 
 
 def test_cpu_environment_keeps_kv_cache_small_and_reports_nothing():
-    env = engine.server_env(models.Device("cpu", "cpu"), base={})
+    env = server.server_env(sources.Device("cpu", "cpu"), base={})
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
-    assert "VLLM_CPU_KVCACHE_SPACE" not in engine.server_env(models.Device("cuda", "A10G", 1), base={})
+    assert "VLLM_CPU_KVCACHE_SPACE" not in server.server_env(sources.Device("cuda", "A10G", 1), base={})
 
 
-@pytest.mark.parametrize("cores, server, client", [
+@pytest.mark.parametrize("available, vllm_cores, client_cores", [
     ({0, 1}, (0,), (1,)),
     (set(range(16)), tuple(range(12)), (12, 13, 14, 15)),
     ({2, 5, 7}, (2, 5), (7,)),
 ])
-def test_cores_are_split_between_vllm_and_the_load_generator(cores, server, client):
-    split = engine.CoreSplit.of(cores)
-    assert (split.server, split.client) == (server, client)
-    assert engine.CoreSplit.of({0}) is None  # one core: nothing to split
+def test_cores_are_split_between_vllm_and_the_load_generator(available, vllm_cores, client_cores):
+    split = cores.CoreSplit.of(available)
+    assert (split.server, split.client) == (vllm_cores, client_cores)
+    assert cores.CoreSplit.of({0}) is None  # one core: nothing to split
 
 
 def test_a_cpu_server_is_launched_on_its_own_cores_and_a_gpu_server_is_not(monkeypatch):
-    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1})
-    cmd, env, note = engine.server_launch(["python", "-m", "vllm"], models.Device("cpu", "cpu"))
+    monkeypatch.setattr(server.os, "sched_getaffinity", lambda pid: {0, 1})
+    cmd, env, note = server.server_launch(["python", "-m", "vllm"], sources.Device("cpu", "cpu"))
     assert cmd[1:4] == ["-c", "0", "python"] and cmd[0].endswith("taskset")
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0" and "load generator on 1" in note
-    cmd, env, note = engine.server_launch(["python", "-m", "vllm"], models.Device("cuda", "H100", 1))
+    cmd, env, note = server.server_launch(["python", "-m", "vllm"], sources.Device("cuda", "H100", 1))
     assert cmd == ["python", "-m", "vllm"] and "VLLM_CPU_OMP_THREADS_BIND" not in env and "not pinned" in note
 
 
@@ -99,8 +99,8 @@ def test_a_cpu_server_is_launched_on_its_own_cores_and_a_gpu_server_is_not(monke
 
 
 def test_smoke_model_is_assembled_from_the_packaged_tokenizer(tmp_path):
-    source = models.resolve(None, "real", models.Device("cpu", "cpu"), cache_dir=tmp_path)
-    folder = tmp_path / models.SMOKE_NAME
+    source = sources.resolve(None, "real", sources.Device("cpu", "cpu"), cache_dir=tmp_path)
+    folder = tmp_path / sources.SMOKE_NAME
     assert source.path == str(folder) and source.is_smoke and source.load_format == "dummy"
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Qwen3ForCausalLM"] and config["vocab_size"] == 151936
@@ -111,34 +111,34 @@ def test_smoke_model_is_assembled_from_the_packaged_tokenizer(tmp_path):
 
 
 def test_smoke_model_folder_is_rebuilt_when_its_config_changed(tmp_path):
-    device = models.Device("cpu", "cpu")
-    folder = models.assemble(models.ASSETS / models.SMOKE_NAME, tmp_path)
+    device = sources.Device("cpu", "cpu")
+    folder = sources.assemble(sources.ASSETS / sources.SMOKE_NAME, tmp_path)
     (folder / "config.json").write_text("{}")
-    models.resolve(None, "real", device, cache_dir=tmp_path)
+    sources.resolve(None, "real", device, cache_dir=tmp_path)
     assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen3"
 
 
 def test_gpu_defaults_and_dummy_weights(tmp_path):
-    gpu = models.Device("cuda", "NVIDIA A10G", 1, 23028)
-    real = models.resolve(None, "real", gpu, cache_dir=tmp_path)
-    assert real.path == models.DEFAULT_GPU_MODEL and real.needs_download and real.load_format == "auto"
-    dummy = models.resolve(None, "dummy", gpu, cache_dir=tmp_path)
+    gpu = sources.Device("cuda", "NVIDIA A10G", 1, 23028)
+    real = sources.resolve(None, "real", gpu, cache_dir=tmp_path)
+    assert real.path == sources.DEFAULT_GPU_MODEL and real.needs_download and real.load_format == "auto"
+    dummy = sources.resolve(None, "dummy", gpu, cache_dir=tmp_path)
     assert not dummy.needs_download and dummy.load_format == "dummy"
-    assert json.loads((tmp_path / models.DUMMY_4B_NAME / "config.json").read_text())["num_hidden_layers"] == 36
-    hub_dummy = models.resolve("org/model", "dummy", gpu, cache_dir=tmp_path)
+    assert json.loads((tmp_path / sources.DUMMY_4B_NAME / "config.json").read_text())["num_hidden_layers"] == 36
+    hub_dummy = sources.resolve("org/model", "dummy", gpu, cache_dir=tmp_path)
     assert hub_dummy.load_format == "dummy" and not hub_dummy.needs_download
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(models.ModelSourceError, match="does not exist"):
-        models.resolve(str(tmp_path / "nowhere"), "real", models.Device("cpu", "cpu"))
+    with pytest.raises(sources.ModelSourceError, match="does not exist"):
+        sources.resolve(str(tmp_path / "nowhere"), "real", sources.Device("cpu", "cpu"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(models.ModelSourceError, match="no config.json"):
-        models.resolve(str(tmp_path / "empty"), "real", models.Device("cpu", "cpu"))
+    with pytest.raises(sources.ModelSourceError, match="no config.json"):
+        sources.resolve(str(tmp_path / "empty"), "real", sources.Device("cpu", "cpu"))
 
 
 def test_device_without_nvidia_smi_is_the_cpu():
-    assert models.detect_device("no-such-nvidia-smi") == models.Device("cpu", "cpu")
+    assert sources.detect_device("no-such-nvidia-smi") == sources.Device("cpu", "cpu")
 
 
 def test_download_without_network_says_so(monkeypatch, tmp_path):
@@ -150,8 +150,8 @@ def test_download_without_network_says_so(monkeypatch, tmp_path):
         raise errors.LocalEntryNotFoundError("no connection")
 
     monkeypatch.setattr(hf, "snapshot_download", offline)
-    with pytest.raises(models.ModelSourceError, match="Could not reach the model hub"):
-        models.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
+    with pytest.raises(sources.ModelSourceError, match="Could not reach the model hub"):
+        sources.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
 
 
 @pytest.mark.parametrize("error, expected", [
@@ -176,8 +176,8 @@ def test_download_errors_are_named(monkeypatch, error, expected):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(hf, "snapshot_download", fail)
-    with pytest.raises(models.ModelSourceError, match=expected):
-        models.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
+    with pytest.raises(sources.ModelSourceError, match=expected):
+        sources.download("Qwen/Qwen3-4B-Instruct-2507", lambda m: None)
 
 
 # -- lifecycle against the real server -------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_download_errors_are_named(monkeypatch, error, expected):
 
 def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
     status = vllm_server.status()
-    assert status.state is engine.State.READY and status.base_url.startswith("http://127.0.0.1:")
+    assert status.state is server.State.READY and status.base_url.startswith("http://127.0.0.1:")
     client = openai.OpenAI(base_url=status.base_url + "/v1", api_key=vllm_server.api_key, max_retries=0)
     reply = client.chat.completions.create(
         model=vllm_server.served_model_name, messages=[{"role": "user", "content": "Hello"}],
@@ -201,7 +201,7 @@ def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
 def test_the_shared_server_runs_only_on_its_own_cores(vllm_server):
     import psutil
 
-    split = engine.CoreSplit.of()
+    split = cores.CoreSplit.of()
     group = [p for p in psutil.process_iter() if _pgid(p.pid) == vllm_server.pid]
     assert len(group) >= 2  # the API server and its engine processes
     for proc in group:
@@ -210,7 +210,7 @@ def test_the_shared_server_runs_only_on_its_own_cores(vllm_server):
 
 def _pgid(pid: int) -> int | None:
     try:
-        return engine.os.getpgid(pid)
+        return server.os.getpgid(pid)
     except ProcessLookupError:
         return None
 
@@ -222,47 +222,47 @@ def test_server_refuses_requests_without_its_api_key(vllm_server):
 
 
 def test_missing_model_folder_fails_at_once(device, tmp_path):
-    server = engine.VLLMServer(device, log_dir=tmp_path)
-    server.start(engine.ServerSettings(model=str(tmp_path / "nowhere"), served_model_name="x"))
-    status = server.wait_ready(10)
-    assert status.state is engine.State.FAILED and "does not exist" in status.message
+    srv = server.VLLMServer(device, log_dir=tmp_path)
+    srv.start(server.ServerSettings(model=str(tmp_path / "nowhere"), served_model_name="x"))
+    status = srv.wait_ready(10)
+    assert status.state is server.State.FAILED and "does not exist" in status.message
 
 
 def test_port_already_taken_fails_with_a_clear_message(device, model_cache, tmp_path):
-    source = models.resolve(None, "real", device, cache_dir=model_cache)
+    source = sources.resolve(None, "real", device, cache_dir=model_cache)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        server = engine.VLLMServer(device, source, log_dir=tmp_path, port=port)
-        server.start(engine.default_settings(source, device))
-        status = server.wait_ready(10)
-    assert status.state is engine.State.FAILED and f"Port {port} is already in use" in status.message
+        srv = server.VLLMServer(device, source, log_dir=tmp_path, port=port)
+        srv.start(server.default_settings(source, device))
+        status = srv.wait_ready(10)
+    assert status.state is server.State.FAILED and f"Port {port} is already in use" in status.message
 
 
 def test_server_killed_while_running_is_failed_then_stops_cleanly(device, model_cache, tmp_path):
-    source = models.resolve(None, "real", device, cache_dir=model_cache)
-    server = engine.VLLMServer(device, source, log_dir=tmp_path)
-    server.start(engine.default_settings(source, device))
-    assert server.wait_ready(600).state is engine.State.READY
-    pgid = server.pid
+    source = sources.resolve(None, "real", device, cache_dir=model_cache)
+    srv = server.VLLMServer(device, source, log_dir=tmp_path)
+    srv.start(server.default_settings(source, device))
+    assert srv.wait_ready(600).state is server.State.READY
+    pgid = srv.pid
     os.kill(pgid, signal.SIGKILL)
-    status = server.wait_for((engine.State.FAILED,), 20)
-    assert status.state is engine.State.FAILED and "exited (code -9)" in status.message
-    with pytest.raises(engine.ServerNotReady, match="failed"):
-        server.require_ready()
-    server.stop()
-    assert not engine.group_alive(pgid)
+    status = srv.wait_for((server.State.FAILED,), 20)
+    assert status.state is server.State.FAILED and "exited (code -9)" in status.message
+    with pytest.raises(server.ServerNotReady, match="failed"):
+        srv.require_ready()
+    srv.stop()
+    assert not server.group_alive(pgid)
 
 
 def test_attaching_to_an_endpoint_launches_nothing_and_follows_it(device, stub):
     url = stub()
-    server = engine.VLLMServer(device, endpoint=url + "/", api_key="k")
-    server.start()
-    status = server.wait_ready(10)
-    assert status.state is engine.State.READY and status.base_url == url and server.pid is None
-    assert server.served_model_name == "stub" and server.max_model_len == 262_144
+    srv = server.VLLMServer(device, endpoint=url + "/", api_key="k")
+    srv.start()
+    status = srv.wait_ready(10)
+    assert status.state is server.State.READY and status.base_url == url and srv.pid is None
+    assert srv.served_model_name == "stub" and srv.max_model_len == 262_144
     stub.procs[0].kill()
-    status = server.wait_for((engine.State.FAILED,), 10)
-    assert status.state is engine.State.FAILED and "does not answer" in status.message
-    server.stop()
+    status = srv.wait_for((server.State.FAILED,), 10)
+    assert status.state is server.State.FAILED and "does not answer" in status.message
+    srv.stop()

@@ -18,10 +18,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import bench
-import models
-import presets
-from loadgen import Target
+from showcase import sources
+from showcase.bench import run as bench
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import Workload
 
 # Our figures agree with vLLM's client when (the real-server issue's criteria):
 MIN_THROUGHPUT_RATIO = 0.85  # output tokens/s at least this share of vLLM's client's
@@ -71,9 +71,9 @@ def disagreements(ours: Figures, theirs: Figures, tol: Tolerance = Tolerance()) 
 
 def run_ours(target: Target, concurrency: int, input_len: int, output_len: int, num_requests: int,
              out_root: Path) -> Figures:
-    w = presets.Workload(concurrency=[concurrency], input_len=[input_len], output_len=output_len,
+    w = Workload(concurrency=[concurrency], input_len=[input_len], output_len=output_len,
                          num_requests=num_requests, warmup_requests=concurrency)
-    result = bench.run_sync(bench.plan("agreement", w), target, {}, out_root=out_root)
+    result = bench.run_sync(bench.plan("agreement", w), target, out_root=out_root)
     row = result.summary.iloc[0]
     return Figures("ours", concurrency, int(row["completed"]), int(row["failed"]), float(row["mean_ttft_ms"]),
                    float(row["mean_tpot_ms"]), float(row["output_throughput"]),
@@ -84,7 +84,7 @@ def run_vllm(target: Target, tokenizer: str, concurrency: int, input_len: int, o
              num_requests: int) -> Figures:
     """`vllm bench serve` with the same workload, warm-ups and a fresh seed (so a prefix cache
     holding an earlier run's prompts cannot flatter it)."""
-    if not models.detect_device().is_gpu:
+    if not sources.detect_device().is_gpu:
         os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     from vllm.benchmarks import serve
 
@@ -138,8 +138,8 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
     benchmark's requests get it (the server's defaults), since sampling itself costs time per token."""
     import aiohttp
 
-    import chat
-    import loadgen
+    from showcase import chat
+    from showcase.bench import loadgen
 
     async with aiohttp.ClientSession() as session:
         prompts = await loadgen.PromptFactory(session, target).build(input_len, [random.getrandbits(31)
@@ -153,3 +153,15 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
         ttfts.append(stats.ttft_s * 1000)
         rates.append(stats.tokens_per_s)
     return sum(ttfts) / times, sum(rates) / times
+
+
+def chat_vs_bench(target: Target, input_len: int = 256, output_len: int = 64, times: int = 4,
+                  out_root: Path = Path("/tmp/agreement-runs")) -> tuple[float, float, Figures]:
+    """The chat tab's mean TTFT (ms) and tokens/s beside our benchmark at one stream, measured
+    before and after the chat's answers and averaged (the server drifts from minute to minute)."""
+    import asyncio
+
+    before = run_ours(target, 1, input_len, output_len, 2 * times, out_root)
+    ttft_ms, tokens_per_s = asyncio.run(chat_figures(target, input_len, output_len, times))
+    after = run_ours(target, 1, input_len, output_len, 2 * times, out_root)
+    return ttft_ms, tokens_per_s, mean_of([before, after])

@@ -1,9 +1,11 @@
 """The chat: streaming one reply from the server through the openai SDK, with its own timings.
 
-This module owns turning a Gradio message history into OpenAI messages, streaming a reply, timing
-it (time to first token, tokens from the server's usage, tokens/s), closing the stream when the
-caller stops (so vLLM aborts the request), and turning API failures into `ChatError` messages a
-person can act on. It knows nothing about Gradio components or the vLLM process.
+This module owns the chat history's operations (a message history in Gradio's messages format:
+add a user message, retry, undo, a note under an answer), turning it into OpenAI messages,
+streaming a reply, timing it (time to first token, tokens from the server's usage, tokens/s),
+closing the stream when the caller stops (so vLLM aborts the request), and turning API failures
+into `ChatError` messages a person can act on. It knows nothing about Gradio components or the
+vLLM process.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ from dataclasses import dataclass
 
 import openai
 
+from showcase.errors import UserError
 
 # A person reads no faster than this; every update costs the UI a render and the app a message per
 # visitor, so tokens arriving faster are sent together.
 UPDATE_INTERVAL_S = 0.05
 
 
-class ChatError(Exception):
+class ChatError(UserError):
     """The reply failed; the message says why in words for the person chatting."""
 
 
 @dataclass(frozen=True)
 class Sampling:
-    system_prompt: str = ""
     temperature: float = 0.7
     top_p: float = 0.9
     max_tokens: int = 512
@@ -82,6 +84,44 @@ def to_openai(history: list[dict], system_prompt: str = "") -> list[dict]:
         if text:
             messages.append({"role": m["role"], "content": text})
     return messages
+
+
+# -- the history ------------------------------------------------------------------------------------
+
+
+def note(text: str) -> dict:
+    """A line under an answer (stats or an error); messages with metadata are never sent to the model."""
+    return {"role": "assistant", "content": "", "metadata": {"title": text}}
+
+
+def add_user(history: list[dict], message: str) -> list[dict]:
+    return list(history) + [{"role": "user", "content": message}]
+
+
+def last_user_index(history: list[dict]) -> int:
+    return max((i for i, m in enumerate(history) if m["role"] == "user" and not m.get("metadata")), default=-1)
+
+
+def retry(history: list[dict]) -> list[dict]:
+    """The history up to and with the last user message, to answer it again."""
+    i = last_user_index(history)
+    return history[: i + 1] if i >= 0 else history
+
+
+def undo(history: list[dict]) -> tuple[list[dict], str]:
+    """The history before the last user message, and that message's text (back in the input box)."""
+    i = last_user_index(history)
+    if i < 0:
+        return history, ""
+    return history[:i], text_of(history[i]["content"])
+
+
+def with_error(history: list[dict], text: str) -> list[dict]:
+    """The history with an unanswered (empty) reply taken away and the error said under it."""
+    history = list(history)
+    if history and history[-1]["role"] == "assistant" and not history[-1].get("metadata") and not history[-1]["content"]:
+        history.pop()
+    return history + [note(f"⚠️ {text}")]
 
 
 def _explain(exc: Exception) -> str:
@@ -143,3 +183,18 @@ async def stream_reply(
     finally:
         await client.close()
     yield text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish)
+
+
+async def answer(history: list[dict], base_url: str, api_key: str, model: str, system_prompt: str,
+                 sampling: Sampling) -> AsyncIterator[list[dict]]:
+    """The history with the reply streaming into it, then its timings (or its error) noted under it."""
+    messages = to_openai(history, system_prompt)
+    history = list(history) + [{"role": "assistant", "content": ""}]
+    try:
+        async for text, stats in stream_reply(base_url, api_key, model, messages, sampling):
+            history[-1] = {"role": "assistant", "content": text}
+            if stats is not None:
+                history.append(note(f"⏱ {stats.line()}"))
+            yield history
+    except ChatError as exc:
+        yield with_error(history, str(exc))

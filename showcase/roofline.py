@@ -11,6 +11,7 @@ impossible, not merely unlikely. It knows nothing about vLLM, HTTP or the UI.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -18,16 +19,21 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ConfigDict
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+from showcase import ASSETS
+from showcase.errors import UserError
+
 BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1,
          "fp8_e5m2": 1, "int8": 1, "int4": 0.5, "awq": 0.5, "gptq": 0.5}
 BEST_CASE_OVERHEAD_GB = 0.5  # activations etc. when judging references: the most generous case
 PREFLIGHT_OVERHEAD_GB = 1.5  # per GPU, activations and CUDA graphs, when checking a launch
+DEFAULT_CONTEXT = 32768  # what a launch without max_model_len is checked for when the config states none
+DEFAULT_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
 KNOWN_CONFIGS = {"Qwen/Qwen3-4B-Instruct-2507": ASSETS / "qwen3-4b-instruct-2507" / "config.json"}
 
 
-class RooflineError(Exception):
+class RooflineError(UserError):
     """A config, GPU or table the model cannot work with; the message says what is known or needed."""
 
 
@@ -135,7 +141,9 @@ class GPU:
     aliases: tuple[str, ...] = ()
 
 
+@functools.cache
 def known_gpus() -> dict[str, GPU]:
+    """`assets/gpus.csv`, read once."""
     with (ASSETS / "gpus.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     return {r["name"]: GPU(r["name"], float(r["memory_gb"]), float(r["bandwidth_gbs"]), float(r["bf16_tflops"]),
@@ -250,7 +258,6 @@ class Verdict:
     factor: float  # the largest measured / bound ratio (NaN when it does not fit)
     bound_output_throughput: float
     bound_min_ttft_ms: float  # NaN when the prompt length is unknown
-    note: str
 
 
 def judge(r: Roofline, concurrency: float | None, output_throughput: float, mean_ttft_ms: float | None = None,
@@ -262,10 +269,7 @@ def judge(r: Roofline, concurrency: float | None, output_throughput: float, mean
     seq = int((input_len if known_in else 0) + (output_len if known_out else 0))
     fit = r.seqs_that_fit(seq) if seq else math.inf
     if fit == 0:
-        need = r.weights + seq * r.kv_per_token
-        return Verdict("does_not_fit", math.nan, math.nan, math.nan,
-                       f"one sequence of {seq:,} tokens needs {need / 1e9:.1f} GB; "
-                       f"{r.tp}× {r.gpu.name} has {r.gpu.memory_gb * r.tp:.1f} GB")
+        return Verdict("does_not_fit", math.nan, math.nan, math.nan)
     conc = fit if concurrency is None or math.isnan(concurrency) else min(int(concurrency), fit)
     context = (input_len + (output_len / 2 if known_out else 0)) if known_in else 0.0
     bound = r.decode_tokens_per_s(int(conc), context)
@@ -274,8 +278,7 @@ def judge(r: Roofline, concurrency: float | None, output_throughput: float, mean
     if known_in and mean_ttft_ms is not None and not math.isnan(mean_ttft_ms) and mean_ttft_ms > 0:
         factors.append(floor_ms / mean_ttft_ms)
     factor = max(factors)
-    note = f"bound at concurrency {int(conc)}" + (f" (as many as fit: {fit})" if conc == fit and fit != math.inf else "")
-    return Verdict("exceeds_bound" if factor > 1 else "plausible", factor, bound, floor_ms, note)
+    return Verdict("exceeds_bound" if factor > 1 else "plausible", factor, bound, floor_ms)
 
 
 REQUIRED = ("concurrency", "output_throughput")
@@ -310,20 +313,63 @@ def check_table(table: pd.DataFrame, shape: ModelShape, g: GPU, tp: int = 1, dty
 # -- the article's reference tables ---------------------------------------------------------------------------
 
 
-def article() -> dict:
-    return yaml.safe_load((ASSETS / "article_reference.yaml").read_text())
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConcurrencyRow(_Record):
+    concurrency: int
+    mean_ttft_ms: float
+    request_throughput: float
+    output_throughput: float
+
+
+class LengthRow(_Record):
+    input_len: int
+    mean_ttft_ms: float
+    throughput: float  # the article does not say whether output only or prompt + output
+
+
+class ConcurrencyTable(_Record):
+    output_len: int
+    rows: tuple[ConcurrencyRow, ...]
+
+
+class LengthTable(_Record):
+    output_len: int
+    rows: tuple[LengthRow, ...]
+
+
+class Article(_Record):
+    """The article's result tables as it states them, with what it states of its setup."""
+
+    source: str
+    stated_gpu: str
+    stated_gpu_count: int
+    stated_software: str
+    stated_dtype: str
+    model: str
+    caveats: tuple[str, ...]
+    concurrency: ConcurrencyTable
+    input_length: LengthTable
+
+
+@functools.cache
+def article() -> Article:
+    """`assets/article_reference.yaml`, read once."""
+    return Article.model_validate(yaml.safe_load((ASSETS / "article_reference.yaml").read_text()))
 
 
 def article_tables(shape: ModelShape | None = None, g: GPU | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The article's two tables with bounds and verdicts for the GPU it states (or `g`)."""
     ref = article()
-    shape = shape or ModelShape.load(ref["model"])
-    g = g or gpu(ref["stated_gpu"])
-    conc = pd.DataFrame(ref["concurrency"]["rows"])
+    shape = shape or ModelShape.load(ref.model)
+    g = g or gpu(ref.stated_gpu)
+    conc = pd.DataFrame([row.model_dump() for row in ref.concurrency.rows])
     conc = check_table(conc, shape, g)  # prompt length unstated: judged at no context
-    conc["output_len"] = ref["concurrency"]["output_len"]
-    length = pd.DataFrame(ref["input_length"]["rows"])
-    length["output_len"] = ref["input_length"]["output_len"]
+    conc["output_len"] = ref.concurrency.output_len
+    length = pd.DataFrame([row.model_dump() for row in ref.input_length.rows])
+    length["output_len"] = ref.input_length.output_len
     length["concurrency"] = math.nan  # unstated: as many as fit
     length["output_throughput"] = length["throughput"]  # read as output tokens, the article's own label
     length = check_table(length, shape, g)
@@ -372,7 +418,7 @@ def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization:
 def reference_series(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The judged article tables (from `article_tables`) with the benchmark's column names, for plotting."""
     ref = article()
-    source = f"article (stated: {ref['stated_gpu']}, {ref['stated_software'].split(',')[0]})"
+    source = f"article (stated: {ref.stated_gpu}, {ref.stated_software.split(',')[0]})"
     conc = conc.rename(columns={"concurrency": "max_concurrency"}).assign(source=source)
     length = length.assign(source=source, max_concurrency=math.nan)
     return conc, length

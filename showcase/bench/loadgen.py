@@ -11,23 +11,21 @@ computes nothing from them; `metrics.py` does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics import ClientHealth, RequestRecord
-
-
-class WorkloadError(Exception):
-    """A workload the server cannot serve, refused before the run starts."""
+from showcase.bench.metrics import ClientHealth, RequestRecord
+from showcase.bench.workload import Point, WorkloadError
 
 
 # Idle pooled connections are closed after this long. vLLM's HTTP server closes them after 5 s
@@ -68,24 +66,6 @@ class Target:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
-
-
-@dataclass(frozen=True)
-class Point:
-    """One measured point: a load shape and request lengths."""
-
-    index: int
-    input_len: int
-    output_len: int
-    concurrency: int | None  # closed loop: requests in flight; with a rate: the cap (None: no cap)
-    request_rate: float | None = None  # requests/s (Poisson when burstiness is 1); None: closed loop
-    burstiness: float = 1.0
-    num_requests: int | None = 32
-    duration_s: float | None = None
-    warmup_requests: int = 1
-    timeout_s: float = 300.0
-    stream: bool = True
-    shared_prefix_len: int = 0
 
 
 # -- SSE --------------------------------------------------------------------------------------------
@@ -251,21 +231,20 @@ class PromptFactory:
         self.session, self.target = session, target
         self.bricks: list[str] = []
         self.overhead = 0  # template tokens around an empty user message
-        self.max_model_len: int | None = None
 
     async def _tokenize(self, **body) -> dict:
         try:
             async with self.session.post(f"{self.target.base_url}/tokenize", json={"model": self.target.model, **body},
                                          headers=self.target.headers) as resp:
                 if resp.status != 200:
-                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: {(await resp.text())[:200]}")
+                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: "
+                                        f"{(await resp.text())[:ERROR_CHARS]}")
                 return await resp.json()
         except aiohttp.ClientError as exc:
             raise WorkloadError(f"Cannot reach the server's /tokenize: {exc}") from exc
 
     async def count(self, content: str) -> int:
         data = await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
-        self.max_model_len = data.get("max_model_len", self.max_model_len)
         return int(data["count"])
 
     async def calibrate(self) -> None:
@@ -357,15 +336,13 @@ class ServerSampler:
         self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
         self.rows: list[dict[str, float]] = []
         self.point = -1
-        self.available = True
 
     async def run(self) -> None:
         while True:
             try:
                 async with self.session.get(f"{self.target.base_url}/metrics", headers=self.target.headers,
                                             timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                    if resp.status == 404:
-                        self.available = False
+                    if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
                         return
                     values = parse_server_metrics(await resp.text()) if resp.status == 200 else {}
             except (aiohttp.ClientError, TimeoutError, ValueError):
@@ -435,6 +412,57 @@ def arrival_offsets(rate: float, burstiness: float, count: int, seed: int = 0) -
 ProgressFn = Callable[[RequestRecord], None]
 
 
+@dataclass
+class _PointRun:
+    """One point's requests in flight: the closed loop (a fixed number of streams) or the open
+    loop (arrivals at a rate, with an optional cap), each recording into `records`."""
+
+    session: aiohttp.ClientSession
+    target: Target
+    point: Point
+    on_done: ProgressFn
+    should_stop: Callable[[], bool]
+    fresh: aiohttp.ClientSession | None
+    records: list[RequestRecord] = field(default_factory=list)
+
+    async def _one(self, msgs: list[list[dict]], i: int, warmup: bool, scheduled: float,
+                   cap: asyncio.Semaphore | None = None) -> None:
+        p = self.point
+        rec = RequestRecord(p.index, i, warmup, p.stream, p.input_len, p.output_len, scheduled=scheduled)
+        async with cap or contextlib.nullcontext():
+            await send(self.session, self.target, msgs[i % len(msgs)], rec, p.timeout_s, self.fresh)
+        self.records.append(rec)
+        self.on_done(rec)
+
+    async def closed_loop(self, msgs: list[list[dict]], warmup: bool, deadline: float | None) -> None:
+        counter = iter(range(10**9))
+
+        async def stream() -> None:
+            while not self.should_stop():
+                i = next(counter)
+                if (deadline is None and i >= len(msgs)) or (deadline is not None and time.perf_counter() >= deadline):
+                    return
+                await self._one(msgs, i, warmup, time.perf_counter())
+
+        await asyncio.gather(*(stream() for _ in range(max(1, self.point.concurrency or 1))))
+
+    async def open_loop(self, msgs: list[list[dict]], t0: float) -> None:
+        p = self.point
+        count = len(msgs) if p.duration_s is None else p.arrivals_bound()
+        cap = asyncio.Semaphore(p.concurrency) if p.concurrency else None
+        tasks = []
+        for i, offset in enumerate(arrival_offsets(p.request_rate, p.burstiness, count, seed=p.index)):
+            if p.duration_s is not None and offset >= p.duration_s:
+                break
+            delay = t0 + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.should_stop():
+                break
+            tasks.append(asyncio.create_task(self._one(msgs, i, False, t0 + offset, cap)))
+        await asyncio.gather(*tasks)
+
+
 async def run_point(
     session: aiohttp.ClientSession,
     target: Target,
@@ -450,67 +478,13 @@ async def run_point(
     The wall time runs from the first measured send to the last measured completion. `fresh`
     carries the one retry of a request lost on a stale connection (see `send`).
     """
-    records: list[RequestRecord] = []
-
-    def new(index: int, warmup: bool) -> RequestRecord:
-        return RequestRecord(point.index, index, warmup, point.stream, point.input_len, point.output_len)
-
-    async def closed_loop(msgs: list[list[dict]], warmup: bool, deadline: float | None) -> None:
-        width = max(1, point.concurrency or 1)
-        counter = iter(range(10**9))
-
-        async def worker() -> None:
-            while not should_stop():
-                i = next(counter)
-                if deadline is None and i >= len(msgs):
-                    return
-                if deadline is not None and time.perf_counter() >= deadline:
-                    return
-                rec = new(i, warmup)
-                rec.scheduled = time.perf_counter()
-                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
-                records.append(rec)
-                on_done(rec)
-
-        await asyncio.gather(*(worker() for _ in range(width)))
-
-    async def open_loop(msgs: list[list[dict]], t0: float) -> None:
-        count = len(msgs) if point.duration_s is None else int(point.request_rate * point.duration_s * 2) + 10
-        offsets = arrival_offsets(point.request_rate, point.burstiness, count, seed=point.index)
-        cap = asyncio.Semaphore(point.concurrency) if point.concurrency else None
-        tasks = []
-
-        async def one(i: int, when: float) -> None:
-            rec = new(i, False)
-            rec.scheduled = when
-            if cap is None:
-                await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
-            else:
-                async with cap:
-                    await send(session, target, msgs[i % len(msgs)], rec, point.timeout_s, fresh)
-            records.append(rec)
-            on_done(rec)
-
-        for i, offset in enumerate(offsets):
-            when = t0 + offset
-            if point.duration_s is not None and offset >= point.duration_s:
-                break
-            delay = when - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if should_stop():
-                break
-            tasks.append(asyncio.create_task(one(i, when)))
-        await asyncio.gather(*tasks)
-
+    job = _PointRun(session, target, point, on_done, should_stop, fresh)
     if warmup_prompts:
-        await closed_loop(warmup_prompts, True, None)
+        await job.closed_loop(warmup_prompts, True, None)
     t0 = time.perf_counter()
     if point.request_rate is None:
-        deadline = t0 + point.duration_s if point.duration_s is not None else None
-        await closed_loop(prompts, False, deadline)
+        await job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
     else:
-        await open_loop(prompts, t0)
-    measured = [r for r in records if not r.warmup]
-    t1 = max((r.end for r in measured), default=time.perf_counter())
-    return records, t1 - t0
+        await job.open_loop(prompts, t0)
+    t1 = max((r.end for r in job.records if not r.warmup), default=time.perf_counter())
+    return job.records, t1 - t0

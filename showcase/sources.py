@@ -3,7 +3,7 @@
 This module owns turning what a user asked for (`--model`, `--weights`) into a folder that vLLM
 can load, and detecting the device. It knows nothing about the vLLM process, HTTP or the UI:
 progress is reported through a callback, failures raise `ModelSourceError` with a message
-written for a person.
+written for a person, and a machine taken as CPU-only says why (`Device.note`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+from showcase import ASSETS
+from showcase.errors import UserError
+
+NVIDIA_SMI_TIMEOUT_S = 20
 DEFAULT_GPU_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 SMOKE_NAME = "smoke-qwen3"
 DUMMY_4B_NAME = "qwen3-4b-instruct-2507"
@@ -27,7 +30,7 @@ SMOKE_WARNING = (
 )
 
 
-class ModelSourceError(Exception):
+class ModelSourceError(UserError):
     """A model could not be prepared; the message says why and what to do."""
 
 
@@ -36,7 +39,7 @@ class Device:
     kind: str  # "cuda" or "cpu"
     name: str  # "NVIDIA A10G" or "cpu"
     count: int = 0
-    memory_mib: int = 0
+    note: str = ""  # why the machine is taken as it is, when that is not plain
 
     @property
     def is_gpu(self) -> bool:
@@ -63,21 +66,18 @@ class ModelSource:
 
 
 def detect_device(nvidia_smi: str = "nvidia-smi") -> Device:
-    """A GPU when nvidia-smi lists one, otherwise the CPU."""
+    """A GPU when nvidia-smi lists one, otherwise the CPU, saying why when nvidia-smi is there."""
     if shutil.which(nvidia_smi) is None:
         return Device("cpu", "cpu")
     try:
-        out = subprocess.run(
-            [nvidia_smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return Device("cpu", "cpu")
-    rows = [line.split(",") for line in out.strip().splitlines() if line.strip()]
-    if not rows:
-        return Device("cpu", "cpu")
-    name, mem = rows[0][0].strip(), rows[0][1].strip()
-    return Device("cuda", name, len(rows), int(float(mem)) if mem.replace(".", "").isdigit() else 0)
+        out = subprocess.run([nvidia_smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Device("cpu", "cpu", note=f"taken as CPU-only: nvidia-smi is installed but failed ({exc})")
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    if not names:
+        return Device("cpu", "cpu", note="taken as CPU-only: nvidia-smi lists no GPU")
+    return Device("cuda", names[0], len(names))
 
 
 def tokenizer_dir() -> Path:

@@ -9,11 +9,14 @@ requests enter no latency or throughput, and a statistic with no data is NaN, ne
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from showcase.bench.workload import SLOs, Point
 
 NAN = float("nan")
 CLIENT_CPU_LIMIT = 0.9  # the client's process used this share of one core or more: it set the pace
@@ -77,19 +80,6 @@ def request_metrics(r: RequestRecord) -> RequestMetrics:
     return RequestMetrics(ttft, e2el, tpot, itls, queue)
 
 
-@dataclass(frozen=True)
-class SLOs:
-    """Service-level objectives in ms; a request is good when it meets every one given."""
-
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2el_ms: float | None = None
-
-    @property
-    def any(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
-
-
 def meets(m: RequestMetrics, slos: SLOs) -> bool:
     """A missing value (no TTFT without streaming) cannot meet an SLO on it."""
     for limit, value in ((slos.ttft_ms, m.ttft), (slos.tpot_ms, m.tpot), (slos.e2el_ms, m.e2el)):
@@ -126,15 +116,31 @@ class ClientHealth:
         return self.cpu_share >= CLIENT_CPU_LIMIT
 
 
-@dataclass(frozen=True)
-class PointInfo:
-    """What a point asked for, echoed into its summary row."""
+class Flag(str, enum.Enum):
+    """What marks a point whose numbers must not be taken at face value (README: `flags`)."""
 
-    point: int
-    input_len: int
-    output_len: int
-    max_concurrency: int | None
-    request_rate: float | None
+    ALL_FAILED = "all_failed"
+    FAILURES = "failures"
+    NO_USAGE = "no_usage"
+    SHORT_OUTPUT = "short_output"
+    INPUT_LEN_MISMATCH = "input_len_mismatch"
+    ITL_PER_CHUNK = "itl_per_chunk"
+    CLIENT_BOUND = "client_bound"
+    CLIENT_STARVED = "client_starved"
+    PROMPTS_REUSED = "prompts_reused"
+    STOPPED = "stopped"
+    SERVER_DIED = "server_died"
+
+
+# The summary's headline columns, in order, with the short headers the app shows (the CSV and the
+# command line keep the full names).
+HEADLINE_COLUMNS = {
+    "point": "point", "max_concurrency": "concurrency", "request_rate": "rate (req/s)", "input_len": "prompt",
+    "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
+    "output_throughput": "output tok/s", "mean_ttft_ms": "mean TTFT ms", "p99_ttft_ms": "p99 TTFT ms",
+    "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
+    "flags": "flags",
+}
 
 
 def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
@@ -154,56 +160,59 @@ def error_summary(records: list[RequestRecord]) -> str:
     return "; ".join(f"{reason} ×{n}" for reason, n in counts.most_common())
 
 
+def point_flags(point: Point, done: list[RequestRecord], measured: int, client: ClientHealth) -> set[Flag]:
+    """The flags a point's own requests and our client's health call for."""
+    out_counts = [r.output_tokens for r in done]
+    in_counts = [r.prompt_tokens for r in done]
+    checks = {
+        Flag.ALL_FAILED: not done,
+        Flag.FAILURES: bool(done) and len(done) < measured,
+        Flag.NO_USAGE: bool(done) and None in out_counts,
+        Flag.SHORT_OUTPUT: None not in out_counts and any(c < point.output_len for c in out_counts),
+        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(abs(c - point.input_len) > 1 for c in in_counts),
+        Flag.ITL_PER_CHUNK: any(None in r.chunk_tokens for r in done if r.stream),
+        Flag.CLIENT_BOUND: client.bound,
+        Flag.CLIENT_STARVED: client.starved,
+    }
+    return {flag for flag, on in checks.items() if on}
+
+
 def summarize(
-    info: PointInfo,
+    point: Point,
     records: list[RequestRecord],
     duration: float,
     slos: SLOs = SLOs(),
     client: ClientHealth = ClientHealth(),
-    server_died: bool = False,
+    flags: set[Flag] = frozenset(),
 ) -> dict[str, object]:
-    """One summary row for a point, from its measured (non-warm-up) requests and wall time."""
+    """One summary row for a point, from its measured (non-warm-up) requests and wall time.
+
+    `flags`: what the caller knows beyond the requests (stopped, server died, prompts reused);
+    the row's `flags` cell is written here, once, in the enum's order.
+    """
     measured = [r for r in records if not r.warmup]
     done = [r for r in measured if r.ok]
     per = [request_metrics(r) for r in done]
     out_counts = [r.output_tokens for r in done]
     in_counts = [r.prompt_tokens for r in done]
-    usage_known = bool(done) and all(c is not None for c in out_counts)
-    prompt_known = bool(done) and all(c is not None for c in in_counts)
+    usage_known = bool(done) and None not in out_counts
+    prompt_known = bool(done) and None not in in_counts
     total_out = sum(out_counts) if usage_known else NAN
     total_in = sum(in_counts) if prompt_known else NAN
-    flags: list[str] = []
-    if not done:
-        flags.append("all_failed")
-    elif len(done) < len(measured):
-        flags.append("failures")
-    if done and not usage_known:
-        flags.append("no_usage")
-    if usage_known and any(c < info.output_len for c in out_counts):
-        flags.append("short_output")
-    if prompt_known and any(abs(c - info.input_len) > 1 for c in in_counts):
-        flags.append("input_len_mismatch")
-    if any(None in r.chunk_tokens for r in done if r.stream):
-        flags.append("itl_per_chunk")
-    if client.bound:
-        flags.append("client_bound")
-    if client.starved:
-        flags.append("client_starved")
-    if server_died:
-        flags.append("server_died")
+    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: NAN)
     row: dict[str, object] = {
-        "point": info.point,
-        "input_len": info.input_len,
-        "output_len": info.output_len,
-        "max_concurrency": info.max_concurrency,
-        "request_rate": info.request_rate if info.request_rate is not None else math.inf,
+        "point": point.index,
+        "input_len": point.input_len,
+        "output_len": point.output_len,
+        "max_concurrency": point.concurrency,
+        "request_rate": point.request_rate if point.request_rate is not None else math.inf,
         "completed": len(done),
         "failed": len(measured) - len(done),
         "retried": sum(r.retried for r in measured),
         "duration": duration,
-        "request_throughput": len(done) / duration if duration > 0 else NAN,
-        "output_throughput": total_out / duration if duration > 0 else NAN,
-        "total_token_throughput": (total_in + total_out) / duration if duration > 0 else NAN,
+        "request_throughput": per_s(len(done)),
+        "output_throughput": per_s(total_out),
+        "total_token_throughput": per_s(total_in + total_out),
         "mean_input_tokens": float(np.mean(in_counts)) if prompt_known else NAN,
         "mean_output_tokens": float(np.mean(out_counts)) if usage_known else NAN,
     }
@@ -211,13 +220,13 @@ def summarize(
     row |= _stats("tpot", [m.tpot for m in per if m.tpot is not None])
     row |= _stats("itl", [x for m in per for x in m.itls])
     row |= _stats("e2el", [m.e2el for m in per])
-    good = sum(meets(m, slos) for m in per)
-    row["goodput"] = good / duration if slos.any and duration > 0 else NAN
+    row["goodput"] = per_s(sum(meets(m, slos) for m in per)) if slos.any else NAN
     row["client_lag_p99_ms"] = client.lag_p99_ms
     row["client_cpu_share"] = client.cpu_share
     row["client_runq_share"] = client.runq_share
     row["errors"] = error_summary(measured)
-    row["flags"] = ";".join(flags)
+    all_flags = point_flags(point, done, len(measured), client) | set(flags)
+    row["flags"] = ";".join(f.value for f in Flag if f in all_flags)
     return row
 
 

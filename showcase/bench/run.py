@@ -1,0 +1,333 @@
+"""A benchmark run: its points run one after another, written to disk as they finish.
+
+This module owns the run's lifecycle (prompts, warm-up, points, progress, stop, the server dying)
+and its run folder: `summary.csv` (a row per point), `requests.csv` (a row per request),
+`timeline.csv` (the server's /metrics over time) and `run.json` (`RunMeta`: what was run, where,
+when, and how it ended), rewritten after every point so a crash loses nothing measured. The
+network is `loadgen`'s, the definitions `metrics`', running it in a process of its own `child`'s;
+this module knows nothing about the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import gc
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from showcase import RUNS_DIR
+from showcase.bench import loadgen, metrics
+from showcase.bench.loadgen import Target
+from showcase.bench.metrics import Flag
+from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
+
+PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
+HEALTH_MISSES = 3  # consecutive /health failures (one a second) that mean the server died
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    SERVER_DIED = "server_died"
+    FAILED = "failed"
+
+
+class RunMeta(BaseModel):
+    """run.json: what a run is (preset, workload, points, SLOs), where it runs, and how it ended."""
+
+    model_config = ConfigDict(extra="ignore")  # earlier runs' files may carry more
+
+    preset: str
+    workload: Workload | None = None
+    slos: SLOs = SLOs()
+    points: tuple[Point, ...]
+    device: str = "unknown"
+    smoke_model: bool = False
+    server_settings: dict | None = None  # None: an attached endpoint, its settings unknown
+    preset_definition: dict | None = None
+    endpoint: str = ""
+    model: str = ""
+    max_model_len: int | None = None
+    vllm_version: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    status: RunStatus = RunStatus.RUNNING
+    message: str = ""
+
+
+def plan(name: str, workload: Workload, slos: SLOs = SLOs(), **facts) -> RunMeta:
+    """A run of `workload`'s points, named `name`; `facts`: more of `RunMeta`'s fields."""
+    return RunMeta(preset=name, workload=workload, slos=slos, points=workload.points(), **facts)
+
+
+class Progress(BaseModel):
+    """Where a run is: point i of n, requests done of this point, output tokens/s so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    point: int  # 1-based
+    points: int
+    done: int
+    total: int | None
+    failed: int
+    tokens_per_s: float | None  # None before the first reply
+    message: str = ""
+    folder: Path | None = None
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    status: RunStatus
+    message: str
+    summary: pd.DataFrame
+    requests: pd.DataFrame
+    timeline: pd.DataFrame
+
+
+class RunFolder:
+    """The files of one run; every write replaces a whole file so readers never see half a row."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        root = Path(root)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.path = root / f"{stamp}-{name}"
+        suffix = 1
+        while self.path.exists():
+            suffix += 1
+            self.path = root / f"{stamp}-{name}-{suffix}"
+        self.path.mkdir(parents=True)
+
+    def _write(self, name: str, text: str) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(self.path / name)
+
+    def write_meta(self, meta: RunMeta) -> None:
+        self._write("run.json", meta.model_dump_json(indent=2))
+
+    def write_csv(self, name: str, rows: list[dict]) -> None:
+        self._write(name, pd.DataFrame(rows).to_csv(index=False))
+
+
+def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A run folder's summary, requests and timeline; one not written yet, or without rows, is empty."""
+
+    def read(name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(Path(folder) / name)
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            return pd.DataFrame()
+
+    return read("summary.csv"), read("requests.csv"), read("timeline.csv")
+
+
+def read_meta(folder: Path) -> RunMeta:
+    """A run folder's run.json."""
+    return RunMeta.model_validate_json((Path(folder) / "run.json").read_text())
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While a point is measured, the garbage collector sees only what the point allocates.
+
+    A full collection stops the event loop while it walks every object: about 40 ms in a bare
+    benchmark process, 0.5 s in one that also holds a web app, and each stop lands in the latencies
+    of the requests in flight. What is alive before the point is frozen out of collections (as
+    AIPerf and vLLM's own servers do); collection stays on, so garbage of long points is still freed.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+async def _vllm_version(session: aiohttp.ClientSession, target: Target) -> str | None:
+    try:
+        async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
+            return (await resp.json()).get("version") if resp.status == 200 else None
+    except (aiohttp.ClientError, ValueError):
+        return None
+
+
+async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None:
+    """True/False for a vLLM /health; None when the server has no such route."""
+    try:
+        async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            return None if resp.status == 404 else resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) -> bool:
+    """Whether the server still answers /health on a new connection (a few failed requests do not
+    make a dead server); a server without the route counts as answering."""
+    for i in range(tries):
+        if await _health(side, target) is not False:
+            return True
+        if i + 1 < tries:
+            await asyncio.sleep(0.5)
+    return False
+
+
+class _Run:
+    """One run in progress: its sessions, samplers, rows and folder. `execute` runs the points."""
+
+    def __init__(self, meta: RunMeta, target: Target, session: aiohttp.ClientSession,
+                 side: aiohttp.ClientSession, folder: RunFolder, on_progress: Callable[[Progress], None],
+                 stop: threading.Event) -> None:
+        self.meta, self.target, self.session, self.side, self.folder = meta, target, session, side, folder
+        self.on_progress, self.stop = on_progress, stop
+        self.t0 = time.perf_counter()
+        self.factory = loadgen.PromptFactory(side, target)
+        self.sampler = loadgen.ServerSampler(side, target, self.t0)
+        self.lag = loadgen.LagSampler()
+        self.dead = threading.Event()
+        # New prompts every run: a server with prefix caching (vLLM's default) still holds the
+        # prompts of an earlier run of the same preset and would answer them from its cache.
+        self.salt = random.getrandbits(31)
+        self.summary: list[dict] = []
+        self.requests: list[dict] = []
+
+    def ended(self) -> bool:
+        return self.stop.is_set() or self.dead.is_set()
+
+    async def execute(self) -> tuple[RunStatus, str]:
+        background = [asyncio.create_task(c) for c in (self.sampler.run(), self.lag.run(), self._watch_health())]
+        status, message = RunStatus.COMPLETED, ""
+        try:
+            for point in self.meta.points:
+                if self.ended():
+                    break
+                await self._point(point)
+        except WorkloadError as exc:
+            status, message = RunStatus.FAILED, str(exc)
+            if not await _answers(self.side, self.target):
+                self.dead.set()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        if self.dead.is_set():
+            return RunStatus.SERVER_DIED, "The server stopped answering /health; the run ended there."
+        if self.stop.is_set() and status is RunStatus.COMPLETED:
+            return RunStatus.STOPPED, "Stopped by the user."
+        return status, message
+
+    async def _watch_health(self) -> None:
+        misses = 0
+        while misses < HEALTH_MISSES:
+            misses = misses + 1 if await _health(self.side, self.target) is False else 0
+            await asyncio.sleep(1.0)
+        self.dead.set()
+
+    async def _prompts(self, point: Point) -> tuple[list[list[dict]], list[list[dict]]]:
+        """The point's measured prompts and its warm-up prompts, all distinct."""
+        self._progress(point, 0, 0, 0, f"building prompts of {point.input_len} tokens")
+        count = point.num_requests or (min(PROMPT_POOL, point.arrivals_bound()) if point.request_rate else PROMPT_POOL)
+        seeds = [hash((self.salt, point.index, i)) & 0x7FFFFFFF for i in range(-point.warmup_requests, count)]
+        prompts = await self.factory.build(point.input_len, seeds, point.shared_prefix_len)
+        return prompts[point.warmup_requests:], prompts[:point.warmup_requests]
+
+    def _progress(self, point: Point, done: int, failed: int, tokens: int, message: str = "",
+                  started: float | None = None) -> None:
+        rate = tokens / max(1e-9, time.perf_counter() - started) if started is not None and done else None
+        self.on_progress(Progress(point=point.index + 1, points=len(self.meta.points), done=done,
+                                  total=point.num_requests, failed=failed, tokens_per_s=rate, message=message,
+                                  folder=self.folder.path))
+
+    async def _point(self, point: Point) -> None:
+        prompts, warm = await self._prompts(point)
+        self.sampler.point = point.index
+        tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
+        started = time.perf_counter()
+
+        def on_done(rec: metrics.RequestRecord) -> None:
+            if not rec.warmup:
+                tally["done"] += 1
+                tally["failed"] += not rec.ok
+                tally["tokens"] += (rec.output_tokens or 0) if rec.ok else 0
+                self._progress(point, tally["done"], tally["failed"], tally["tokens"], started=started)
+
+        with frozen_heap():
+            self.lag.begin()
+            records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
+                                                        self.ended, fresh=self.side)
+            health = self.lag.take()
+        if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
+            self.dead.set()
+        flags = {Flag.PROMPTS_REUSED} if len([r for r in records if not r.warmup]) > len(prompts) else set()
+        flags |= {Flag.STOPPED} if self.stop.is_set() else set()
+        flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
+        self.summary.append(metrics.summarize(point, records, duration, self.meta.slos, health, flags))
+        self.requests.extend(metrics.request_rows(records, self.t0))
+        self.write()
+
+    def write(self) -> None:
+        self.folder.write_csv("summary.csv", self.summary)
+        self.folder.write_csv("requests.csv", self.requests)
+        self.folder.write_csv("timeline.csv", self.sampler.rows)
+
+
+async def run(
+    meta: RunMeta,
+    target: Target,
+    out_root: Path = RUNS_DIR,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """Run every point of `meta` against `target`; never raises for failed requests.
+
+    Raises `WorkloadError` before any request when the workload cannot fit the server.
+    """
+    # Measured requests go on pooled connections; everything else (prompt building, health,
+    # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
+    async with loadgen.measuring_session() as session, loadgen.side_session() as side:
+        max_len = await loadgen.server_max_model_len(side, target)
+        loadgen.check_fits(list(meta.points), max_len)
+        meta = meta.model_copy(update={
+            "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": _now(),
+            "vllm_version": await _vllm_version(side, target), "status": RunStatus.RUNNING})
+        folder = RunFolder(out_root, meta.preset)
+        folder.write_meta(meta)
+        job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event())
+        try:
+            status, message = await job.execute()
+        except BaseException as exc:  # keep what was measured, say what broke, and let it surface
+            status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            folder.write_meta(meta.model_copy(update={"finished": _now(), "status": status, "message": message}))
+            job.write()
+    return RunResult(folder.path, status, message, *read_tables(folder.path))
+
+
+def run_sync(*args, **kwargs) -> RunResult:
+    """`run` on a fresh event loop: uvloop where installed (vLLM depends on it), as its faster
+    wake-ups keep the client's own timing error small at high concurrency."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run(*args, **kwargs))

@@ -1,0 +1,120 @@
+"""What a benchmark runs: a workload, the points it expands into, the SLOs, and the limits.
+
+This module owns the one description of a point (`Point`), the workload that expands into points
+(`Workload.points`), the one SLO type (`SLOs`), and the visitor limits (`LIMITS`) that a shared
+link's visitors are held to. It validates strictly and knows nothing about servers, HTTP or files.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from showcase.errors import UserError
+
+# What a visitor of the app may set: generous for a GPU, bounded so a shared link cannot queue a
+# day of work.
+LIMITS = {"concurrency": 256, "num_requests": 2000, "input_len": 262144, "output_len": 8192, "duration_s": 3600}
+
+
+class WorkloadError(UserError):
+    """A workload that does not validate, or that the server cannot serve; refused before the run."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ARRIVALS_SLACK, ARRIVALS_MARGIN = 2, 10  # a Poisson count over a short time runs well above its mean
+
+
+class Point(Strict):
+    """One measured point: a load shape and request lengths."""
+
+    index: int
+    input_len: int
+    output_len: int
+    concurrency: int | None  # closed loop: requests in flight; with a rate: the cap (None: no cap)
+    request_rate: float | None = None  # requests/s (Poisson when burstiness is 1); None: closed loop
+    burstiness: float = 1.0
+    num_requests: int | None = 32
+    duration_s: float | None = None
+    warmup_requests: int = 1
+    timeout_s: float = 300.0
+    stream: bool = True
+    shared_prefix_len: int = 0
+
+    def arrivals_bound(self) -> int:
+        """With a rate for a duration: more arrivals than the schedule can bring (it stops at the
+        duration), so none is ever missing."""
+        return int(self.request_rate * self.duration_s * ARRIVALS_SLACK) + ARRIVALS_MARGIN
+
+
+class Workload(Strict):
+    """The load: every combination of `input_len` × `request_rate` × `concurrency` is a point."""
+
+    concurrency: list[int] = Field(min_length=1)
+    input_len: list[int] = Field(min_length=1)
+    output_len: int = Field(ge=1, le=LIMITS["output_len"])
+    request_rate: list[float] | None = None  # req/s; with it, concurrency is the in-flight cap
+    burstiness: float = Field(1.0, gt=0)
+    num_requests: int | None = Field(32, ge=1, le=LIMITS["num_requests"])
+    duration_s: float | None = Field(None, gt=0, le=LIMITS["duration_s"])
+    warmup_requests: int = Field(1, ge=0, le=LIMITS["concurrency"])
+    timeout_s: float = Field(300.0, gt=0)
+    stream: bool = True
+    shared_prefix_len: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Workload:
+        if any(c < 1 or c > LIMITS["concurrency"] for c in self.concurrency):
+            raise ValueError(f"concurrency levels must be between 1 and {LIMITS['concurrency']}")
+        if any(n < 1 or n > LIMITS["input_len"] for n in self.input_len):
+            raise ValueError(f"input_len values must be between 1 and {LIMITS['input_len']}")
+        if self.request_rate is not None and any(r <= 0 for r in self.request_rate):
+            raise ValueError("request_rate values must be above 0")
+        if (self.num_requests is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of num_requests and duration_s")
+        if any(self.shared_prefix_len >= n for n in self.input_len) and self.shared_prefix_len:
+            raise ValueError("shared_prefix_len must be shorter than every input_len")
+        return self
+
+    def points(self) -> tuple[Point, ...]:
+        """Every combination of input length × rate × concurrency, in that order."""
+        shared = self.model_dump(include={"output_len", "burstiness", "num_requests", "duration_s", "timeout_s",
+                                          "stream", "shared_prefix_len"})
+        combos = [(n, r, c) for n in self.input_len for r in (self.request_rate or [None]) for c in self.concurrency]
+        return tuple(Point(index=i, input_len=n, request_rate=r, concurrency=c,
+                           warmup_requests=self.warmup_requests, **shared)
+                     for i, (n, r, c) in enumerate(combos))
+
+
+class SLOs(Strict):
+    """Service-level objectives in ms; a request is good when it meets every one given."""
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2el_ms: float | None = Field(None, gt=0)
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+
+    def overridden(self, **values: float | None) -> SLOs:
+        """These SLOs with the values given (None leaves one as it is), validated."""
+        return validated(SLOs, self.model_dump() | {k: v for k, v in values.items() if v is not None}, "SLOs")
+
+
+def validated(model: type[BaseModel], data: dict, where: str):
+    """`model` from `data`, or a `WorkloadError` naming `where` and every field that is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise WorkloadError(explain(exc, where)) from exc
+
+
+def explain(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{field}: {err['msg']}")
+    return f"{where}: " + "; ".join(parts)

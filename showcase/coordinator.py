@@ -1,0 +1,209 @@
+"""Benchmarks inside the app: one at a time for everybody, and the runs kept on disk.
+
+This module owns the app-wide benchmark slot: starting a preset (`prepare_run`, the pre-flight
+fit check, a server restart when the preset's settings differ, then the run in a process of its
+own, watched from a background thread), stopping it, waiting for it, and a snapshot of its
+progress that every visitor sees. It also lists earlier run folders and loads uploaded summary
+CSVs for comparison. It knows nothing about Gradio.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from showcase import RUNS_DIR, cores, roofline, server, sources
+from showcase.bench import child
+from showcase.bench.loadgen import Target
+from showcase.bench.run import Progress, RunStatus
+from showcase.errors import UserError
+from showcase.prepare import prepare_run
+from showcase.presets import Preset
+
+
+class BenchmarkBusy(UserError):
+    """Another benchmark holds the slot."""
+
+
+class PreflightRefused(UserError):
+    """The preset's server settings cannot fit this GPU; the message gives the largest that would."""
+
+
+class Phase(str, enum.Enum):
+    IDLE = "idle"
+    PREFLIGHT = "preflight"
+    RESTARTING = "restarting"
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    running: bool
+    preset: str
+    phase: Phase
+    progress: Progress | None
+    message: str
+    folder: Path | None
+    status: RunStatus | None  # the last run's, None before any
+
+
+def is_smoke(srv: server.ServerHandle) -> bool:
+    return srv.source is not None and srv.source.is_smoke
+
+
+def gpu_of(device: sources.Device) -> roofline.GPU | None:
+    if not device.is_gpu:
+        return None
+    try:
+        return roofline.gpu(device.name)
+    except roofline.RooflineError:
+        return None
+
+
+def check_fit(srv: server.ServerHandle, settings: server.ServerSettings) -> roofline.Fit:
+    """Pre-flight for a launch on this machine's GPU; no check without a known GPU, and it says so."""
+    g = gpu_of(srv.device)
+    if g is None:
+        why = "no GPU (the CPU smoke model)" if not srv.device.is_gpu else f"unknown GPU {srv.device.name}"
+        return roofline.Fit(True, f"No memory check applies: {why}.", None)
+    try:
+        shape = roofline.ModelShape.load(settings.model)
+    except roofline.RooflineError as exc:
+        return roofline.Fit(True, f"No memory check applies: {exc}.", None)
+    return roofline.preflight(shape, g, settings.max_model_len or shape.max_position or roofline.DEFAULT_CONTEXT,
+                              settings.gpu_memory_utilization or roofline.DEFAULT_UTILIZATION,
+                              settings.tensor_parallel_size, settings.dtype, settings.kv_cache_dtype)
+
+
+class BenchmarkCoordinator:
+    """The single benchmark slot of the app."""
+
+    def __init__(self, srv: server.ServerHandle, runs_dir: Path = RUNS_DIR) -> None:
+        self.server = srv
+        self.runs_dir = runs_dir
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._snap = Snapshot(False, "", Phase.IDLE, None, "No benchmark has run yet.", None, None)
+
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    def _update(self, **changes) -> None:
+        self._snap = replace(self._snap, **changes)
+
+    def start(self, preset: Preset, overrides: dict | None = None) -> Preset:
+        """Validate, take the slot and start in the background; returns the preset as it will run."""
+        srv = self.server
+        launched = srv.endpoint is None and srv.launch_settings is not None
+        prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv))
+        if prepared.settings is not None:
+            fit = check_fit(srv, prepared.settings)
+            if not fit.fits:
+                raise PreflightRefused(f"Pre-flight refused {preset.name}: {fit.message}")
+        with self._lock:
+            if not self._idle.is_set():
+                raise BenchmarkBusy(f"A benchmark ({self._snap.preset}) is already running; wait for it or stop it.")
+            self._stop.clear()
+            self._idle.clear()
+            self._update(running=True, preset=preset.name, phase=Phase.PREFLIGHT, progress=None,
+                         message="starting", folder=None, status=None)
+            self._thread = threading.Thread(target=self._run, args=(prepared,), daemon=True, name="benchmark")
+            self._thread.start()
+        return prepared.preset
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout_s: float | None = None) -> Snapshot:
+        """Block until no benchmark runs (or the timeout passes); the snapshot then."""
+        self._idle.wait(timeout_s)
+        return self._snap
+
+    def _client_cores(self) -> tuple[int, ...] | None:
+        """The load generator's cores when we launched vLLM on this CPU (it has the others)."""
+        if self.server.device.is_gpu or self.server.endpoint is not None:
+            return None
+        split = cores.CoreSplit.of()
+        return split.client if split else None
+
+    def _restart_if_needed(self, settings: server.ServerSettings | None, name: str) -> None:
+        if settings is None or settings == self.server.settings:
+            return
+        self._update(phase=Phase.RESTARTING, message="restarting the server with the preset's settings")
+        self.server.start(settings)
+        status = self.server.wait_ready(self.server.ready_timeout_s + server.READY_MARGIN_S)
+        if status.state is not server.State.READY:
+            raise server.ServerNotReady(f"The server did not come back with {name}'s settings: {status.message}")
+
+    def _run(self, prepared) -> None:
+        try:
+            self._restart_if_needed(prepared.settings, prepared.preset.name)
+            base = self.server.require_ready()
+            target = Target(base, self.server.served_model_name, self.server.api_key)
+            self._update(phase=Phase.RUNNING, message="running")
+            log = self.server.log_dir / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            result = child.run_in_process(prepared.meta, target, out_root=self.runs_dir,
+                                          on_progress=lambda p: self._update(progress=p), stop=self._stop,
+                                          log_path=log, cores=self._client_cores())
+            self._update(phase=Phase.DONE, message=result.message or "all points ran", folder=result.folder,
+                         status=result.status)
+        except UserError as exc:
+            self._update(phase=Phase.DONE, message=str(exc), status=RunStatus.FAILED)
+        except Exception as exc:  # the slot must always be freed and the reason shown
+            self._update(phase=Phase.DONE, message=f"{type(exc).__name__}: {exc}", status=RunStatus.FAILED)
+        finally:
+            self._update(running=False)
+            self._idle.set()
+
+
+# -- earlier runs ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    folder: Path
+    label: str
+
+
+def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunInfo]:
+    """Run folders with a summary, newest first."""
+    out = []
+    for folder in sorted(Path(runs_dir).glob("*/summary.csv"), reverse=True):
+        folder = folder.parent
+        try:
+            meta = json.loads((folder / "run.json").read_text())
+        except (OSError, ValueError):  # a run.json being written or damaged: the run is still listed
+            meta = {}
+        label = f"{folder.name} · {meta.get('model', '?')} on {meta.get('device', '?')} · {meta.get('status', '?')}"
+        out.append(RunInfo(folder, label))
+    return out
+
+
+class UploadError(UserError):
+    """An uploaded file that is not a benchmark summary."""
+
+
+def load_summary(path: Path, label: str) -> pd.DataFrame:
+    """A summary.csv (ours, or uploaded from another machine) tagged with a series label."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise UploadError(f"{Path(path).name} cannot be read as CSV: {exc}") from exc
+    if "concurrency" in df.columns and "max_concurrency" not in df.columns:
+        df["max_concurrency"] = df["concurrency"]
+    needed = {"max_concurrency", "output_throughput", "mean_ttft_ms", "input_len"}
+    if not needed <= set(df.columns):
+        raise UploadError(f"{Path(path).name} is not a benchmark summary: it lacks "
+                          f"{', '.join(sorted(needed - set(df.columns)))}")
+    df["series"] = label
+    return df

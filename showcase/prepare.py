@@ -1,0 +1,52 @@
+"""From a preset and a person's edits to a run: the one conversion, for the app and the command line.
+
+This module owns `prepare_run`: the preset as this machine can run it (scaled down for the CPU
+smoke model), the workload edits applied and validated, the server settings it needs (the launch
+defaults plus the preset's own server fields, never the previous preset's), the SLOs, and the
+run's metadata. It launches nothing and measures nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from showcase import server, sources
+from showcase.bench import run as bench
+from showcase.bench.run import RunMeta
+from showcase.bench.workload import Workload, validated
+from showcase.presets import Preset
+
+ATTACHED = "unknown (attached endpoint)"
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    preset: Preset  # as it will run
+    settings: server.ServerSettings | None  # the server it needs; None: an attached endpoint, not ours to set
+    meta: RunMeta
+
+
+def ad_hoc(workload: dict) -> Preset:
+    """A preset of the command line's own workload, validated as strictly as a file."""
+    return Preset(name="ad-hoc", title="Ad hoc", description="from the command line", source="command line",
+                  workload=validated(Workload, workload, "the workload given"))
+
+
+def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
+                device: sources.Device, smoke: bool, slos: dict | None = None) -> PreparedRun:
+    """The run of `preset` with workload `overrides` and SLO `slos` (ms; None keeps the preset's).
+
+    `launch`: the server's launch defaults (None when attached to an endpoint); `smoke`: the CPU
+    smoke model serves, so the preset scales down to what it can serve.
+    """
+    if smoke:
+        preset = preset.for_cpu()
+    if overrides:
+        preset = preset.with_workload(**overrides)
+    settings = server.settings_for(preset.server, launch, device) if launch is not None else None
+    slo = preset.slos.overridden(**(slos or {}))
+    meta = bench.plan(preset.name, preset.workload, slo,
+                      device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
+                      server_settings=asdict(settings) if settings else None,
+                      preset_definition=preset.model_dump(mode="json"))
+    return PreparedRun(preset, settings, meta)

@@ -1,0 +1,101 @@
+"""Benchmark presets: server settings, a workload and SLOs, read strictly from `presets/*.yaml`.
+
+This module owns the preset schema and its validation: unknown keys, wrong types and impossible
+values are refused with the file and the field named. The workload, its points and the SLOs are
+`bench.workload`'s types; the allowed server values are `server`'s. It knows nothing about
+running anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from showcase import PRESET_DIR
+from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
+from showcase.server import Dtype, KVCacheDtype, Quantization
+
+
+class PresetError(WorkloadError):
+    """A preset file or an edited workload that does not validate; the message names file and field."""
+
+
+class ServerPart(Strict):
+    """Server settings a preset may set; everything else comes from the app's launch options."""
+
+    max_model_len: int | None = Field(None, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = None
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    tensor_parallel_size: int | Literal["all"] = 1
+    dtype: Dtype = "auto"
+    kv_cache_dtype: KVCacheDtype = "auto"
+    quantization: Quantization | None = None
+    enforce_eager: bool = False
+
+
+class CPUScale(Strict):
+    """How the preset shrinks for the CPU smoke model, and why, said to the user."""
+
+    note: str
+    server: dict = Field(default_factory=dict)
+    workload: dict = Field(default_factory=dict)
+
+
+class Preset(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    description: str
+    source: str
+    server: ServerPart = ServerPart()
+    workload: Workload
+    slos: SLOs = SLOs()
+    cpu: CPUScale | None = None
+
+    def for_cpu(self) -> Preset:
+        """The preset as the CPU smoke model can serve it (validated again after scaling)."""
+        if self.cpu is None:
+            return self
+        # Only the fields the file set, so that unset server fields keep the launch defaults.
+        data = self.model_dump(exclude_unset=True)
+        data["server"] = data.get("server", {}) | self.cpu.server
+        data["workload"] = data["workload"] | self.cpu.workload
+        return Preset.model_validate(data)
+
+    def with_workload(self, **changes) -> Preset:
+        """The preset with some workload fields edited, validated as strictly as the file."""
+        try:
+            workload = Workload.model_validate(self.workload.model_dump(exclude_unset=True) | changes)
+        except ValidationError as exc:
+            raise PresetError(explain(exc, f"workload of {self.name}")) from exc
+        return self.model_copy(update={"workload": workload})
+
+
+def load(path: Path) -> Preset:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PresetError(f"{path.name}: cannot be read as YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PresetError(f"{path.name}: a preset is a mapping of fields")
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        raise PresetError(explain(exc, path.name)) from exc
+    if preset.name != path.stem:
+        raise PresetError(f"{path.name}: name: {preset.name!r} must match the file name {path.stem!r}")
+    if preset.cpu is not None:
+        try:
+            preset.for_cpu()
+        except ValidationError as exc:
+            raise PresetError(explain(exc, f"{path.name} (cpu scaling)")) from exc
+    return preset
+
+
+def load_all(folder: Path = PRESET_DIR) -> dict[str, Preset]:
+    """The catalogue: every preset file of `folder` by name; the first bad file raises."""
+    return {p.stem: load(p) for p in sorted(folder.glob("*.yaml"))}

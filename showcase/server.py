@@ -1,0 +1,602 @@
+"""The vLLM server: typed settings, its command line and cores, and its lifecycle.
+
+This module owns the vLLM process: its command line, built only from typed `ServerSettings`
+(no free-form flags, no shell); the cores it runs on without a GPU (`CoreSplit`); its start on
+127.0.0.1 with a free port and a random API key; its log file; its state (starting, ready,
+failed, stopped); restarts; and its stop (SIGTERM to the whole process group, then SIGKILL). It
+also attaches to an already running OpenAI-compatible endpoint instead of launching one.
+`ServerHandle` is what the rest of the code may use of a server (the app's coordinator and
+its test fake both keep to it).
+
+It knows nothing about the UI, measuring or presets; where weights come from is `sources`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol, get_args
+
+from showcase import sources
+from showcase.cores import CoreSplit
+from showcase.errors import UserError
+
+# The one table of values vLLM accepts for these settings (presets validate against it too).
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+KVCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
+Quantization = Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"]
+LoadFormat = Literal["auto", "safetensors", "dummy"]
+LOG_DIR = Path(os.environ.get("SHOWCASE_LOG_DIR", Path.home() / ".cache" / "vllm-showcase" / "logs"))
+STOP_GRACE_S = 15.0  # SIGTERM, then this long for vLLM's processes to end, then SIGKILL
+READY_MARGIN_S = 60.0  # a caller waiting for a (re)start allows the server's own deadline plus this
+
+
+class EngineError(UserError):
+    """Base of the server's errors; the message is written for the person using the app."""
+
+
+class SettingsError(EngineError):
+    """Server settings that vLLM would refuse, caught before anything is launched."""
+
+
+class ServerNotReady(EngineError):
+    """The server is starting, failed or stopped; the message says which."""
+
+
+# -- settings and the command line -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything that shapes the vLLM command line. `None` means vLLM's own default."""
+
+    model: str
+    served_model_name: str
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+    dtype: Dtype = "auto"
+    kv_cache_dtype: KVCacheDtype = "auto"
+    quantization: Quantization | None = None
+    load_format: LoadFormat = "auto"
+    enforce_eager: bool = False
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+        for name in ("max_model_len", "max_num_seqs", "tensor_parallel_size"):
+            positive(name)
+        util = self.gpu_memory_utilization
+        if util is not None and not 0 < util <= 1:
+            raise SettingsError(f"gpu_memory_utilization must be in (0, 1], not {util!r}")
+        for name, allowed in (
+            ("dtype", get_args(Dtype)), ("kv_cache_dtype", get_args(KVCacheDtype)),
+            ("quantization", (None, *get_args(Quantization))), ("load_format", get_args(LoadFormat)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(map(str, allowed))}, not {getattr(self, name)!r}")
+        if not self.model or not self.served_model_name:
+            raise SettingsError("model and served_model_name must not be empty")
+
+
+def build_command(settings: ServerSettings, port: int, api_key: str, python: str = sys.executable) -> list[str]:
+    """The argv that starts vLLM's OpenAI server; a list, never a shell string."""
+    s = settings
+    cmd = [
+        python, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", s.model, "--served-model-name", s.served_model_name,
+        "--host", "127.0.0.1", "--port", str(port), "--api-key", api_key,
+        "--dtype", s.dtype, "--kv-cache-dtype", s.kv_cache_dtype, "--load-format", s.load_format,
+        "--tensor-parallel-size", str(s.tensor_parallel_size),
+    ]
+    if s.max_model_len is not None:
+        cmd += ["--max-model-len", str(s.max_model_len)]
+    if s.max_num_seqs is not None:
+        cmd += ["--max-num-seqs", str(s.max_num_seqs)]
+    if s.gpu_memory_utilization is not None:
+        cmd += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
+    if s.quantization is not None:
+        cmd += ["--quantization", s.quantization]
+    for flag, value in (("chunked-prefill", s.enable_chunked_prefill), ("prefix-caching", s.enable_prefix_caching)):
+        if value is not None:
+            cmd.append(f"--enable-{flag}" if value else f"--no-enable-{flag}")
+    if s.enforce_eager:
+        cmd.append("--enforce-eager")
+    return cmd
+
+
+def server_env(device: sources.Device, base: dict[str, str] | None = None,
+               split: CoreSplit | None = None) -> dict[str, str]:
+    """The environment for vLLM: no usage reports; on a CPU a small, fixed KV cache and its cores."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.setdefault("VLLM_DO_NOT_TRACK", "1")
+    if not device.is_gpu:
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default takes a share of all RAM
+        if split is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = CoreSplit.listing(split.server)
+    return env
+
+
+def server_launch(cmd: list[str], device: sources.Device) -> tuple[list[str], dict[str, str], str]:
+    """The argv and environment that launch vLLM on this device, and a line for its log.
+
+    Without a GPU the whole server (API server, engine core, worker) runs under `taskset` on the
+    server's cores of `CoreSplit`; with a GPU nothing is pinned.
+    """
+    split = None if device.is_gpu else CoreSplit.of()
+    if split is None:
+        why = "a GPU serves" if device.is_gpu else "a single core"
+        return cmd, server_env(device), f"# cores: not pinned ({why})"
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise SettingsError("taskset (util-linux) is needed to keep vLLM-CPU off the load generator's core; "
+                            "install util-linux.")
+    cores = CoreSplit.listing(split.server)
+    note = f"# cores: vLLM on {cores}, load generator on {CoreSplit.listing(split.client)}"
+    return [taskset, "-c", cores, *cmd], server_env(device, split=split), note
+
+
+def new_api_key() -> str:
+    """A random key; the prefix keeps it from starting with '-', which argparse would read as a flag."""
+    return "sk-" + secrets.token_urlsafe(24)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# -- the server's lifecycle --------------------------------------------------------------------
+
+
+class State(str, enum.Enum):
+    STOPPED = "stopped"    # nothing launched, or stopped on purpose
+    STARTING = "starting"  # downloading weights or loading; /health not yet answering
+    READY = "ready"        # /health answers 200 and the model is listed
+    FAILED = "failed"      # the process exited, the deadline passed, or the download failed
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot for the UI: what state, why, and the last lines of the log."""
+
+    state: State
+    message: str
+    model: str
+    device: str
+    warning: str = ""
+    log_tail: tuple[str, ...] = ()
+    base_url: str = ""
+    log_path: str = ""
+    settings: ServerSettings | None = None
+
+
+# A watchdog per launch: it blocks reading a pipe whose write end only the app holds. The kernel
+# closes that end when the app exits or is killed (even by SIGKILL, even while vLLM is still
+# starting and ignores SIGTERM), and the watchdog then ends vLLM's whole process group.
+WATCHDOG = r"""
+import os, signal, sys, time
+pgid = int(sys.argv[1])
+sys.stdin.buffer.read()
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            sys.exit(0)
+        time.sleep(0.1)
+"""
+
+
+def _tail(path: Path, lines: int = 20) -> tuple[str, ...]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ()
+    return tuple(deque(text.splitlines(), maxlen=lines))
+
+
+def explain_exit(code: int, tail: tuple[str, ...]) -> str:
+    """A person's reading of why vLLM exited, from the last lines of its log."""
+    text = "\n".join(tail)
+    known = (
+        ("Address already in use", "the port is already in use by another program"),
+        ("larger than the maximum number of tokens that can be stored in KV cache",
+         "max_model_len does not fit in the KV cache: lower max_model_len or raise gpu_memory_utilization"),
+        ("CUDA out of memory", "the GPU ran out of memory"),
+        ("No such file or directory", "a file or folder the model needs does not exist"),
+        ("is not a local folder and is not a valid model identifier", "the model is neither a folder nor a hub id"),
+        ("not supported", "vLLM does not support something in these settings"),
+    )
+    for needle, reason in known:
+        if needle in text:
+            return f"vLLM exited (code {code}): {reason}."
+    return f"vLLM exited (code {code}); see the last log lines."
+
+
+class VLLMServer:
+    """One vLLM server process, or an attached endpoint, with an explicit lifecycle.
+
+    `start()` returns at once; a supervisor thread downloads weights if needed, launches the
+    process, waits for /health and then watches for the process to exit. `stop()` runs at exit;
+    if the app dies without running it, the launch's watchdog process ends vLLM's group.
+    """
+
+    def __init__(
+        self,
+        device: sources.Device,
+        source: sources.ModelSource | None = None,
+        *,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        ready_timeout_s: float = 900.0,
+        log_dir: Path = LOG_DIR,
+        port: int | None = None,
+    ) -> None:
+        self.device = device
+        self.source = source
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.ready_timeout_s = ready_timeout_s
+        self.log_dir = log_dir
+        self.fixed_port = port
+        self._api_key = api_key if endpoint else new_api_key()
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen | None = None
+        self._generation = 0  # bumps on every start/stop so a stale supervisor stands down
+        self._state = State.STOPPED
+        self._message = "not started"
+        self._port: int | None = None
+        self._log_path: Path | None = None
+        self._settings: ServerSettings | None = None
+        self._launch_settings: ServerSettings | None = None  # the first start's: what presets apply to
+        self._served_name = source.served_name if source else ""
+        self._max_model_len: int | None = None
+        atexit.register(self.stop)
+
+    # -- what callers read ----------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key or "EMPTY"
+
+    @property
+    def base_url(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        return f"http://127.0.0.1:{self._port}" if self._port else ""
+
+    @property
+    def served_model_name(self) -> str:
+        return self._served_name
+
+    @property
+    def settings(self) -> ServerSettings | None:
+        """What the server runs with now (None for an attached endpoint)."""
+        return self._settings
+
+    @property
+    def launch_settings(self) -> ServerSettings | None:
+        """The launch defaults: the settings of the first start. A preset's server is these plus
+        its own fields, never the previous preset's settings plus them."""
+        return self._launch_settings
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self._max_model_len
+
+    @property
+    def pid(self) -> int | None:
+        """The launched process's pid, which is also its process group id."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def status(self) -> Status:
+        with self._lock:
+            tail = _tail(self._log_path) if self._log_path else ()
+            return Status(
+                state=self._state, message=self._message,
+                model=self._served_name or (self.endpoint or ""),
+                device=self.device.name if self.device.is_gpu else "cpu",
+                warning=self.source.warning if self.source else "",
+                log_tail=tail, base_url=self.base_url,
+                log_path=str(self._log_path or ""), settings=self._settings,
+            )
+
+    def require_ready(self) -> str:
+        """The base URL, or `ServerNotReady` saying why there is none."""
+        status = self.status()
+        if status.state is not State.READY:
+            raise ServerNotReady(f"The model server is {status.state.value}: {status.message}")
+        return status.base_url
+
+    def wait_for(self, states: tuple[State, ...], timeout_s: float) -> Status:
+        """Block until the state is one of `states` or the timeout passes; the status then."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.state in states:
+                return status
+            time.sleep(0.2)
+        return self.status()
+
+    def wait_ready(self, timeout_s: float) -> Status:
+        """Block until the start settles: ready, failed or stopped."""
+        return self.wait_for((State.READY, State.FAILED, State.STOPPED), timeout_s)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, settings: ServerSettings | None = None) -> None:
+        """Launch (or attach) in the background; the state says how it goes."""
+        with self._lock:
+            self._stop_locked()
+            self._generation += 1
+            generation = self._generation
+            if self.endpoint:
+                self._set(State.STARTING, f"connecting to {self.endpoint}", generation)
+                target = self._watch_endpoint
+                args: tuple = (generation,)
+            else:
+                if settings is None:
+                    raise SettingsError("a launched server needs settings")
+                self._settings = settings
+                self._launch_settings = self._launch_settings or settings
+                self._served_name = settings.served_model_name
+                self._set(State.STARTING, "preparing the model", generation)
+                target, args = self._supervise, (settings, generation)
+        threading.Thread(target=target, args=args, name="vllm-supervisor", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._stop_locked()
+            self._state, self._message = State.STOPPED, "stopped"
+
+    def _stop_locked(self) -> None:
+        proc, self._proc = self._proc, None
+        watchdog, self._watchdog = self._watchdog, None
+        self._max_model_len = None
+        if proc is not None:
+            terminate_group(proc)
+        if watchdog is not None:  # closing its pipe lets it exit; the group is already gone
+            watchdog.stdin.close()
+            watchdog.wait(timeout=STOP_GRACE_S)
+
+    def _set(self, state: State, message: str, generation: int) -> bool:
+        with self._lock:
+            if generation != self._generation:
+                return False
+            self._state, self._message = state, message
+            return True
+
+    # -- supervisor threads ---------------------------------------------------------------------
+
+    def _supervise(self, settings: ServerSettings, generation: int) -> None:
+        """Prepare the model, launch vLLM, then follow it: ready once it answers, failed if it exits."""
+        try:
+            model_path = self._model_path(settings, generation)
+            port = self.fixed_port or free_port()
+            if port_is_taken(port):
+                raise SettingsError(f"Port {port} is already in use by another program; choose another port.")
+            proc, log_path = self._launch(replace(settings, model=model_path), port, generation)
+        except UserError as exc:
+            self._set(State.FAILED, str(exc), generation)
+            return
+        if proc is not None:
+            self._follow(proc, log_path, f"http://127.0.0.1:{port}", settings.served_model_name, generation)
+
+    def _model_path(self, settings: ServerSettings, generation: int) -> str:
+        """The folder vLLM loads: downloaded first for a hub id that needs it."""
+        if self.source is not None and self.source.needs_download and settings.model == self.source.path:
+            return sources.download(settings.model, lambda msg: self._set(State.STARTING, msg, generation),
+                                    token=os.environ.get("HF_TOKEN"))
+        if settings.model.startswith(("/", ".", "~")) and not Path(settings.model).expanduser().is_dir():
+            raise SettingsError(f"The model folder {settings.model} does not exist.")
+        return settings.model
+
+    def _launch(self, settings: ServerSettings, port: int, generation: int) -> tuple[subprocess.Popen | None, Path]:
+        """Start vLLM and its watchdog, logging to a new file; None when a newer start took over."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log"
+        cmd, env, cores_note = server_launch(build_command(settings, port, self._api_key), self.device)
+        with self._lock:
+            if generation != self._generation:
+                return None, log_path
+            self._port, self._log_path = port, log_path
+            with log_path.open("ab") as log:
+                if self.source is not None and self.source.warning:
+                    log.write(f"# NOTE: {self.source.warning}\n".encode())
+                log.write(f"{cores_note}\n".encode())
+                log.write(("$ " + " ".join(a if a != self._api_key else "***" for a in cmd) + "\n").encode())
+                log.flush()
+                try:
+                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, start_new_session=True)
+                except OSError as exc:
+                    raise SettingsError(f"Could not start vLLM: {exc}") from exc
+            self._watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(proc.pid)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              start_new_session=True)
+            self._proc = proc
+            self._message = f"loading {settings.served_model_name} (log: {log_path})"
+        return proc, log_path
+
+    def _follow(self, proc: subprocess.Popen, log_path: Path, base_url: str, name: str, generation: int) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        ready = False
+        while True:
+            code = proc.poll()
+            if code is not None:
+                terminate_group(proc)  # vLLM's engine core can outlive a killed API server
+                self._set(State.FAILED, explain_exit(code, _tail(log_path, 40)), generation)
+                return
+            if generation != self._generation:
+                return
+            if not ready:
+                if self._probe(base_url, name):
+                    ready = self._set(State.READY, f"serving {name}", generation)
+                elif time.monotonic() > deadline:
+                    self._set(State.FAILED, f"vLLM was not ready after {self.ready_timeout_s:.0f} s.", generation)
+                    with self._lock:
+                        if generation == self._generation:
+                            self._stop_locked()
+                    return
+            time.sleep(0.5 if not ready else 1.0)
+
+    def _watch_endpoint(self, generation: int) -> None:
+        while generation == self._generation:
+            ok = self._probe(self.endpoint, None)
+            if ok:
+                self._set(State.READY, f"attached to {self.endpoint}", generation)
+            else:  # never answered yet: still starting; answered before: failed until it answers again
+                was_up = self._state in (State.READY, State.FAILED)
+                self._set(State.FAILED if was_up else State.STARTING, f"{self.endpoint} does not answer", generation)
+            time.sleep(2.0)
+
+    def _probe(self, base_url: str, expect_model: str | None) -> bool:
+        """Ready means /health is 200 and /v1/models (with our key) lists the model.
+
+        Checking the model list too means a stranger's server on a reused port never passes.
+        """
+        try:
+            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as resp:
+                if resp.status != 200:
+                    return False
+            req = urllib.request.Request(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {self.api_key}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                data = json.loads(resp.read())["data"]
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            return False
+        names = {m.get("id"): m for m in data}
+        if expect_model is None:
+            if not names:
+                return False
+            first = data[0]
+            self._served_name = self._served_name or first["id"]
+            self._max_model_len = names.get(self._served_name, first).get("max_model_len")
+            return True
+        if expect_model not in names:
+            return False
+        self._max_model_len = names[expect_model].get("max_model_len")
+        return True
+
+
+class ServerHandle(Protocol):
+    """What the app and its benchmark slot use of a server; `VLLMServer` and the tests' fake keep to it."""
+
+    device: sources.Device
+    source: sources.ModelSource | None
+    endpoint: str | None
+    ready_timeout_s: float
+    log_dir: Path
+
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def served_model_name(self) -> str: ...
+    @property
+    def settings(self) -> ServerSettings | None: ...
+    @property
+    def launch_settings(self) -> ServerSettings | None: ...
+    def status(self) -> Status: ...
+    def start(self, settings: ServerSettings | None = None) -> None: ...
+    def stop(self) -> None: ...
+    def require_ready(self) -> str: ...
+    def wait_ready(self, timeout_s: float) -> Status: ...
+
+
+def terminate_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group, wait for all of it, then SIGKILL whatever is left."""
+    pgid = proc.pid  # started with start_new_session, so the leader's pid is the group id
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not group_alive(pgid):
+                return
+            time.sleep(0.1)
+    proc.wait(timeout=10)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of a process group is still running (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+# -- default settings ---------------------------------------------------------------------------
+
+
+def default_settings(source: sources.ModelSource, device: sources.Device) -> ServerSettings:
+    """What the app launches when no preset asks for anything else."""
+    if not device.is_gpu:
+        # The smoke model on a CPU: small context and batch, eager mode starts ~40 s sooner.
+        return ServerSettings(
+            model=source.path, served_model_name=source.served_name, load_format=source.load_format,
+            max_model_len=4096, max_num_seqs=64, enforce_eager=True, dtype="bfloat16",
+        )
+    return ServerSettings(
+        model=source.path, served_model_name=source.served_name, load_format=source.load_format,
+        max_model_len=32768, gpu_memory_utilization=0.9,
+    )
+
+
+def settings_for(server_part, base: ServerSettings, device: sources.Device) -> ServerSettings:
+    """`base` with a preset's server fields applied; tensor_parallel_size "all" means every GPU."""
+    fields = server_part.model_dump(exclude_unset=True)
+    if fields.get("tensor_parallel_size") == "all":
+        fields["tensor_parallel_size"] = max(1, device.count)
+    return replace(base, **fields)

@@ -1,0 +1,223 @@
+"""What the app shows: status and progress as text, the tables, and the charts' data.
+
+This module owns every decision about what a panel, table or chart of the app shows: the status
+panel's lines, a preset's description, the progress line, the summary table's columns, which
+physical limit is drawn (and saying which), the chart ranges, and the reference tables. It
+returns Markdown strings, DataFrames and Altair charts; it knows nothing about Gradio components.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from showcase import charts, coordinator, roofline, server
+from showcase.bench.metrics import HEADLINE_COLUMNS
+from showcase.bench.run import RunStatus, read_tables
+from showcase.bench.workload import WorkloadError
+from showcase.presets import Preset
+
+# The article's request shape, drawn when a run does not say which: its tables use 512-token
+# replies, the concurrency table 1K prompts; the length axis runs to its longest, 256K tokens.
+ARTICLE_INPUT_LEN, ARTICLE_OUTPUT_LEN, ARTICLE_LONGEST_INPUT = 1024, 512, 262144
+ARTICLE_LEVELS = (1, 32)  # the concurrency axis spans at least the article's levels
+
+STATE_BADGE = {server.State.STARTING: "🟡 starting", server.State.READY: "🟢 ready",
+               server.State.FAILED: "🔴 failed", server.State.STOPPED: "⚪ stopped"}
+STATUS_ICON = {RunStatus.COMPLETED: "✅", RunStatus.STOPPED: "⏹", RunStatus.SERVER_DIED: "💥",
+               RunStatus.FAILED: "❌"}
+LOG_LINES = 12
+
+
+def status_markdown(status: server.Status, device_note: str = "") -> str:
+    lines = [f"**Server:** {STATE_BADGE[status.state]} — {html.escape(status.message)}",
+             f"**Model:** `{status.model}` · **Device:** {status.device}" + (f" ({device_note})" if device_note else "")]
+    if status.settings:
+        s = status.settings
+        lines.append(f"**Settings:** max_model_len {s.max_model_len or 'auto'}, max_num_seqs "
+                     f"{s.max_num_seqs or 'auto'}, tensor_parallel_size {s.tensor_parallel_size}, dtype {s.dtype}, "
+                     f"load_format {s.load_format}")
+    return "  \n".join(lines)
+
+
+def log_text(status: server.Status) -> str:
+    return "" if status.state is server.State.READY else "\n".join(status.log_tail[-LOG_LINES:])
+
+
+def banner(status: server.Status) -> str:
+    return f"⚠️ **{status.warning}**" if status.warning else ""
+
+
+def preset_markdown(p: Preset, smoke: bool, attached: bool) -> str:
+    text = f"**{p.title}** — {p.description}  \n*Source:* {p.source}"
+    if smoke and p.cpu is not None:
+        text += f"  \n⚠️ *{p.cpu.note}*"
+    if attached:
+        text += "  \n*Attached endpoint: the preset's server settings are not applied.*"
+    return text
+
+
+def presets_table(catalogue: dict[str, Preset]) -> pd.DataFrame:
+    rows = []
+    for p in catalogue.values():
+        s = p.server.model_dump(exclude_unset=True)
+        w = p.workload
+        rows.append({
+            "preset": p.name, "concurrency": ", ".join(map(str, w.concurrency)),
+            "prompt tokens": ", ".join(map(str, w.input_len)), "output tokens": w.output_len,
+            "requests/point": w.num_requests, "streaming": w.stream,
+            "server settings": ", ".join(f"{k}={v}" for k, v in s.items()),
+            "SLOs (ms)": ", ".join(f"{k}≤{v:g}" for k, v in p.slos.model_dump(exclude_none=True).items()) or "—",
+            "source": p.source,
+        })
+    return pd.DataFrame(rows)
+
+
+def parse_levels(text: str, field: str, kind=int) -> list:
+    """Comma-separated numbers from a text box."""
+    try:
+        values = [kind(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise WorkloadError(f"{field}: give numbers separated by commas, like 1, 4, 8") from None
+    if not values:
+        raise WorkloadError(f"{field}: give at least one value")
+    return values
+
+
+def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool) -> dict:
+    """The Benchmark tab's workload fields as overrides of the preset's workload."""
+    return {"concurrency": parse_levels(conc, "Concurrency levels"),
+            "input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0),
+            "num_requests": int(nreq or 0), "stream": bool(stream)}
+
+
+def workload_fields(p: Preset) -> tuple[str, str, int, int, bool]:
+    """The Benchmark tab's workload fields for a preset."""
+    w = p.workload
+    return ", ".join(map(str, w.concurrency)), ", ".join(map(str, w.input_len)), w.output_len, w.num_requests or 0, w.stream
+
+
+def progress_markdown(snap: coordinator.Snapshot) -> str:
+    if snap.running:
+        p = snap.progress
+        head = f"⏳ **{snap.preset}** is running ({snap.phase.value})"
+        if p is not None:
+            total = f" of {p.total}" if p.total else ""
+            rate = f" · {p.tokens_per_s:,.0f} output tokens/s so far" if p.tokens_per_s is not None else ""
+            fail = f" · {p.failed} failed" if p.failed else ""
+            head += f": point {p.point} of {p.points}, {p.done}{total} requests done{rate}{fail}"
+            if p.message:
+                head += f" · {p.message}"
+        return head
+    if snap.status is not None:
+        return (f"{STATUS_ICON[snap.status]} Last run: **{snap.preset}** — {snap.status.value}: "
+                f"{html.escape(snap.message)}")
+    return snap.message
+
+
+def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's headline columns, rounded, with short headers; the CSV download has all of them."""
+    if summary.empty:
+        return pd.DataFrame(columns=list(HEADLINE_COLUMNS.values()))
+    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
+    out = summary[cols].rename(columns=HEADLINE_COLUMNS).round(1)
+    out["point"] = out["point"] + 1
+    return out
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The model whose physical limit the charts draw, and why that one."""
+
+    shape: roofline.ModelShape
+    note: str
+
+
+def limit_for(srv: server.ServerHandle) -> Limit:
+    """The served model on a GPU; the article's model otherwise, saying why."""
+    article_model = roofline.article().model
+    if not srv.device.is_gpu:
+        return Limit(roofline.ModelShape.load(article_model),
+                     f"No GPU here: the limit drawn is {article_model}'s, the article's model, not the served one.")
+    if srv.settings is None:
+        return Limit(roofline.ModelShape.load(article_model),
+                     f"Attached endpoint, its model's config unknown: the limit drawn is {article_model}'s.")
+    try:
+        return Limit(roofline.ModelShape.load(srv.settings.model), f"The limit drawn is {srv.settings.model}'s.")
+    except roofline.RooflineError as exc:
+        return Limit(roofline.ModelShape.load(article_model),
+                     f"The served model's config cannot be read ({exc}): the limit drawn is {article_model}'s.")
+
+
+def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The judged article tables, with the columns shown in the app."""
+    conc = conc[["concurrency", "mean_ttft_ms", "request_throughput", "output_throughput", "bound_output_throughput",
+                 "verdict", "factor"]]
+    length = length[["input_len", "mean_ttft_ms", "throughput", "bound_min_ttft_ms", "bound_output_throughput",
+                     "bound_total_throughput", "verdict", "factor"]]
+    return conc, length
+
+
+def reference_markdown() -> str:
+    ref = roofline.article()
+    return (f"*Source:* {ref.source}. *Stated:* {ref.stated_gpu}, {ref.stated_software}, {ref.stated_dtype}.  \n"
+            + "  \n".join(f"- {c}" for c in ref.caveats)
+            + "  \nBounds are for the GPU chosen above; unknown lengths are taken at their most generous. "
+              "`factor`: times over the physical limit.")
+
+
+@dataclass(frozen=True)
+class Views:
+    """Everything the Benchmark tab shows for a selection of runs."""
+
+    by_concurrency: object
+    by_input_length: object
+    latency: object
+    timeline: object
+    summary: pd.DataFrame
+    files: list[str] | None
+    reference_concurrency: pd.DataFrame
+    reference_length: pd.DataFrame
+
+
+def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFrame, tuple, list[str]]:
+    """Every selected run's and upload's summary as one table (a `series` each), the main run's
+    three tables, and the reasons any upload was refused."""
+    measured, main, refused = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame()), []
+    for i, folder in enumerate(folders):
+        tables = read_tables(folder)
+        main = tables if i == 0 else main
+        if not tables[0].empty:
+            measured.append(tables[0].assign(series=folder.name))
+    for path in uploads:
+        try:
+            measured.append(coordinator.load_summary(path, f"uploaded: {path.name}"))
+        except coordinator.UploadError as exc:
+            refused.append(str(exc))
+    return (pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()), main, refused
+
+
+def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit: Limit) -> tuple[Views, list[str]]:
+    """Charts, the summary table and downloads for the selected runs (the first is the main one),
+    with the article's numbers judged for `g`; and the reasons any upload was refused."""
+    measured, (summary, requests, timeline), refused = measured_series(folders, uploads)
+    judged = roofline.article_tables(roofline.ModelShape.load(roofline.article().model), g)
+    ref_conc, ref_len = roofline.reference_series(*judged)
+    r = roofline.Roofline(limit.shape, g)
+    one_len = (int(summary["input_len"].iloc[0]) if not summary.empty and summary["input_len"].nunique() == 1
+               else ARTICLE_INPUT_LEN)
+    out_len = int(summary["output_len"].iloc[0]) if not summary.empty else ARTICLE_OUTPUT_LEN
+    seen = (lambda col: measured[col].dropna().astype(int).tolist()) if not measured.empty else (lambda col: [])
+    levels = sorted({*ARTICLE_LEVELS, *seen("max_concurrency")})
+    lengths = sorted({ARTICLE_INPUT_LEN, ARTICLE_LONGEST_INPUT, *seen("input_len")})
+    files = [str(folders[0] / n) for n in ("summary.csv", "requests.csv", "run.json")
+             if folders and (folders[0] / n).exists()]
+    views = Views(
+        charts.concurrency_chart(measured, ref_conc, roofline.limit_by_concurrency(r, levels, one_len, out_len)),
+        charts.input_length_chart(measured, ref_len, roofline.limit_by_input(r, lengths, out_len, None)),
+        charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
+        files or None, *reference_tables(*judged))
+    return views, refused

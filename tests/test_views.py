@@ -1,0 +1,100 @@
+"""What the app shows, without Gradio: status, progress, tables, the limit drawn, the charts' data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from showcase import coordinator, presets, roofline, server, sources, views
+from showcase.bench.run import Progress, RunStatus
+from showcase.bench.workload import WorkloadError
+
+
+def snapshot(**kw) -> coordinator.Snapshot:
+    base = dict(running=False, preset="p", phase=coordinator.Phase.IDLE, progress=None, message="No run yet.",
+                folder=None, status=None)
+    return coordinator.Snapshot(**(base | kw))
+
+
+def test_progress_says_where_a_run_is_and_how_it_ended():
+    p = Progress(point=2, points=5, done=3, total=8, failed=1, tokens_per_s=None, message="building prompts")
+    text = views.progress_markdown(snapshot(running=True, phase=coordinator.Phase.RUNNING, progress=p))
+    assert "point 2 of 5, 3 of 8 requests done · 1 failed · building prompts" in text and "tokens/s" not in text
+    p = p.model_copy(update={"tokens_per_s": 1234.0, "message": ""})
+    assert "1,234 output tokens/s so far" in views.progress_markdown(snapshot(running=True, progress=p))
+    ended = views.progress_markdown(snapshot(status=RunStatus.SERVER_DIED, message="<gone>"))
+    assert ended.startswith("💥") and "server_died" in ended and "&lt;gone&gt;" in ended
+    assert views.progress_markdown(snapshot()) == "No run yet."
+
+
+def test_status_panel_names_state_model_device_and_why_cpu():
+    st = server.Status(server.State.READY, "serving m", "m", "cpu",
+                       settings=server.ServerSettings(model="/m", served_model_name="m", max_num_seqs=8))
+    text = views.status_markdown(st, "taken as CPU-only: nvidia-smi is installed but failed (boom)")
+    assert "🟢 ready" in text and "max_num_seqs 8" in text and "nvidia-smi is installed but failed" in text
+    assert views.log_text(st) == ""
+    failed = server.Status(server.State.FAILED, "exited", "m", "cpu", log_tail=tuple(f"l{i}" for i in range(30)))
+    assert views.log_text(failed).splitlines() == [f"l{i}" for i in range(18, 30)]
+
+
+def test_the_summary_table_shows_the_headline_columns_with_short_headers():
+    summary = pd.DataFrame([{"point": 0, "max_concurrency": 4, "mean_ttft_ms": 12.345, "flags": "client_starved",
+                             "errors": "", "client_runq_share": 0.2}])
+    shown = views.shown_summary(summary)
+    assert list(shown.columns) == ["point", "concurrency", "mean TTFT ms", "flags"]
+    assert shown.iloc[0]["point"] == 1 and shown.iloc[0]["mean TTFT ms"] == 12.3
+    assert list(views.shown_summary(pd.DataFrame()).columns)[0] == "point"
+
+
+def test_workload_fields_are_parsed_or_refused_with_the_field_named():
+    assert views.overrides_from("1, 4,8", "256", 64, 16, True) == {
+        "concurrency": [1, 4, 8], "input_len": [256], "output_len": 64, "num_requests": 16, "stream": True}
+    with pytest.raises(WorkloadError, match="Concurrency levels: give numbers"):
+        views.overrides_from("one", "256", 64, 16, True)
+    with pytest.raises(WorkloadError, match="Prompt lengths: give at least one value"):
+        views.overrides_from("1", " , ", 64, 16, True)
+
+
+def fake_server(device: sources.Device, settings: server.ServerSettings | None) -> SimpleNamespace:
+    return SimpleNamespace(device=device, settings=settings)
+
+
+def test_the_limit_drawn_is_said_never_silently_swapped(tmp_path):
+    cpu = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
+    assert "No GPU here" in cpu.note and cpu.shape.layers == 36  # the article's model
+    gpu = sources.Device("cuda", "NVIDIA A10G", 1)
+    unreadable = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(tmp_path / "none"),
+                                                                          served_model_name="x")))
+    assert "cannot be read" in unreadable.note and unreadable.shape.layers == 36
+    served = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
+                                                                     served_model_name="x")))
+    assert served.shape.layers == 2 and "smoke-qwen3" in served.note
+
+
+def test_views_of_a_run_folder_and_uploads(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame([{"point": 0, "input_len": 256, "output_len": 64, "max_concurrency": 1, "output_throughput": 80.0,
+                   "mean_ttft_ms": 25.0, "flags": ""}]).to_csv(run / "summary.csv", index=False)
+    good, bad = tmp_path / "other.csv", tmp_path / "bad.csv"
+    good.write_text("concurrency,output_throughput,mean_ttft_ms,input_len\n8,300,90,256\n")
+    bad.write_text("a,b\n1,2\n")
+    limit = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
+    v, refused = views.load_views([run], [good, bad], roofline.gpu("A10G"), limit)
+    assert refused == ["bad.csv is not a benchmark summary: it lacks input_len, max_concurrency, "
+                       "mean_ttft_ms, output_throughput"]
+    assert v.summary.iloc[0]["output tok/s"] == 80.0 and v.files == [str(run / "summary.csv")]
+    assert len(v.reference_concurrency) == 5 and set(v.reference_concurrency["verdict"]) == {"exceeds_bound"}
+    rows = [row for data in v.by_concurrency.to_dict()["datasets"].values() for row in data]
+    assert {"run", "uploaded: other.csv"} <= {row.get("series") for row in rows}  # both measured series drawn
+    assert any(str(row.get("label", "")).startswith("physical limit") for row in rows)
+
+
+def test_the_presets_table_lists_every_preset():
+    catalogue = presets.load_all()
+    table = views.presets_table(catalogue)
+    assert list(table["preset"]) == list(catalogue) and table["SLOs (ms)"].str.len().gt(0).all()
+    assert "low-latency-chatbot" in set(table["preset"]) and Path(presets.PRESET_DIR).is_dir()
