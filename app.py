@@ -76,12 +76,12 @@ def refresh_status(ctx: Context):
 
 async def respond(ctx: Context, history: list[dict], system: str, temperature: float, top_p: float, max_tokens: int):
     try:
-        base = ctx.server.require_ready()
+        base, sampling = ctx.server.require_ready(), chat.Sampling.of(temperature, top_p, max_tokens)
     except UserError as exc:
         yield chat.with_error(history, str(exc))
         return
     async for shown_history in chat.answer(history, base, ctx.server.api_key, ctx.server.served_model_name, system,
-                                           chat.Sampling(temperature, top_p, int(max_tokens))):
+                                           sampling):
         yield shown_history
 
 
@@ -93,10 +93,11 @@ async def api_chat(ctx: Context, message: str, system_prompt: str = "", max_toke
                    temperature: float = 0.7) -> AsyncIterator[str]:
     """One message in, the reply out (streamed)."""
     with shown():
+        sampling = chat.Sampling.of(temperature, 0.9, max_tokens)
         base = ctx.server.require_ready()
         messages = chat.to_openai([{"role": "user", "content": message}], system_prompt)
         async for text, _ in chat.stream_reply(base, ctx.server.api_key, ctx.server.served_model_name, messages,
-                                               chat.Sampling(temperature, 0.9, int(max_tokens))):
+                                               sampling):
             yield text
 
 
@@ -134,6 +135,15 @@ def stop(ctx: Context, password: str):
     return "⏹ Stopping after the requests in flight…"
 
 
+def restart_server(ctx: Context, password: str):
+    """An admin starts the server again (with its current settings), say after it gave up restarting."""
+    require_admin(ctx, password)
+    if ctx.coord.snapshot().running:
+        raise gr.Error("A benchmark is running: stop it first, then restart the server.")
+    ctx.server.start(ctx.server.settings)
+    return "🔄 Restarting the model server; the status above follows it."
+
+
 def run_choices(ctx: Context) -> list[tuple[str, str]]:
     return [(r.label, str(r.folder)) for r in coordinator.list_runs(ctx.coord.runs_dir)]
 
@@ -166,6 +176,9 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
         changes = json.loads(overrides or "{}")
     except ValueError as exc:
         raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
+    if not isinstance(changes, dict):
+        raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
+                       f"not a {type(changes).__name__}")
     with shown():
         ctx.coord.start(preset_of(ctx, preset), changes)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
@@ -214,15 +227,18 @@ def bench_controls(ctx: Context) -> dict:
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
         start_btn = gr.Button("Start benchmark", variant="primary", scale=1, elem_id="start")
         stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+        restart_btn = gr.Button("Restart server", scale=1, elem_id="restart")
     return dict(preset=preset, gpu=gpu, info=info, conc=conc, inlen=inlen, outlen=outlen, nreq=nreq, stream=stream,
-                admin=admin, start=start_btn, stop=stop_btn, progress=gr.Markdown(elem_id="bench-progress"))
+                admin=admin, start=start_btn, stop=stop_btn, restart=restart_btn,
+                progress=gr.Markdown(elem_id="bench-progress"))
 
 
 def bench_results(ctx: Context) -> dict:
     with gr.Row():
         runs = gr.Dropdown(run_choices(ctx), multiselect=True, label="Runs shown (the first is the main one; add "
                            "earlier runs to compare)", scale=3, elem_id="runs")
-        uploads = gr.File(label="Compare with summary.csv files", file_count="multiple", file_types=[".csv"], scale=1)
+        uploads = gr.File(label=f"Compare with summary.csv files (each at most {coordinator.UPLOAD_MAX_MB} MB and "
+                          f"{coordinator.UPLOAD_MAX_ROWS:,} rows)", file_count="multiple", file_types=[".csv"], scale=1)
     views_out = [gr.Plot(label="By concurrency", show_label=False, elem_id="plot-concurrency"),
                  gr.Plot(label="By prompt length", show_label=False, elem_id="plot-input-length"),
                  gr.Plot(label="Latency distribution", show_label=False),
@@ -264,6 +280,7 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
     workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
     b["stop"].click(partial(stop, ctx), b["admin"], b["progress"], **private)
+    b["restart"].click(partial(restart_server, ctx), b["admin"], b["progress"], **private)
     seen = gr.State("")
     gr.Timer(STATUS_PERIOD_S).tick(partial(tick, ctx), seen, [b["progress"], seen, r["runs"]],
                                    show_progress="hidden", **private)
@@ -350,6 +367,8 @@ def make_server(args: argparse.Namespace) -> server.VLLMServer:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if server.port_is_taken(args.port, "127.0.0.1" if args.host == "localhost" else args.host):  # before vLLM starts
+        raise SystemExit(f"error: port {args.port} is already in use by another program; choose one with --port.")
     try:
         catalogue = presets.load_all()
         srv = make_server(args)
@@ -366,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(srv, BenchmarkCoordinator(srv), catalogue, admin)
     demo.queue(default_concurrency_limit=None).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"],
+        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], max_file_size=f"{coordinator.UPLOAD_MAX_MB}mb",
     )
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
 
 from showcase import RUNS_DIR, cores, presets, roofline, server, sources
+from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import HEADLINE_COLUMNS
 from showcase.bench.run import RunResult, RunStatus, run_sync
@@ -109,8 +112,8 @@ def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[Prepared
         preset, overrides = ad_hoc(overrides), {}
     slos = {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "e2el_ms": args.slo_e2el_ms}
     if args.endpoint:
-        if not args.model:
-            raise presets.PresetError("--endpoint needs --model (the served model name)")
+        args.endpoint = loadgen.base_url(args.endpoint)
+        args.model = args.model or loadgen.only_model(args.endpoint, args.api_key)
         return prepare_run(preset, overrides, None, device, False, slos), None
     source = sources.resolve(args.model, args.weights, device)
     launch = server.default_settings(source, device)
@@ -137,21 +140,46 @@ def bench_command(args: argparse.Namespace) -> int:
     if device.note:
         print(f"note: {device.note}", file=sys.stderr)
     prepared, source = _prepare(args, device)
+    out_root = writable(args.out or RUNS_DIR)
     srv = _launch(prepared, device, source) if source is not None else None
+    stop = threading.Event()
+    # SIGTERM (a scheduler, `kill`): stop after the requests in flight, keep and say what was measured.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         target = (Target(srv.base_url, srv.served_model_name, srv.api_key) if srv is not None
-                  else Target(args.endpoint.rstrip("/"), args.model, args.api_key))
-        result = run_sync(prepared.meta, target, out_root=args.out or RUNS_DIR, on_progress=_progress_bar())
+                  else Target(args.endpoint, args.model, args.api_key))
+        result = run_sync(prepared.meta, target, out_root=out_root, on_progress=_progress_bar(), stop=stop)
     finally:
         if srv is not None:
             srv.stop()
     return report(result)
 
 
+def writable(folder: Path) -> Path:
+    """The folder for run folders, made if need be; refused at once when it cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise presets.PresetError(f"--out {folder}: cannot write run folders there ({exc.strerror or exc}).") from exc
+    return folder
+
+
 def report(result: RunResult) -> int:
     """Print the summary and how the run ended; the exit status for it."""
     print_summary(result.summary)
-    print(f"\n{result.status.value}: {result.message or 'all points ran'}\nresults: {result.folder}")
+    s = result.summary
+    if result.message:
+        how = result.message
+    elif s.empty or (s["completed"] == 0).all():
+        how = "no request completed" + (f": {'; '.join(s['errors'].dropna().astype(str))}" if not s.empty else "")
+    elif (s["completed"] == 0).any():
+        how = f"points {', '.join(str(p + 1) for p in s.loc[s['completed'] == 0, 'point'])} completed no request"
+    else:
+        how = "all points ran"
+    print(f"\n{result.status.value}: {how}\nresults: {result.folder}")
     failed = result.status is not RunStatus.COMPLETED or result.summary.empty or (result.summary["completed"] == 0).any()
     return 1 if failed else 0
 
@@ -195,8 +223,8 @@ def roofline_command(args: argparse.Namespace) -> int:
     if args.check:
         try:
             table = pd.read_csv(args.check)
-        except OSError as exc:
-            raise roofline.RooflineError(f"cannot read {args.check}: {exc}") from exc
+        except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise roofline.RooflineError(f"cannot read {args.check} as CSV: {exc}") from exc
         roofline.check_table(table, shape, gpu, tp=args.tp, dtype=args.dtype).to_csv(sys.stdout, index=False)
         return 0
     print(roofline.describe(roofline.Roofline(shape, gpu, args.tp, args.dtype)))

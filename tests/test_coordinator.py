@@ -114,6 +114,30 @@ def test_uploaded_summaries_must_look_like_one(tmp_path):
         coordinator.load_summary(bad, "x")
 
 
+def test_uploads_are_bounded_and_only_the_drawn_columns_are_read(tmp_path, monkeypatch):
+    header = "concurrency,output_throughput,mean_ttft_ms,input_len,huge\n"
+    wide = tmp_path / "wide.csv"
+    wide.write_text(header + "1,50,200,1024," + "x" * 1000 + "\n")
+    assert list(coordinator.load_summary(wide, "w").columns) == [
+        "concurrency", "output_throughput", "mean_ttft_ms", "input_len", "max_concurrency", "series"]
+    many = tmp_path / "many.csv"
+    many.write_text(header + "1,50,200,1024,0\n" * (coordinator.UPLOAD_MAX_ROWS + 1))
+    with pytest.raises(coordinator.UploadError, match="more than 10,000 rows"):
+        coordinator.load_summary(many, "m")
+    monkeypatch.setattr(coordinator, "UPLOAD_MAX_MB", 0.001)
+    with pytest.raises(coordinator.UploadError, match="at most 0.001 MB"):
+        coordinator.load_summary(wide, "w")
+    monkeypatch.undo()
+    words = tmp_path / "words.csv"
+    words.write_text(header + "1,fast,200,1024,0\n")
+    with pytest.raises(coordinator.UploadError, match="output_throughput holds values that are not numbers.*fast"):
+        coordinator.load_summary(words, "x")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(coordinator.UploadError, match="cannot be read as CSV|not a benchmark summary"):
+        coordinator.load_summary(binary, "b")
+
+
 def test_each_preset_runs_on_the_launch_defaults_plus_its_own_server_fields(stub, tmp_path):
     # Not on the previous preset's settings: low-latency-chatbot sets max_num_seqs 8, the sweep
     # sets none, so the sweep's concurrency-16 point must get the launch default again.
@@ -127,3 +151,18 @@ def test_each_preset_runs_on_the_launch_defaults_plus_its_own_server_fields(stub
     assert snap.status == "completed", snap.message
     assert [s.max_num_seqs for s in srv.restarts] == [8, 64]
     assert bench.read_meta(snap.folder).server_settings["max_num_seqs"] == 64
+
+
+def test_at_exit_a_run_in_progress_ends_as_stopped_before_the_server_goes(stub, tmp_path):
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    srv = FakeServer(stub(ttft_ms=20, itl_ms=10), CPU, base, tmp_path / "logs", smoke=True)
+    srv.launch_settings = srv.settings = server.settings_for(small("article-concurrency-sweep").for_cpu().server, base, CPU)
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
+    coord.start(small("article-concurrency-sweep"), {"concurrency": [1], "num_requests": 200, "output_len": 4})
+    deadline = time.monotonic() + 60
+    while (coord.snapshot().progress is None or coord.snapshot().progress.done < 1):
+        assert time.monotonic() < deadline, coord.snapshot()
+        time.sleep(0.05)
+    coord.shutdown()  # what atexit runs, before the server's own stop
+    snap = coord.snapshot()
+    assert not snap.running and snap.status == "stopped" and bench.read_meta(snap.folder).status == "stopped"

@@ -22,11 +22,13 @@ def settings(**kw) -> server.ServerSettings:
 
 
 def test_command_has_module_entry_loopback_key_and_only_typed_flags():
-    cmd = server.build_command(settings(), port=9000, api_key="secret", python="py")
+    cmd = server.build_command(settings(), port=9000, python="py")
     assert cmd[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--port") + 1] == "9000"
-    assert cmd[cmd.index("--api-key") + 1] == "secret"
+    assert "--api-key" not in cmd  # any local user can read a command line: the key goes in the environment
+    _, env, _ = server.server_launch(cmd, sources.Device("cpu", "cpu"), "secret")
+    assert env["VLLM_API_KEY"] == "secret"
     for absent in ("--max-model-len", "--max-num-seqs", "--gpu-memory-utilization", "--quantization",
                    "--enforce-eager", "--enable-chunked-prefill", "--enable-prefix-caching"):
         assert absent not in cmd  # None means vLLM's own default: say nothing
@@ -41,7 +43,7 @@ def test_command_maps_every_setting():
     s = settings(max_model_len=8192, max_num_seqs=8, enable_chunked_prefill=True, enable_prefix_caching=False,
                  gpu_memory_utilization=0.85, tensor_parallel_size=2, dtype="bfloat16", kv_cache_dtype="fp8",
                  quantization="awq", load_format="dummy", enforce_eager=True)
-    cmd = server.build_command(s, 1, "k", python="py")
+    cmd = server.build_command(s, 1, python="py")
     pairs = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1)}
     assert pairs["--max-model-len"] == "8192"
     assert pairs["--max-num-seqs"] == "8"
@@ -240,19 +242,57 @@ def test_port_already_taken_fails_with_a_clear_message(device, model_cache, tmp_
     assert status.state is server.State.FAILED and f"Port {port} is already in use" in status.message
 
 
-def test_server_killed_while_running_is_failed_then_stops_cleanly(device, model_cache, tmp_path):
+def test_a_server_killed_mid_chat_comes_back_by_itself_and_the_chat_answers_again(device, model_cache, tmp_path):
+    import asyncio
+
+    from showcase import chat
+
     source = sources.resolve(None, "real", device, cache_dir=model_cache)
     srv = server.VLLMServer(device, source, log_dir=tmp_path)
     srv.start(server.default_settings(source, device))
     assert srv.wait_ready(600).state is server.State.READY
     pgid = srv.pid
-    os.kill(pgid, signal.SIGKILL)
-    status = srv.wait_for((server.State.FAILED,), 20)
-    assert status.state is server.State.FAILED and "exited (code -9)" in status.message
-    with pytest.raises(server.ServerNotReady, match="failed"):
+
+    async def ask(kill: bool) -> str:
+        text = ""
+        async for text, _ in chat.stream_reply(srv.base_url, srv.api_key, srv.served_model_name,
+                                               [{"role": "user", "content": "Tell me a long story"}],
+                                               chat.Sampling(max_tokens=2000)):
+            if kill and text:
+                os.kill(pgid, signal.SIGKILL)  # mid-stream
+        return text
+
+    with pytest.raises(chat.ChatError):
+        asyncio.run(ask(kill=True))
+    status = srv.wait_for((server.State.STARTING, server.State.FAILED), 20)
+    assert status.state is server.State.STARTING and "exited (code -9)" in status.message
+    assert "Restarting by itself" in status.message and "attempt 1 of" in status.message
+    with pytest.raises(server.ServerNotReady, match="starting"):
         srv.require_ready()
+    assert not server.group_alive(pgid)  # the dead server's engine processes went with it
+    assert srv.wait_ready(600).state is server.State.READY and srv.pid != pgid
+    assert asyncio.run(ask(kill=False))  # the chat answers again, nothing restarted by hand
+    new = srv.pid
     srv.stop()
-    assert not server.group_alive(pgid)
+    assert not server.group_alive(new)
+
+
+def test_a_server_that_keeps_dying_is_restarted_a_few_times_then_failed(device, monkeypatch, tmp_path):
+    # The supervisor's policy alone, with the process faked: it dies at once every time.
+    monkeypatch.setattr(server, "RESTART_BACKOFF_S", (0.05, 0.05))
+    launches = []
+
+    def launch(self, settings, port, generation):
+        launches.append(port)
+        return object(), tmp_path / "log"
+
+    monkeypatch.setattr(server.VLLMServer, "_launch", launch)
+    monkeypatch.setattr(server.VLLMServer, "_follow", lambda self, *a: ("vLLM exited (code 1).", 0.0))
+    srv = server.VLLMServer(device, sources.ModelSource(str(tmp_path), "m", "dummy"), log_dir=tmp_path)
+    srv.start(server.ServerSettings(model=str(tmp_path), served_model_name="m"))
+    status = srv.wait_for((server.State.FAILED,), 10)
+    assert status.state is server.State.FAILED and len(launches) == 3
+    assert "restarted 2 times; an admin can restart it" in status.message
 
 
 def test_attaching_to_an_endpoint_launches_nothing_and_follows_it(device, stub):

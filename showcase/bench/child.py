@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from showcase import ROOT, RUNS_DIR
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, read_tables, run_sync
+from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, mark_ended, read_tables, run_sync
 from showcase.bench.workload import WorkloadError
 from showcase.errors import UserError
 
@@ -32,7 +32,12 @@ PROGRESS_INTERVAL_S = 0.25  # at most a few progress lines a second from inside 
 
 
 class RunProcessError(UserError):
-    """The run's own process failed or died; the message says how and where its log is."""
+    """The run's own process failed or died; the message says how and where its log is. `folder`:
+    the run's folder when it had one (what was measured before is kept there)."""
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 class _Message(BaseModel):
@@ -98,10 +103,12 @@ def run_in_process(
     proc.stdin.flush()
     threading.Thread(target=_pass_stop_on, args=(proc, stop), daemon=True, name="bench-stop").start()
     outcome: Message | None = None
+    folder: Path | None = None
     try:
         for line in proc.stdout:
             msg = decode(line)
             if isinstance(msg, ProgressMessage):
+                folder = msg.progress.folder or folder
                 on_progress(msg.progress)
             else:
                 outcome = msg
@@ -113,7 +120,9 @@ def run_in_process(
     if isinstance(outcome, ErrorMessage) and outcome.kind == "workload":
         raise WorkloadError(outcome.message)
     detail = outcome.message if outcome else f"it exited with code {code} before finishing"
-    raise RunProcessError(f"The benchmark process failed: {detail} (log: {log_path}).")
+    if folder is not None:
+        mark_ended(folder, RunStatus.FAILED, f"The benchmark process failed: {detail}; what it measured is kept.")
+    raise RunProcessError(f"The benchmark process failed: {detail} (log: {log_path}).", folder)
 
 
 def _pass_stop_on(proc: subprocess.Popen, stop: threading.Event) -> None:

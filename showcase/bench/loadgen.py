@@ -57,6 +57,29 @@ def side_session() -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
 
+def base_url(url: str) -> str:
+    """A server's base URL, as an openai SDK user may write it too: without a trailing / or /v1."""
+    url = url.strip().rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def only_model(base: str, api_key: str) -> str:
+    """The one model a server serves (as `vllm bench serve` takes it); refused when it serves
+    none or several, naming them."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{base}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            names = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise WorkloadError(f"Cannot reach the server at {base} to ask which model it serves: {exc}") from exc
+    if len(names) != 1:
+        raise WorkloadError(f"{base} serves {', '.join(map(str, names)) or 'no model'}: say which with --model.")
+    return names[0]
+
+
 @dataclass(frozen=True)
 class Target:
     base_url: str

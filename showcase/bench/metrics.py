@@ -127,6 +127,7 @@ class Flag(str, enum.Enum):
     ITL_PER_CHUNK = "itl_per_chunk"
     CLIENT_BOUND = "client_bound"
     CLIENT_STARVED = "client_starved"
+    SHARED_SERVER = "shared_server"
     PROMPTS_REUSED = "prompts_reused"
     STOPPED = "stopped"
     SERVER_DIED = "server_died"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import gc
+import math
 import random
 import threading
 import time
@@ -111,9 +112,7 @@ class RunFolder:
         self.path.mkdir(parents=True)
 
     def _write(self, name: str, text: str) -> None:
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(self.path / name)
+        _replace(self.path / name, text)
 
     def write_meta(self, meta: RunMeta) -> None:
         self._write("run.json", meta.model_dump_json(indent=2))
@@ -134,9 +133,25 @@ def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     return read("summary.csv"), read("requests.csv"), read("timeline.csv")
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write a whole file at once: readers see the old one or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def read_meta(folder: Path) -> RunMeta:
     """A run folder's run.json."""
     return RunMeta.model_validate_json((Path(folder) / "run.json").read_text())
+
+
+def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
+    """Say in run.json how a run ended that could not say so itself (its process died); a run
+    that did say is left as it is."""
+    meta = read_meta(folder)
+    if meta.status is RunStatus.RUNNING:
+        _replace(Path(folder) / "run.json", meta.model_copy(update={"finished": _now(), "status": status,
+                                                                     "message": message}).model_dump_json(indent=2))
 
 
 @contextlib.contextmanager
@@ -255,6 +270,7 @@ class _Run:
                                   folder=self.folder.path))
 
     async def _point(self, point: Point) -> None:
+        self.sampler.point = -1  # building prompts belongs to no point
         prompts, warm = await self._prompts(point)
         self.sampler.point = point.index
         tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
@@ -277,9 +293,18 @@ class _Run:
         flags = {Flag.PROMPTS_REUSED} if len([r for r in records if not r.warmup]) > len(prompts) else set()
         flags |= {Flag.STOPPED} if self.stop.is_set() else set()
         flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
-        self.summary.append(metrics.summarize(point, records, duration, self.meta.slos, health, flags))
+        busiest = self._server_requests_max(point)
+        flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
+        row = metrics.summarize(point, records, duration, self.meta.slos, health, flags)
+        self.summary.append(row | {"server_requests_max": busiest})
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
+
+    def _server_requests_max(self, point: Point) -> float:
+        """The most requests the server held (running + waiting) while this point ran: more than
+        the point sends means others (the app's chats, another client) shared the server."""
+        rows = [r for r in self.sampler.rows if r["point"] == point.index]
+        return max((r.get("running", 0) + r.get("waiting", 0) for r in rows), default=math.nan)
 
     def write(self) -> None:
         self.folder.write_csv("summary.csv", self.summary)
@@ -311,6 +336,9 @@ async def run(
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event())
         try:
             status, message = await job.execute()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status, message = RunStatus.STOPPED, "Interrupted; what was measured is kept."
+            raise
         except BaseException as exc:  # keep what was measured, say what broke, and let it surface
             status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             raise

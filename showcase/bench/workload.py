@@ -7,13 +7,14 @@ link's visitors are held to. It validates strictly and knows nothing about serve
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
 
 from showcase.errors import UserError
 
 # What a visitor of the app may set: generous for a GPU, bounded so a shared link cannot queue a
-# day of work.
-LIMITS = {"concurrency": 256, "num_requests": 2000, "input_len": 262144, "output_len": 8192, "duration_s": 3600}
+# day of work: each value, and the run as a whole (points, requests, hours).
+LIMITS = {"concurrency": 256, "num_requests": 2000, "input_len": 262144, "output_len": 8192, "duration_s": 3600,
+          "points": 64, "total_requests": 20000, "run_s": 4 * 3600}
 
 
 class WorkloadError(UserError):
@@ -55,14 +56,20 @@ class Workload(Strict):
     concurrency: list[int] = Field(min_length=1)
     input_len: list[int] = Field(min_length=1)
     output_len: int = Field(ge=1, le=LIMITS["output_len"])
-    request_rate: list[float] | None = None  # req/s; with it, concurrency is the in-flight cap
-    burstiness: float = Field(1.0, gt=0)
+    request_rate: list[FiniteFloat] | None = None  # req/s; with it, concurrency is the in-flight cap
+    burstiness: FiniteFloat = Field(1.0, gt=0)
     num_requests: int | None = Field(32, ge=1, le=LIMITS["num_requests"])
-    duration_s: float | None = Field(None, gt=0, le=LIMITS["duration_s"])
+    duration_s: FiniteFloat | None = Field(None, gt=0, le=LIMITS["duration_s"])
     warmup_requests: int = Field(1, ge=0, le=LIMITS["concurrency"])
-    timeout_s: float = Field(300.0, gt=0)
+    timeout_s: FiniteFloat = Field(300.0, gt=0)
     stream: bool = True
     shared_prefix_len: int = Field(0, ge=0)
+
+    @field_validator("concurrency", "input_len", "request_rate")
+    @classmethod
+    def _once_each(cls, levels: list | None) -> list | None:
+        """A level given twice is measured once (in the order first given)."""
+        return list(dict.fromkeys(levels)) if levels is not None else None
 
     @model_validator(mode="after")
     def _check(self) -> Workload:
@@ -76,7 +83,23 @@ class Workload(Strict):
             raise ValueError("give exactly one of num_requests and duration_s")
         if any(self.shared_prefix_len >= n for n in self.input_len) and self.shared_prefix_len:
             raise ValueError("shared_prefix_len must be shorter than every input_len")
+        self._check_size()
         return self
+
+    def _check_size(self) -> None:
+        """The run as a whole: its points, its requests, and how long its arrivals take."""
+        points = len(self.input_len) * len(self.request_rate or [None]) * len(self.concurrency)
+        if points > LIMITS["points"]:
+            raise ValueError(f"{points} points (input lengths × rates × concurrency levels); at most {LIMITS['points']}")
+        if self.num_requests is not None and points * (self.num_requests + self.warmup_requests) > LIMITS["total_requests"]:
+            raise ValueError(f"{points} points × {self.num_requests + self.warmup_requests} requests is more than "
+                             f"{LIMITS['total_requests']} requests in all")
+        longest = (self.num_requests / min(self.request_rate) if self.request_rate and self.num_requests
+                   else self.duration_s or 0)
+        if longest > LIMITS["duration_s"] or points * longest > LIMITS["run_s"]:
+            raise ValueError(f"the arrivals alone would take {longest:,.0f} s per point and {points * longest:,.0f} s "
+                             f"in all; at most {LIMITS['duration_s']} s a point and {LIMITS['run_s']} s a run "
+                             "(raise request_rate or lower num_requests)")
 
     def points(self) -> tuple[Point, ...]:
         """Every combination of input length × rate × concurrency, in that order."""
