@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, chat, coordinator, presets, roofline, server, sources, views
+from showcase import RUNS_DIR, chat, coordinator, measure, presets, roofline, server, sources, views
 from showcase.bench.run import read_tables
 from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError
@@ -42,6 +42,11 @@ class Context:
     catalogue: dict[str, presets.Preset]
     admin_password: str | None
     limit: views.Limit
+    figures: measure.DeviceFigures | None  # this device measured in the background; None when attached
+
+    def measured_roofline(self):
+        result = self.figures.result if self.figures else None
+        return views.measured_roofline(self.limit, result, self.server.settings.dtype if self.server.settings else "auto")
 
 
 @contextlib.contextmanager
@@ -71,7 +76,9 @@ def preset_of(ctx: Context, name: str) -> presets.Preset:
 def refresh_status(ctx: Context):
     st = ctx.server.status()
     log = views.log_text(st)
-    return views.status_markdown(st, ctx.server.device.note), views.banner(st), gr.update(value=log, visible=bool(log))
+    measured = ctx.figures.line() if ctx.figures else ""
+    return (views.status_markdown(st, ctx.server.device.note, measured), views.banner(st),
+            gr.update(value=log, visible=bool(log)))
 
 
 async def respond(ctx: Context, history: list[dict], system: str, temperature: float, top_p: float, max_tokens: int):
@@ -162,7 +169,7 @@ def tick(ctx: Context, seen: str):
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
     with shown():
         v, refused = views.load_views([Path(f) for f in selected or []], [Path(u) for u in uploads or []],
-                                      roofline.gpu(gpu_name), ctx.limit)
+                                      roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline())
     for reason in refused:
         gr.Warning(reason)
     return (v.by_concurrency, v.by_input_length, v.latency, v.timeline, v.summary, v.files,
@@ -295,7 +302,7 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
 
 def build_demo(srv: server.ServerHandle, coord: BenchmarkCoordinator, catalogue: dict[str, presets.Preset],
                admin_password: str | None = None) -> gr.Blocks:
-    ctx = Context(srv, coord, catalogue, admin_password, views.limit_for(srv))
+    ctx = Context(srv, coord, catalogue, admin_password, views.limit_for(srv), coord.figures)
     chat_limit = srv.settings.max_num_seqs if srv.settings and srv.settings.max_num_seqs else 64
     with gr.Blocks(title="vLLM showcase") as demo:
         gr.Markdown("# vLLM showcase\nChat with the model, and measure honestly how fast it serves.")
@@ -382,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM (a service manager, `kill`) exits through atexit, which stops vLLM; after SIGKILL
     # the server's watchdog process does it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    demo = build_demo(srv, BenchmarkCoordinator(srv), catalogue, admin)
+    figures = measure.DeviceFigures(srv.device).start() if srv.endpoint is None else None
+    demo = build_demo(srv, BenchmarkCoordinator(srv, figures=figures), catalogue, admin)
     demo.queue(default_concurrency_limit=None).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
         allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], max_file_size=f"{coordinator.UPLOAD_MAX_MB}mb",

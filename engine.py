@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from showcase import RUNS_DIR, cores, presets, roofline, server, sources
+from showcase import RUNS_DIR, cores, measure, presets, roofline, server, sources
 from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import HEADLINE_COLUMNS
@@ -58,9 +58,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--slo-tpot-ms", type=float)
     b.add_argument("--slo-e2el-ms", type=float)
     b.add_argument("--out", type=Path, default=None, help="folder for run folders (default: runs/)")
-    r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU")
-    r.add_argument("--model-config", required=True, help="a config.json, a model folder, or a hub id")
-    r.add_argument("--gpu", required=True)
+    r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU; --measure: this device")
+    r.add_argument("--model-config", help="a config.json, a model folder, or a hub id")
+    r.add_argument("--gpu", help="a GPU of assets/gpus.csv (its datasheet)")
+    r.add_argument("--measure", action="store_true", help="measure this machine's bandwidth and matmul throughput "
+                   "(the GPU when there is one, else the CPU on vLLM's cores); cached for the app")
+    r.add_argument("--json", action="store_true", help="with --measure: one JSON object")
     r.add_argument("--tp", type=int, default=1)
     r.add_argument("--dtype", default="bfloat16")
     r.add_argument("--check", type=Path, help="a CSV with concurrency and output_throughput (optionally "
@@ -117,7 +120,12 @@ def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[Prepared
         return prepare_run(preset, overrides, None, device, False, slos), None
     source = sources.resolve(args.model, args.weights, device)
     launch = server.default_settings(source, device)
-    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos), source
+    try:
+        measured = measure.measured_device(device)  # for each point's efficiency; cached after the first time
+    except measure.MeasureError as exc:
+        print(f"note: no efficiency column: {exc}", file=sys.stderr)
+        measured = None
+    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos, measured), source
 
 
 def _launch(prepared: PreparedRun, device: sources.Device, source: sources.ModelSource) -> server.VLLMServer:
@@ -218,6 +226,15 @@ def print_summary(summary: pd.DataFrame) -> None:
 
 
 def roofline_command(args: argparse.Namespace) -> int:
+    if args.measure:
+        result = measure.measured_device(sources.detect_device(), args.dtype, refresh=True)
+        print(result.model_dump_json(indent=2) if args.json else result.line())
+        if not args.json and args.model_config:
+            shape = roofline.ModelShape.load(args.model_config)
+            print(roofline.bounds_table(shape, result.as_gpu(), tp=1, dtype=args.dtype).to_string(index=False))
+        return 0
+    if not args.model_config or not args.gpu:
+        raise roofline.RooflineError("give --model-config and --gpu, or --measure")
     shape = roofline.ModelShape.load(args.model_config)
     gpu = roofline.gpu(args.gpu)
     if args.check:

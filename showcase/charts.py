@@ -2,7 +2,8 @@
 
 Measured series are solid lines with points; the article's reference numbers are hollow
 diamonds, drawn red with their verdict in the tooltip when they exceed the physical limit; the
-physical limit of the selected GPU is a dashed grey line. Log axes get no zero-based marks
+datasheet bound of the selected GPU is a dashed grey line, the measured bound of the served model
+on this device a dotted green one. Log axes get no zero-based marks
 (Vega would put zero in the domain). This module knows nothing about where the data came from.
 """
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 W, H = 340, 230
 LIMIT_COLOR = "#555"
+MEASURED_BOUND_COLOR = "#2ca02c"
 EXCEEDS_COLOR = "#d62728"
 
 
@@ -53,10 +55,15 @@ def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame,
     lim = limit.dropna(subset=[x, y]) if not limit.empty and {x, y} <= set(limit.columns) else pd.DataFrame()
     lim = lim[lim[y] > 0] if not lim.empty else lim
     if not lim.empty:
-        layers.append(alt.Chart(lim).mark_line(strokeDash=[6, 4], color=LIMIT_COLOR).encode(
+        # The datasheet bound (beside the article's numbers) dashed grey; the measured bound of the
+        # served model on this device (beside the measured points) dotted green.
+        measured_bound = alt.expr.indexof(alt.datum.label, "measured") == 0
+        layers.append(alt.Chart(lim).mark_line().encode(
             x=ax, y=ay,
             detail="label:N",
-            tooltip=[alt.Tooltip("label:N", title="physical limit"), alt.Tooltip(f"{x}:Q", title=x_title),
+            color=alt.condition(measured_bound, alt.value(MEASURED_BOUND_COLOR), alt.value(LIMIT_COLOR)),
+            strokeDash=alt.condition(measured_bound, alt.value([2, 2]), alt.value([6, 4])),
+            tooltip=[alt.Tooltip("label:N", title="bound"), alt.Tooltip(f"{x}:Q", title=x_title),
                      alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f")],
         ))
     if not layers:
@@ -68,8 +75,8 @@ def _legend_note(reference: pd.DataFrame, limit: pd.DataFrame) -> str:
     notes = []
     if not reference.empty:
         notes.append("◇ article's numbers (red: beyond the physical limit)")
-    if not limit.empty:
-        notes.append(f"- - - {limit['label'].iloc[0]}")
+    for label in limit["label"].unique() if not limit.empty else []:
+        notes.append(f"{'· · ·' if label.startswith('measured') else '- - -'} {label}")
     return "   ".join(notes)
 
 

@@ -24,6 +24,7 @@ from showcase.bench import child
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus
 from showcase.errors import UserError
+from showcase.measure import DeviceFigures
 from showcase.prepare import prepare_run
 from showcase.presets import Preset
 
@@ -89,9 +90,11 @@ def check_fit(srv: server.ServerHandle, settings: server.ServerSettings) -> roof
 class BenchmarkCoordinator:
     """The single benchmark slot of the app."""
 
-    def __init__(self, srv: server.ServerHandle, runs_dir: Path = RUNS_DIR) -> None:
+    def __init__(self, srv: server.ServerHandle, runs_dir: Path = RUNS_DIR,
+                 figures: DeviceFigures | None = None) -> None:
         self.server = srv
         self.runs_dir = runs_dir
+        self.figures = figures  # this device measured: each run's summary gets its efficiency
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -112,7 +115,8 @@ class BenchmarkCoordinator:
         """Validate, take the slot and start in the background; returns the preset as it will run."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
-        prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv))
+        prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
+                               measured=self.figures.result if self.figures else None)
         if prepared.settings is not None:
             fit = check_fit(srv, prepared.settings)
             if not fit.fits:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from showcase import server, sources
+from showcase import roofline, server, sources
 from showcase.bench import run as bench
-from showcase.bench.run import RunMeta
+from showcase.bench.run import Bound, RunMeta
+from showcase.measure import Measured
 from showcase.bench.workload import Workload, validated
 from showcase.presets import Preset
 
@@ -26,6 +27,17 @@ class PreparedRun:
     meta: RunMeta
 
 
+def measured_bound(settings: server.ServerSettings | None, measured: Measured | None) -> Bound | None:
+    """The served model on this device's measured figures; None when either is unknown."""
+    if settings is None or measured is None:
+        return None
+    try:
+        shape = roofline.ModelShape.load(settings.model)
+    except roofline.RooflineError:  # no config to read: the run has no efficiency, its column stays empty
+        return None
+    return Bound(shape=shape, device=measured.as_gpu(), dtype="bfloat16" if settings.dtype == "auto" else settings.dtype)
+
+
 def ad_hoc(workload: dict) -> Preset:
     """A preset of the command line's own workload, validated as strictly as a file."""
     return Preset(name="ad-hoc", title="Ad hoc", description="from the command line", source="command line",
@@ -33,11 +45,13 @@ def ad_hoc(workload: dict) -> Preset:
 
 
 def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
-                device: sources.Device, smoke: bool, slos: dict | None = None) -> PreparedRun:
+                device: sources.Device, smoke: bool, slos: dict | None = None,
+                measured: Measured | None = None) -> PreparedRun:
     """The run of `preset` with workload `overrides` and SLO `slos` (ms; None keeps the preset's).
 
     `launch`: the server's launch defaults (None when attached to an endpoint); `smoke`: the CPU
-    smoke model serves, so the preset scales down to what it can serve.
+    smoke model serves, so the preset scales down to what it can serve; `measured`: this device's
+    measured figures, for the served model's measured bound (each point's efficiency).
     """
     if smoke:
         preset = preset.for_cpu()
@@ -48,5 +62,5 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     meta = bench.plan(preset.name, preset.workload, slo,
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
                       server_settings=asdict(settings) if settings else None,
-                      preset_definition=preset.model_dump(mode="json"))
+                      preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured))
     return PreparedRun(preset, settings, meta)

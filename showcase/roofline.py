@@ -447,12 +447,26 @@ def reference_series(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataF
     return conc, length
 
 
-def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, output_len: int) -> pd.DataFrame:
+def bound_label(r: Roofline, kind: str) -> str:
+    """`kind` is what the bound is: "datasheet bound" (nothing can beat it) or "measured bound"
+    (this device's own bandwidth and compute in the same formulas)."""
+    return f"{kind}: {r.shape.name or 'model'} {r.dtype} on {r.tp}× {r.gpu.name}"
+
+
+def efficiency(r: Roofline, output_throughput: float, concurrency: int | None, input_len: int, output_len: int) -> float:
+    """Measured output tokens/s over the bound at that concurrency and mean context."""
+    if not concurrency or not output_throughput or math.isnan(output_throughput):
+        return math.nan
+    return output_throughput / r.decode_tokens_per_s(int(concurrency), input_len + output_len / 2)
+
+
+def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, output_len: int,
+                         kind: str = "datasheet bound") -> pd.DataFrame:
     """The fastest output tokens/s and the TTFT floor at each concurrency, for one request shape."""
     context = (input_len or 0) + output_len / 2 if input_len else 0.0
     lo, hi = min(levels), max(levels)
     grid = sorted({*levels, *[2**i for i in range(12) if lo <= 2**i <= hi]})
-    label = f"physical limit: {r.shape.name or 'model'} {r.dtype} on {r.tp}× {r.gpu.name}"
+    label = bound_label(r, kind)
     return pd.DataFrame({
         "max_concurrency": grid,
         "output_throughput": [r.decode_tokens_per_s(c, context) for c in grid],
@@ -461,7 +475,8 @@ def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, 
     })
 
 
-def limit_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency: int | None) -> pd.DataFrame:
+def limit_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency: int | None,
+                   kind: str = "datasheet bound") -> pd.DataFrame:
     """The fastest output tokens/s (as many sequences as fit, up to `concurrency`) and the TTFT floor by prompt length."""
     lo, hi = min(lengths), max(lengths)
     grid = sorted({*lengths, *[2**i for i in range(8, 19) if lo <= 2**i <= hi]})
@@ -471,5 +486,4 @@ def limit_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency
         conc = min(fit, concurrency) if concurrency else fit
         rows.append({"input_len": n, "mean_ttft_ms": r.prefill_s(n) * 1000,
                      "output_throughput": r.decode_tokens_per_s(conc, n + output_len / 2) if conc else math.nan})
-    label = f"physical limit: {r.shape.name or 'model'} {r.dtype} on {r.tp}× {r.gpu.name}"
-    return pd.DataFrame(rows).assign(label=label)
+    return pd.DataFrame(rows).assign(label=bound_label(r, kind))

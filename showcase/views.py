@@ -2,7 +2,8 @@
 
 This module owns every decision about what a panel, table or chart of the app shows: the status
 panel's lines, a preset's description, the progress line, the summary table's columns, which
-physical limit is drawn (and saying which), the chart ranges, and the reference tables. It
+bounds are drawn (the article's datasheet bound, the served model's measured bound, and saying
+which), the chart ranges, and the reference tables. It
 returns Markdown strings, DataFrames and Altair charts; it knows nothing about Gradio components.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import charts, coordinator, roofline, server
+from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS
 from showcase.bench.run import RunStatus, read_tables
 from showcase.bench.workload import WorkloadError
@@ -32,9 +34,11 @@ STATUS_ICON = {RunStatus.COMPLETED: "✅", RunStatus.STOPPED: "⏹", RunStatus.S
 LOG_LINES = 12
 
 
-def status_markdown(status: server.Status, device_note: str = "") -> str:
+def status_markdown(status: server.Status, device_note: str = "", measured: str = "") -> str:
     lines = [f"**Server:** {STATE_BADGE[status.state]} — {html.escape(status.message)}",
              f"**Model:** `{status.model}` · **Device:** {status.device}" + (f" ({device_note})" if device_note else "")]
+    if measured:
+        lines.append(f"**Measured:** {html.escape(measured)}")
     if status.settings:
         s = status.settings
         lines.append(f"**Settings:** max_model_len {s.max_model_len or 'auto'}, max_num_seqs "
@@ -130,26 +134,31 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Limit:
-    """The model whose physical limit the charts draw, and why that one."""
+    """The served model, whose measured bound is drawn beside the measured points (None when its
+    config cannot be known), and what the charts' bounds are, in words."""
 
-    shape: roofline.ModelShape
+    served: roofline.ModelShape | None
     note: str
 
 
 def limit_for(srv: server.ServerHandle) -> Limit:
-    """The served model on a GPU; the article's model otherwise, saying why."""
-    article_model = roofline.article().model
-    if not srv.device.is_gpu:
-        return Limit(roofline.ModelShape.load(article_model),
-                     f"No GPU here: the limit drawn is {article_model}'s, the article's model, not the served one.")
+    """The served model's shape, or why there is none; never silently another model's."""
+    article = "the datasheet bound is the article's model on the GPU chosen here"
     if srv.settings is None:
-        return Limit(roofline.ModelShape.load(article_model),
-                     f"Attached endpoint, its model's config unknown: the limit drawn is {article_model}'s.")
+        return Limit(None, f"Attached endpoint: its model's config is unknown, so no measured bound is drawn; {article}.")
     try:
-        return Limit(roofline.ModelShape.load(srv.settings.model), f"The limit drawn is {srv.settings.model}'s.")
+        shape = roofline.ModelShape.load(srv.settings.model)
     except roofline.RooflineError as exc:
-        return Limit(roofline.ModelShape.load(article_model),
-                     f"The served model's config cannot be read ({exc}): the limit drawn is {article_model}'s.")
+        return Limit(None, f"The served model's config cannot be read ({exc}): no measured bound is drawn; {article}.")
+    return Limit(shape, f"The measured bound is {srv.settings.served_model_name} on this device's measured bandwidth "
+                        f"and compute; {article}.")
+
+
+def measured_roofline(limit: Limit, measured: Measured | None, dtype: str) -> roofline.Roofline | None:
+    """The served model on this device's measured figures, when both are known."""
+    if limit.served is None or measured is None:
+        return None
+    return roofline.Roofline(limit.served, measured.as_gpu(), 1, "bfloat16" if dtype == "auto" else dtype)
 
 
 def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -200,24 +209,36 @@ def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFr
     return (pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()), main, refused
 
 
-def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit: Limit) -> tuple[Views, list[str]]:
+def _bounds(measured_r: roofline.Roofline | None, article_r: roofline.Roofline, levels: list[int],
+            lengths: list[int], one_len: int, out_len: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bound lines by concurrency and by prompt length: the article's datasheet bound, and the
+    served model's measured bound when there is one."""
+    by_conc = [roofline.limit_by_concurrency(article_r, levels, one_len, out_len)]
+    by_len = [roofline.limit_by_input(article_r, lengths, out_len, None)]
+    if measured_r is not None:
+        by_conc.append(roofline.limit_by_concurrency(measured_r, levels, one_len, out_len, "measured bound"))
+        by_len.append(roofline.limit_by_input(measured_r, lengths, out_len, None, "measured bound"))
+    return pd.concat(by_conc, ignore_index=True), pd.concat(by_len, ignore_index=True)
+
+
+def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit: Limit,
+               measured_r: roofline.Roofline | None = None) -> tuple[Views, list[str]]:
     """Charts, the summary table and downloads for the selected runs (the first is the main one),
     with the article's numbers judged for `g`; and the reasons any upload was refused."""
     measured, (summary, requests, timeline), refused = measured_series(folders, uploads)
-    judged = roofline.article_tables(roofline.ModelShape.load(roofline.article().model), g)
+    article_shape = roofline.ModelShape.load(roofline.article().model)
+    judged = roofline.article_tables(article_shape, g)
     ref_conc, ref_len = roofline.reference_series(*judged)
-    r = roofline.Roofline(limit.shape, g)
     one_len = (int(summary["input_len"].iloc[0]) if not summary.empty and summary["input_len"].nunique() == 1
                else ARTICLE_INPUT_LEN)
     out_len = int(summary["output_len"].iloc[0]) if not summary.empty else ARTICLE_OUTPUT_LEN
     seen = (lambda col: measured[col].dropna().astype(int).tolist()) if not measured.empty else (lambda col: [])
     levels = sorted({*ARTICLE_LEVELS, *seen("max_concurrency")})
     lengths = sorted({ARTICLE_INPUT_LEN, ARTICLE_LONGEST_INPUT, *seen("input_len")})
+    by_conc, by_len = _bounds(measured_r, roofline.Roofline(article_shape, g), levels, lengths, one_len, out_len)
     files = [str(folders[0] / n) for n in ("summary.csv", "requests.csv", "run.json")
              if folders and (folders[0] / n).exists()]
-    views = Views(
-        charts.concurrency_chart(measured, ref_conc, roofline.limit_by_concurrency(r, levels, one_len, out_len)),
-        charts.input_length_chart(measured, ref_len, roofline.limit_by_input(r, lengths, out_len, None)),
-        charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
-        files or None, *reference_tables(*judged))
+    views = Views(charts.concurrency_chart(measured, ref_conc, by_conc), charts.input_length_chart(measured, ref_len, by_len),
+                  charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
+                  files or None, *reference_tables(*judged))
     return views, refused

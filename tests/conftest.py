@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from showcase import ROOT, server, sources
+from showcase import ROOT, server, sources  # noqa: F401 (ROOT: for the tests that import it from here)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 STUB = Path(__file__).resolve().parent / "stub_server.py"
@@ -93,10 +93,11 @@ ADMIN = "admin-secret"
 def app_url(vllm_server, tmp_path_factory):
     """The app launched once per session on the shared vLLM server, with an admin password."""
     import app
-    from showcase import coordinator, presets
+    from showcase import coordinator, measure, presets
 
     runs_dir = tmp_path_factory.mktemp("runs")
-    coord = coordinator.BenchmarkCoordinator(vllm_server, runs_dir=runs_dir)
+    figures = measure.DeviceFigures(vllm_server.device).start()
+    coord = coordinator.BenchmarkCoordinator(vllm_server, runs_dir=runs_dir, figures=figures)
     demo = app.build_demo(vllm_server, coord, presets.load_all(), admin_password=ADMIN)
     demo.queue(default_concurrency_limit=None)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=server.free_port(), allowed_paths=[str(runs_dir)],

@@ -103,8 +103,10 @@ def test_overrides_that_are_not_an_object_are_refused_with_the_reason(client, ov
 
 
 @pytest.mark.parametrize("max_tokens, temperature, says", [
-    (16, float("nan"), "temperature must be between 0 and 2"), (16, 9.0, "temperature must be between 0 and 2"),
-    (float("inf"), 0.7, "max_tokens must be a whole number"), (0, 0.7, "max_tokens must be a whole number"),
+    # JSON has no NaN or infinity: a client sends them as text, or as out-of-range numbers.
+    (16, "NaN", "temperature must be between 0 and 2"), (16, 9.0, "temperature must be between 0 and 2"),
+    ("Infinity", 0.7, "max_tokens must be a whole number"), (0, 0.7, "max_tokens must be a whole number"),
+    (16, "warm", "must be numbers"),
 ])
 def test_chat_parameters_out_of_range_are_refused_with_the_reason(client, max_tokens, temperature, says):
     with pytest.raises(Exception, match=says):

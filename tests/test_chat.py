@@ -115,3 +115,13 @@ def test_an_error_replaces_an_empty_reply_and_is_said_under_it():
     history = chat.add_user([], "hi") + [{"role": "assistant", "content": ""}]
     shown = chat.with_error(history, "The model server is starting")
     assert shown[:-1] == history[:1] and shown[-1]["metadata"]["title"] == "⚠️ The model server is starting"
+
+
+@pytest.mark.parametrize("t, p, n, says", [
+    (float("nan"), 0.9, 16, "temperature"), (0.7, float("inf"), 16, "top_p"), (0.7, 0.9, float("inf"), "max_tokens"),
+    (0.7, 0.9, 2.5, "max_tokens"), (-1, 0.9, 16, "temperature"), (0.7, 0, 16, "top_p"), (None, 0.9, 16, "numbers"),
+])
+def test_sampling_out_of_range_is_refused_naming_the_parameter(t, p, n, says):
+    with pytest.raises(chat.ChatError, match=says):
+        chat.Sampling.of(t, p, n)
+    assert chat.Sampling.of("0.5", 1, "64") == chat.Sampling(0.5, 1.0, 64)

@@ -62,16 +62,17 @@ def fake_server(device: sources.Device, settings: server.ServerSettings | None) 
     return SimpleNamespace(device=device, settings=settings)
 
 
-def test_the_limit_drawn_is_said_never_silently_swapped(tmp_path):
-    cpu = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
-    assert "No GPU here" in cpu.note and cpu.shape.layers == 36  # the article's model
+def test_the_served_model_of_the_measured_bound_is_said_never_silently_swapped(tmp_path):
+    attached = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
+    assert attached.served is None and "no measured bound is drawn" in attached.note
     gpu = sources.Device("cuda", "NVIDIA A10G", 1)
     unreadable = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(tmp_path / "none"),
                                                                           served_model_name="x")))
-    assert "cannot be read" in unreadable.note and unreadable.shape.layers == 36
+    assert unreadable.served is None and "cannot be read" in unreadable.note
     served = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
-                                                                     served_model_name="x")))
-    assert served.shape.layers == 2 and "smoke-qwen3" in served.note
+                                                                     served_model_name="smoke")))
+    assert served.served.layers == 2 and "smoke on this device's measured bandwidth" in served.note
+    assert views.measured_roofline(served, None, "auto") is None  # not measured (yet): no line, no guess
 
 
 def test_views_of_a_run_folder_and_uploads(tmp_path):
@@ -90,7 +91,7 @@ def test_views_of_a_run_folder_and_uploads(tmp_path):
     assert len(v.reference_concurrency) == 5 and set(v.reference_concurrency["verdict"]) == {"exceeds_bound"}
     rows = [row for data in v.by_concurrency.to_dict()["datasets"].values() for row in data]
     assert {"run", "uploaded: other.csv"} <= {row.get("series") for row in rows}  # both measured series drawn
-    assert any(str(row.get("label", "")).startswith("physical limit") for row in rows)
+    assert any(str(row.get("label", "")).startswith("datasheet bound: Qwen/Qwen3-4B") for row in rows)
 
 
 def test_the_presets_table_lists_every_preset():

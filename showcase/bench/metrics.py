@@ -140,7 +140,7 @@ HEADLINE_COLUMNS = {
     "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
     "output_throughput": "output tok/s", "mean_ttft_ms": "mean TTFT ms", "p99_ttft_ms": "p99 TTFT ms",
     "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
-    "flags": "flags",
+    "efficiency": "efficiency", "flags": "flags",
 }
 
 

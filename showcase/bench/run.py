@@ -27,7 +27,7 @@ import aiohttp
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from showcase import RUNS_DIR
+from showcase import RUNS_DIR, roofline
 from showcase.bench import loadgen, metrics
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
@@ -45,6 +45,18 @@ class RunStatus(str, enum.Enum):
     FAILED = "failed"
 
 
+class Bound(BaseModel):
+    """The served model on this device's measured bandwidth and compute (`showcase.measure`)."""
+
+    shape: roofline.ModelShape
+    device: roofline.GPU
+    dtype: str
+
+    def efficiency(self, point: Point, output_throughput: float) -> float:
+        r = roofline.Roofline(self.shape, self.device, 1, self.dtype)
+        return roofline.efficiency(r, output_throughput, point.concurrency, point.input_len, point.output_len)
+
+
 class RunMeta(BaseModel):
     """run.json: what a run is (preset, workload, points, SLOs), where it runs, and how it ended."""
 
@@ -58,6 +70,7 @@ class RunMeta(BaseModel):
     smoke_model: bool = False
     server_settings: dict | None = None  # None: an attached endpoint, its settings unknown
     preset_definition: dict | None = None
+    bound: Bound | None = None  # for each point's efficiency; None: this device was not measured
     endpoint: str = ""
     model: str = ""
     max_model_len: int | None = None
@@ -296,7 +309,8 @@ class _Run:
         busiest = self._server_requests_max(point)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags)
-        self.summary.append(row | {"server_requests_max": busiest})
+        eff = self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan
+        self.summary.append(row | {"server_requests_max": busiest, "efficiency": eff})
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
 
