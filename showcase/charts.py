@@ -71,13 +71,13 @@ def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame,
     return alt.layer(*layers).properties(width=W, height=H, title=title)
 
 
-def _legend_note(reference: pd.DataFrame, limit: pd.DataFrame) -> str:
+def _legend_note(reference: pd.DataFrame, limit: pd.DataFrame) -> list[str]:
     notes = []
     if not reference.empty:
         notes.append("◇ article's numbers (red: beyond the physical limit)")
     for label in limit["label"].unique() if not limit.empty else []:
         notes.append(f"{'· · ·' if label.startswith('measured') else '- - -'} {label}")
-    return "   ".join(notes)
+    return notes or [""]  # a line each: one long line would widen the chart past its panel
 
 
 def concurrency_chart(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame) -> alt.VConcatChart:

@@ -8,7 +8,7 @@ run's metadata. It launches nothing and measures nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from showcase import roofline, server, sources
 from showcase.bench import run as bench
@@ -32,7 +32,7 @@ def measured_bound(settings: server.ServerSettings | None, measured: Measured | 
     if settings is None or measured is None:
         return None
     try:
-        shape = roofline.ModelShape.load(settings.model)
+        shape = replace(roofline.ModelShape.load(settings.model), name=settings.served_model_name)
     except roofline.RooflineError:  # no config to read: the run has no efficiency, its column stays empty
         return None
     return Bound(shape=shape, device=measured.as_gpu(), dtype="bfloat16" if settings.dtype == "auto" else settings.dtype)

@@ -225,9 +225,16 @@ class Roofline:
         return concurrency / self.step_s(concurrency, context)
 
     def prefill_s(self, tokens: int) -> float:
-        """Minimum prefill time (the TTFT floor) for a prompt of `tokens`, at peak FLOPS."""
+        """Minimum prefill time (the TTFT floor) for a prompt of `tokens`, at peak FLOPS.
+
+        Every weight works on every prompt token except the LM head (vocab × hidden), which works
+        on the last one only: a prefill computes the logits of the last position (vLLM does), so
+        counting the head per token (as physics.md's table does, ~10 % more for Qwen3-4B, most of
+        a tiny model's FLOPs) would put a floor above what a server can reach.
+        """
+        head = self.shape.vocab * self.shape.hidden
         causal_attention = self.shape.attn_flops_per_token_per_ctx * tokens * tokens / 2
-        return (2 * self.shape.params * tokens + causal_attention) / self.flops
+        return (2 * (self.shape.params - head) * tokens + 2 * head + causal_attention) / self.flops
 
     def request_s(self, input_len: int, output_len: int, concurrency: int = 1) -> float:
         """Minimum time for one request: its prefill, then output_len − 1 decode steps at this concurrency."""

@@ -10,7 +10,7 @@ returns Markdown strings, DataFrames and Altair charts; it knows nothing about G
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +147,7 @@ def limit_for(srv: server.ServerHandle) -> Limit:
     if srv.settings is None:
         return Limit(None, f"Attached endpoint: its model's config is unknown, so no measured bound is drawn; {article}.")
     try:
-        shape = roofline.ModelShape.load(srv.settings.model)
+        shape = replace(roofline.ModelShape.load(srv.settings.model), name=srv.settings.served_model_name)
     except roofline.RooflineError as exc:
         return Limit(None, f"The served model's config cannot be read ({exc}): no measured bound is drawn; {article}.")
     return Limit(shape, f"The measured bound is {srv.settings.served_model_name} on this device's measured bandwidth "

@@ -38,9 +38,12 @@ def test_a_256k_context_needs_about_46_7_gb(a10g):
 
 
 def test_prefill_floors(a10g):
-    assert a10g.prefill_s(1024) == pytest.approx(0.068, abs=0.001)
-    assert a10g.prefill_s(32768) == pytest.approx(4.64, abs=0.01)
-    assert a10g.prefill_s(262144) == pytest.approx(179, abs=1)
+    # physics.md's (c) table counts the tied LM head (389M params) on every prompt token: 0.068,
+    # 4.64 and 179 s. A prefill computes the logits of the last position only, so the floor is
+    # 2·(P − V·d)·N + 2·V·d + attention: lower, as a floor must be.
+    assert a10g.prefill_s(1024) == pytest.approx(0.0620, abs=0.0005)
+    assert a10g.prefill_s(32768) == pytest.approx(4.44, abs=0.01)
+    assert a10g.prefill_s(262144) == pytest.approx(177.4, abs=0.5)
 
 
 def test_kv_capacity_best_case_and_at_0_9(a10g):
