@@ -1,8 +1,11 @@
 """The showcase's library: everything behind `app.py` (the web UI) and `engine.py` (the command line).
 
-    server.py       the vLLM process: typed settings, command line, cores, lifecycle
+    server.py       the vLLM process: typed settings, command line, lifecycle, restarts
     sources.py      where weights come from (smoke model, dummy weights, folder, hub); the device
+    cores.py        without a GPU: vLLM's cores and the load generator's
+    measure.py      this device measured: copy bandwidth and matmul throughput
     presets.py      presets: server settings, workload and SLOs, strictly validated
+    prepare.py      a preset plus a person's edits into a run: settings, points, SLOs, metadata
     roofline.py     physical bounds, the article's numbers and their verdicts, pre-flight
     chat.py         one streamed chat reply, its timings, and the chat history's operations
     coordinator.py  the app's one benchmark slot, earlier runs and uploaded summaries
@@ -12,7 +15,7 @@
     bench/          a benchmark run: workload and points, load generator, metrics, run folder,
                     the run in a process of its own, and agreement with vLLM's own client
 
-Nothing here imports Gradio but views and charts' callers in app.py; nothing imports app.py or engine.py.
+Nothing here imports Gradio, app.py or engine.py.
 """
 
 from pathlib import Path
