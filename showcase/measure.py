@@ -100,7 +100,8 @@ def measure(device: str | None = None, dtype: str = "bfloat16") -> Measured:
     if kind == "cuda":
         name, memory = torch.cuda.get_device_name(dev), torch.cuda.get_device_properties(dev).total_memory / 1e9
     else:
-        name, memory = f"cpu ({_cpu_name()}, {torch.get_num_threads()} threads)", _ram_gb()
+        threads = torch.get_num_threads()
+        name, memory = f"cpu ({_cpu_name()}, {threads} thread{'s' if threads != 1 else ''})", _ram_gb()
     return Measured(device=name, bandwidth_gb_s=2 * nbytes / copy_s / 1e9, matmul_tflops=2 * n**3 / mm_s / 1e12,
                     dtype=dtype, memory_gb=memory, torch_version=torch.__version__,
                     measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
