@@ -3,6 +3,7 @@
     server.py       the vLLM process: typed settings, command line, lifecycle, restarts
     sources.py      where weights come from (smoke model, dummy weights, folder, hub); the device
     cores.py        without a GPU: vLLM's cores and the load generator's
+    processes.py    the watchdog, stopping a process group, why a process exited
     measure.py      this device measured: copy bandwidth and matmul throughput
     presets.py      presets: server settings, workload and SLOs, strictly validated
     prepare.py      a preset plus a person's edits into a run: settings, points, SLOs, metadata

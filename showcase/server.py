@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,13 +26,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 from showcase import sources
 from showcase.cores import CoreSplit
+from showcase.processes import STOP_GRACE_S, WATCHDOG, explain_exit, log_tail, terminate_group
 from showcase.errors import UserError
 
 # The one table of values vLLM accepts for these settings (presets validate against it too).
@@ -42,7 +41,6 @@ KVCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
 Quantization = Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"]
 LoadFormat = Literal["auto", "safetensors", "dummy"]
 LOG_DIR = Path(os.environ.get("SHOWCASE_LOG_DIR", Path.home() / ".cache" / "vllm-showcase" / "logs"))
-STOP_GRACE_S = 15.0  # SIGTERM, then this long for vLLM's processes to end, then SIGKILL
 READY_MARGIN_S = 60.0  # a caller waiting for a (re)start allows the server's own deadline plus this
 RESTART_BACKOFF_S = (2.0, 10.0, 30.0)  # waits before each automatic restart of a died server; then it stays failed
 STABLE_S = 120.0  # a server that served this long before it died starts its count of restarts afresh
@@ -209,57 +207,6 @@ class Status:
     settings: ServerSettings | None = None
 
 
-# A watchdog per launch: it blocks reading a pipe whose write end only the app holds. The kernel
-# closes that end when the app exits or is killed (even by SIGKILL, even while vLLM is still
-# starting and ignores SIGTERM), and the watchdog then ends vLLM's whole process group.
-WATCHDOG = r"""
-import os, signal, sys, time
-pgid = int(sys.argv[1])
-sys.stdin.buffer.read()
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        break
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            sys.exit(0)
-        time.sleep(0.1)
-"""
-
-
-def _tail(path: Path, lines: int = 20) -> tuple[str, ...]:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 16384))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ()
-    return tuple(deque(text.splitlines(), maxlen=lines))
-
-
-def explain_exit(code: int, tail: tuple[str, ...]) -> str:
-    """A person's reading of why vLLM exited, from the last lines of its log."""
-    text = "\n".join(tail)
-    known = (
-        ("Address already in use", "the port is already in use by another program"),
-        ("larger than the maximum number of tokens that can be stored in KV cache",
-         "max_model_len does not fit in the KV cache: lower max_model_len or raise gpu_memory_utilization"),
-        ("CUDA out of memory", "the GPU ran out of memory"),
-        ("No such file or directory", "a file or folder the model needs does not exist"),
-        ("is not a local folder and is not a valid model identifier", "the model is neither a folder nor a hub id"),
-        ("not supported", "vLLM does not support something in these settings"),
-    )
-    for needle, reason in known:
-        if needle in text:
-            return f"vLLM exited (code {code}): {reason}."
-    return f"vLLM exited (code {code}); see the last log lines."
-
-
 class VLLMServer:
     """One vLLM server process, or an attached endpoint, with an explicit lifecycle.
 
@@ -344,7 +291,7 @@ class VLLMServer:
 
     def status(self) -> Status:
         with self._lock:
-            tail = _tail(self._log_path) if self._log_path else ()
+            tail = log_tail(self._log_path) if self._log_path else ()
             return Status(
                 state=self._state, message=self._message,
                 model=self._served_name or (self.endpoint or ""),
@@ -510,7 +457,7 @@ class VLLMServer:
                 with self._lock:
                     if generation == self._generation:
                         self._stop_locked()  # vLLM's engine core can outlive a killed API server
-                return explain_exit(code, _tail(log_path, 40)), time.monotonic() - (ready_at or time.monotonic())
+                return explain_exit(code, log_tail(log_path, 40)), time.monotonic() - (ready_at or time.monotonic())
             if generation != self._generation:
                 return None
             if ready_at is None:
@@ -584,34 +531,6 @@ class ServerHandle(Protocol):
     def stop(self) -> None: ...
     def require_ready(self) -> str: ...
     def wait_ready(self, timeout_s: float) -> Status: ...
-
-
-def terminate_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group, wait for all of it, then SIGKILL whatever is left."""
-    pgid = proc.pid  # started with start_new_session, so the leader's pid is the group id
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not group_alive(pgid):
-                return
-            time.sleep(0.1)
-    proc.wait(timeout=10)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of a process group is still running (zombies do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 # -- default settings ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from showcase import ROOT, server, sources  # noqa: F401 (ROOT: for the tests that import it from here)
+from showcase import ROOT, processes, server, sources  # noqa: F401 (ROOT: for the tests that import it from here)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 STUB = Path(__file__).resolve().parent / "stub_server.py"
@@ -39,7 +39,7 @@ def vllm_server(device, model_cache, tmp_path_factory):
     yield srv
     srv.stop()
     assert srv.state is server.State.STOPPED
-    assert not server.group_alive(pgid), "a vLLM process outlived stop()"
+    assert not processes.group_alive(pgid), "a vLLM process outlived stop()"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import urllib.request
 import psutil
 import pytest
 
-from showcase import server
+from showcase import processes, server
 from conftest import ROOT
 
 
@@ -61,7 +61,7 @@ def test_the_watchdog_ends_the_group_when_its_pipe_closes(tmp_path):
     """The pipe closing is what the kernel does when the app dies, even by SIGKILL."""
     victim = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                "time.sleep(600)"], start_new_session=True)
-    watchdog = subprocess.Popen([sys.executable, "-c", server.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
+    watchdog = subprocess.Popen([sys.executable, "-c", processes.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
                                 start_new_session=True)
     time.sleep(0.5)
     assert victim.poll() is None

@@ -10,7 +10,7 @@ import socket
 import openai
 import pytest
 
-from showcase import cores, server
+from showcase import cores, processes, server
 from showcase import sources
 
 
@@ -269,12 +269,12 @@ def test_a_server_killed_mid_chat_comes_back_by_itself_and_the_chat_answers_agai
     assert "Restarting by itself" in status.message and "attempt 1 of" in status.message
     with pytest.raises(server.ServerNotReady, match="starting"):
         srv.require_ready()
-    assert not server.group_alive(pgid)  # the dead server's engine processes went with it
+    assert not processes.group_alive(pgid)  # the dead server's engine processes went with it
     assert srv.wait_ready(600).state is server.State.READY and srv.pid != pgid
     assert asyncio.run(ask(kill=False))  # the chat answers again, nothing restarted by hand
     new = srv.pid
     srv.stop()
-    assert not server.group_alive(new)
+    assert not processes.group_alive(new)
 
 
 def test_a_server_that_keeps_dying_is_restarted_a_few_times_then_failed(device, monkeypatch, tmp_path):
