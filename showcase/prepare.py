@@ -8,7 +8,7 @@ run's metadata. It launches nothing and measures nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from showcase import roofline, server, sources
 from showcase.bench import run as bench
@@ -32,10 +32,10 @@ def measured_bound(settings: server.ServerSettings | None, measured: Measured | 
     if settings is None or measured is None:
         return None
     try:
-        shape = replace(roofline.ModelShape.load(settings.model), name=settings.served_model_name)
+        shape = roofline.served_shape(settings.model, settings.served_model_name)
     except roofline.RooflineError:  # no config to read: the run has no efficiency, its column stays empty
         return None
-    return Bound(shape=shape, device=measured.as_gpu(), dtype="bfloat16" if settings.dtype == "auto" else settings.dtype)
+    return Bound(shape=shape, device=measured.as_gpu(), dtype=roofline.weights_dtype(settings.dtype))
 
 
 def ad_hoc(workload: dict) -> Preset:

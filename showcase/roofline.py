@@ -14,7 +14,7 @@ import csv
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -123,6 +123,16 @@ class ModelShape:
     def attn_flops_per_token_per_ctx(self) -> float:
         """Attention FLOPs for one token attending to one earlier token: QKᵀ and AV, 2 FLOPs each."""
         return 4 * self.layers * self.heads * self.head_dim
+
+
+def weights_dtype(dtype: str) -> str:
+    """The dtype weights are held in: vLLM's "auto" takes the config's, bfloat16 for the models here."""
+    return "bfloat16" if dtype == "auto" else dtype
+
+
+def served_shape(model: str, served_name: str) -> ModelShape:
+    """The shape of the model a server loads, named as clients call it."""
+    return replace(ModelShape.load(model), name=served_name)
 
 
 def _bytes(dtype: str) -> float:
@@ -425,7 +435,7 @@ def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization:
     """Will the weights and one max_model_len sequence of KV cache fit? Checked before launching."""
     if g is None:
         return Fit(True, "No GPU: no memory check applies (the CPU smoke model).", None)
-    r = Roofline(shape, g, tp, "bfloat16" if dtype == "auto" else dtype, kv_dtype)
+    r = Roofline(shape, g, tp, weights_dtype(dtype), kv_dtype)
     space = r.kv_space(utilization, PREFLIGHT_OVERHEAD_GB)
     total = g.memory_gb * tp
     if space <= 0:

@@ -10,7 +10,7 @@ returns Markdown strings, DataFrames and Altair charts; it knows nothing about G
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +147,7 @@ def limit_for(srv: server.ServerHandle) -> Limit:
     if srv.settings is None:
         return Limit(None, f"Attached endpoint: its model's config is unknown, so no measured bound is drawn; {article}.")
     try:
-        shape = replace(roofline.ModelShape.load(srv.settings.model), name=srv.settings.served_model_name)
+        shape = roofline.served_shape(srv.settings.model, srv.settings.served_model_name)
     except roofline.RooflineError as exc:
         return Limit(None, f"The served model's config cannot be read ({exc}): no measured bound is drawn; {article}.")
     return Limit(shape, f"The measured bound is {srv.settings.served_model_name} on this device's measured bandwidth "
@@ -158,7 +158,7 @@ def measured_roofline(limit: Limit, measured: Measured | None, dtype: str) -> ro
     """The served model on this device's measured figures, when both are known."""
     if limit.served is None or measured is None:
         return None
-    return roofline.Roofline(limit.served, measured.as_gpu(), 1, "bfloat16" if dtype == "auto" else dtype)
+    return roofline.Roofline(limit.served, measured.as_gpu(), 1, roofline.weights_dtype(dtype))
 
 
 def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
