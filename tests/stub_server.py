@@ -6,7 +6,7 @@ client's TTFT and TPOT can be compared with the truth. GET /stub/served lists, p
 TTFT and E2E the stub really produced (from receiving the request to sending a token), which
 under a burst of streams can run a few ms behind the set values. With `--drop-idle-s` it closes,
 unanswered, a request's connection that was idle longer than that (as load balancers do); GET
-/stub/dropped counts them. Its "tokenizer" counts words: one token
+/stub/dropped counts them, and the connections chat requests came on. Its "tokenizer" counts words: one token
 per space-separated word plus a fixed chat-template overhead. It knows nothing of the project.
 
     python stub_server.py --port 8200 --ttft-ms 150 --itl-ms 20
@@ -33,12 +33,14 @@ def count(messages: list[dict]) -> int:
 def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
              drop_idle_s: float | None = None) -> web.Application:
     stats = {"running": 0, "dropped": 0}
+    connections: set[object] = set()  # every connection a chat request came on (held: ids are reused)
     served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
     idle_since: dict[object, float] = {}  # connection -> when its last answer ended
 
     async def chat(request: web.Request) -> web.StreamResponse:
         received = time.perf_counter()
         conn = request.transport
+        connections.add(conn)
         if drop_idle_s is not None and received - idle_since.get(conn, received) > drop_idle_s:
             # As a load balancer does with a connection idle too long: close it, answer nothing.
             stats["dropped"] += 1
@@ -91,6 +93,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                              "stub_received": received, "stub_sent": last})
             await event({"choices": [], "usage": usage(n)})
             await event("[DONE]")
+            # The body's closing chunk follows [DONE] in a write of its own, a moment later, as from
+            # a server whose generator has still to finish: a client must read to the end.
+            await asyncio.sleep(0.005)
             served.append({"ttft_s": first - received, "e2el_s": last - received})
             return resp
         finally:
@@ -108,7 +113,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
         return web.json_response(served)
 
     async def dropped(_: web.Request) -> web.Response:
-        return web.json_response({"dropped": stats["dropped"]})
+        return web.json_response({"dropped": stats["dropped"], "connections": len(connections)})
 
     async def detokenize(request: web.Request) -> web.Response:
         body = await request.json()

@@ -127,6 +127,20 @@ def dropped(url: str) -> int:
     return json.loads(urllib.request.urlopen(url + "/stub/dropped").read())["dropped"]
 
 
+def connections(url: str) -> int:
+    return json.loads(urllib.request.urlopen(url + "/stub/dropped").read())["connections"]
+
+
+def test_one_stream_reuses_one_connection(stub, tmp_path):
+    # A finished stream is read to its end, so its connection goes back to the pool: one stream
+    # sent one after another keeps one connection, and no request pays for a new one in its TTFT.
+    url = stub(ttft_ms=20, itl_ms=5)
+    result = bench.run_sync(bench.plan("reuse", workload(concurrency=[1], num_requests=8, output_len=8)),
+                            Target(url, "stub"), out_root=tmp_path)
+    assert result.summary.iloc[0]["completed"] == 8
+    assert connections(url) == 1
+
+
 def test_connections_left_idle_are_not_reused_after_a_server_dropped_them(stub, tmp_path):
     # A server (or balancer) that silently drops a request arriving on a connection idle > 1.2 s,
     # and requests 1.4 s apart. aiohttp's default keep-alive (15 s) would send every one of them on
@@ -144,16 +158,19 @@ def test_connections_left_idle_are_not_reused_after_a_server_dropped_them(stub, 
 
 
 def test_a_request_lost_on_a_stale_connection_is_retried_once_on_a_new_one(stub, tmp_path):
-    # The server drops connections idle > 0.3 s, shorter than our keep-alive: requests 0.5 s apart
-    # meet dropped connections. Nothing of them reached the server's model, so each is sent once
-    # more on a new connection, counted in `retried`, and none counts as failed.
-    url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=0.3)
+    # The server drops connections idle > 0.1 s, shorter than our keep-alive: requests 0.5 s apart
+    # (replies take ~0.1 s) meet dropped connections. Nothing of them reached the server's model, so
+    # each is sent once more on a new connection, counted in `retried`, and none counts as failed.
+    # A retried request leaves its pooled connection closed, so the next one opens a new connection
+    # and is not dropped: of 5 measured requests after the warm-up, 2 or 3 are dropped (3 when quiet;
+    # a busy machine sending a late request at once can spare one).
+    url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=0.1)
     run_plan = bench.plan("stale", workload(request_rate=[2.0], burstiness=1000.0, concurrency=[1], num_requests=6,
                                             warmup_requests=1, output_len=8))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status == "completed" and row["failed"] == 0 and row["completed"] == 6
-    assert row["retried"] >= 3 and dropped(url) == row["retried"]
+    assert row["retried"] >= 2 and dropped(url) == row["retried"]
     reqs = result.requests
     assert reqs["retried"].sum() == dropped(url) and reqs["error"].isna().all()
 

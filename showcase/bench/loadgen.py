@@ -220,11 +220,28 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
                 rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
                 rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
         if done:
+            await _drain(resp)
             break
     if not done:
         rec.error = "stream ended before [DONE]"
     elif not rec.chunk_times:
         rec.error = "no content in the stream"
+
+
+DRAIN_S = 1.0  # how long the end of a body may lag its [DONE] before the connection is given up
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read a finished stream to its end, so its connection goes back to the pool.
+
+    [DONE] and the body's closing chunk can arrive in separate reads (often, on a busy machine);
+    a response released before its end has its connection closed, and the next request would
+    pay for a new connection inside its TTFT. The request itself is complete either way."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            await resp.content.read()
+    except (TimeoutError, aiohttp.ClientError):
+        pass
 
 
 # -- prompts of an exact length ----------------------------------------------------------------------
