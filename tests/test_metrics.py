@@ -27,13 +27,21 @@ class FakeContent:
 
     def __init__(self, clock: FakeClock, script: list[tuple[float, bytes]], then_raise: Exception | None = None):
         self.clock, self.script, self.then_raise = clock, script, then_raise
+        self.stream = self._chunks()
 
-    async def iter_any(self):
+    async def _chunks(self):
         for at, data in self.script:
             self.clock.now = at
             yield data
         if self.then_raise:
             raise self.then_raise
+
+    def iter_any(self):
+        return self.stream
+
+    async def read(self) -> bytes:
+        """The rest of the body, as a client draining a finished stream reads it."""
+        return b"".join([data async for data in self.stream])
 
 
 class FakeResponse:
