@@ -36,6 +36,7 @@ class ServerPart(Strict):
     kv_cache_dtype: KVCacheDtype = "auto"
     quantization: Quantization | None = None
     enforce_eager: bool = False
+    enable_prompt_tokens_details: bool = False
 
 
 class CPUScale(Strict):

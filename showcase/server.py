@@ -78,6 +78,7 @@ class ServerSettings:
     quantization: Quantization | None = None
     load_format: LoadFormat = "auto"
     enforce_eager: bool = False
+    enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens in every answer
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -124,6 +125,8 @@ def build_command(settings: ServerSettings, port: int, python: str = sys.executa
             cmd.append(f"--enable-{flag}" if value else f"--no-enable-{flag}")
     if s.enforce_eager:
         cmd.append("--enforce-eager")
+    if s.enable_prompt_tokens_details:
+        cmd.append("--enable-prompt-tokens-details")
     return cmd
 
 

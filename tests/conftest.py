@@ -52,7 +52,7 @@ def stub(tmp_path):
     procs = []
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
-              drop_idle_s: float | None = None) -> str:
+              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0) -> str:
         port = server.free_port()
         cmd = [sys.executable, str(STUB), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
@@ -60,6 +60,8 @@ def stub(tmp_path):
             cmd += ["--break-after", str(break_after)]
         if drop_idle_s is not None:
             cmd += ["--drop-idle-s", str(drop_idle_s)]
+        if itl_per_stream_ms:
+            cmd += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
         proc = subprocess.Popen(cmd, stdout=(tmp_path / f"stub-{port}.log").open("w"), stderr=subprocess.STDOUT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"

@@ -2,7 +2,8 @@
 
 It answers like vLLM (role chunk with the first token, one chunk per token, continuous usage,
 a final usage chunk, [DONE]) after a set time to first token and a set time per token, so a
-client's TTFT and TPOT can be compared with the truth. GET /stub/served lists, per request, the
+client's TTFT and TPOT can be compared with the truth (with `--itl-per-stream-ms`, a time per token
+that grows with the streams running, so a capacity search has a known answer). GET /stub/served lists, per request, the
 TTFT and E2E the stub really produced (from receiving the request to sending a token), which
 under a burst of streams can run a few ms behind the set values. With `--drop-idle-s` it closes,
 unanswered, a request's connection that was idle longer than that (as load balancers do); GET
@@ -31,7 +32,7 @@ def count(messages: list[dict]) -> int:
 
 
 def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
-             drop_idle_s: float | None = None) -> web.Application:
+             drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0) -> web.Application:
     stats = {"running": 0, "dropped": 0}
     connections: set[object] = set()  # every connection a chat request came on (held: ids are reused)
     served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
@@ -76,10 +77,12 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
             first = last = None
+            due = start + ttft_ms / 1000
             for i in range(n):
                 # Sleep to absolute deadlines so timer jitter does not accumulate over a reply.
-                due = start + (ttft_ms + itl_ms * i) / 1000
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                # A loaded server steps slower: each token's gap grows with the streams running.
+                due += (itl_ms + itl_per_stream_ms * (stats["running"] - 1)) / 1000
                 if break_after is not None and i == break_after:
                     request.transport.close()  # the stream breaks midway
                     return resp
@@ -150,6 +153,8 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=150)
     p.add_argument("--itl-ms", type=float, default=20)
     p.add_argument("--break-after", type=int, default=None, help="close every stream after this many tokens")
+    p.add_argument("--itl-per-stream-ms", type=float, default=0.0,
+                   help="each token's gap grows by this much per other stream running (a loaded server)")
     p.add_argument("--drop-idle-s", type=float, default=None,
                    help="close, unanswered, a request's connection when it was idle longer than this")
     args = p.parse_args()
@@ -159,7 +164,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s), host="127.0.0.1",
+    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s, args.itl_per_stream_ms),
+                host="127.0.0.1",
                 port=args.port, print=None, access_log=None, keepalive_timeout=3600)
 
 

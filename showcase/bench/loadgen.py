@@ -152,6 +152,8 @@ async def send(session: aiohttp.ClientSession, target: Target, messages: list[di
         rec.error, rec.retried = None, True
         rec.chunk_times.clear()
         rec.chunk_tokens.clear()
+        if rec.reply is not None:
+            rec.reply.clear()
         await _attempt(fresh, url, body, target, rec, timeout_s, SimpleNamespace(reused=False, responded=False))
     return rec
 
@@ -176,9 +178,7 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
                     data = await resp.json(content_type=None)
                     if "error" in data or not data.get("choices"):
                         rec.error = f"error in response: {_error_text(data)}"
-                    usage = data.get("usage") or {}
-                    rec.prompt_tokens = usage.get("prompt_tokens")
-                    rec.output_tokens = usage.get("completion_tokens")
+                    _usage(rec, data.get("usage") or {})
     except TimeoutError:
         rec.error = f"timeout after {timeout_s:g} s"
     except aiohttp.ClientConnectorError:
@@ -215,10 +215,11 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
                 rec.chunk_times.append(now)
                 tokens = usage.get("completion_tokens") if usage else None
                 rec.chunk_tokens.append(tokens - seen_tokens if tokens is not None else None)
+                if rec.reply is not None:
+                    rec.reply.append(text)
             if usage:
                 seen_tokens = usage.get("completion_tokens") or seen_tokens
-                rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
-                rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
+                _usage(rec, usage)
         if done:
             await _drain(resp)
             break
@@ -226,6 +227,14 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
         rec.error = "stream ended before [DONE]"
     elif not rec.chunk_times:
         rec.error = "no content in the stream"
+
+
+def _usage(rec: RequestRecord, usage: dict) -> None:
+    """The server's counts, as far as this usage object reports them (a stream's grow)."""
+    rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
+    rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    rec.cached_tokens = cached if cached is not None else rec.cached_tokens
 
 
 DRAIN_S = 1.0  # how long the end of a body may lag its [DONE] before the connection is given up
@@ -296,6 +305,14 @@ class PromptFactory:
             raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
         self.overhead = await self.count("")
 
+    async def count_messages(self, messages: list[dict]) -> int:
+        """What a whole conversation costs as a prompt, chat template included."""
+        return int((await self._tokenize(messages=messages, add_generation_prompt=True))["count"])
+
+    def text(self, n: int, seed: int) -> str:
+        """Content of exactly `n` tokens (after `calibrate`): `n` one-token words."""
+        return self._text(n, seed, 0)
+
     def _text(self, n: int, seed: int, prefix_len: int) -> str:
         shared = random.Random(0)
         own = random.Random(seed)
@@ -341,11 +358,11 @@ def check_fits(points: list[Point], max_model_len: int | None) -> None:
     if max_model_len is None:
         return
     for p in points:
-        if p.input_len + p.output_len > max_model_len:
-            raise WorkloadError(
-                f"Point {p.index + 1}: input_len {p.input_len} + output_len {p.output_len} = "
-                f"{p.input_len + p.output_len} tokens exceeds the server's max_model_len of {max_model_len}."
-            )
+        if p.context_len() > max_model_len:
+            what = (f"a system prompt of {p.chat.system_prompt_len} and {p.chat.turns} turns of {p.input_len} + "
+                    f"{p.output_len} tokens" if p.chat else f"input_len {p.input_len} + output_len {p.output_len}")
+            raise WorkloadError(f"Point {p.index + 1}: {what} = {p.context_len()} tokens exceeds the server's "
+                                f"max_model_len of {max_model_len}.")
 
 
 # -- samplers -----------------------------------------------------------------------------------------
@@ -355,7 +372,16 @@ SERVER_GAUGES = {
     "vllm:num_requests_running": "running",
     "vllm:num_requests_waiting": "waiting",
     "vllm:num_preemptions_total": "preemptions",
+    "vllm:prefix_cache_queries_total": "prefix_cache_queries",  # tokens looked up, since the server started
+    "vllm:prefix_cache_hits_total": "prefix_cache_hits",  # tokens found
 }
+
+
+def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
+    """The prefix cache's hit rate between two samples: tokens found / tokens looked up (NaN: none)."""
+    queries = now.get("prefix_cache_queries", math.nan) - before.get("prefix_cache_queries", math.nan)
+    hits = now.get("prefix_cache_hits", math.nan) - before.get("prefix_cache_hits", math.nan)
+    return hits / queries if queries > 0 else math.nan
 
 
 def parse_server_metrics(text: str) -> dict[str, float]:
@@ -388,7 +414,9 @@ class ServerSampler:
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 values = {}
             if values:
-                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values})
+                rate = hit_rate(self.rows[-1], values) if self.rows else math.nan
+                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values,
+                                  "prefix_cache_hit_rate": rate})
             await asyncio.sleep(self.interval_s)
 
 
@@ -486,6 +514,35 @@ class _PointRun:
 
         await asyncio.gather(*(stream() for _ in range(max(1, self.point.concurrency or 1))))
 
+    async def users_loop(self, system: str, messages: list[list[str]], seed: int) -> None:
+        """Each chat user's conversation: it starts at a random moment within one think time, sends
+        the system prompt, the history and its next message, reads the reply, thinks, and goes on;
+        a failed turn ends that user's conversation (there is no reply to go on from)."""
+        p, chat = self.point, self.point.chat
+
+        async def user(u: int) -> None:
+            rng = random.Random(hash((seed, u)))
+            think = (lambda: rng.expovariate(1 / chat.think_time_s)) if chat.think_time == "exponential" and \
+                chat.think_time_s > 0 else (lambda: chat.think_time_s)
+            await asyncio.sleep(rng.uniform(0, chat.think_time_s))
+            history = [{"role": "system", "content": system}] if system else []
+            for t, text in enumerate(messages[u]):
+                if self.should_stop():
+                    return
+                history = history + [{"role": "user", "content": text}]
+                rec = RequestRecord(p.index, u * chat.turns + t, False, True, p.input_len, p.output_len,
+                                    scheduled=time.perf_counter(), conversation=u, turn=t, messages=history, reply=[])
+                await send(self.session, self.target, history, rec, p.timeout_s, self.fresh)
+                self.records.append(rec)
+                self.on_done(rec)
+                if not rec.ok:
+                    return
+                history = history + [{"role": "assistant", "content": "".join(rec.reply)}]
+                if t + 1 < len(messages[u]):
+                    await asyncio.sleep(think())
+
+        await asyncio.gather(*(user(u) for u in range(p.users)))
+
     async def open_loop(self, msgs: list[list[dict]], t0: float) -> None:
         p = self.point
         count = len(msgs) if p.duration_s is None else p.arrivals_bound()
@@ -512,8 +569,11 @@ async def run_point(
     on_done: ProgressFn,
     should_stop: Callable[[], bool],
     fresh: aiohttp.ClientSession | None = None,
+    conversations: tuple[str, list[list[str]], int] | None = None,
 ) -> tuple[list[RequestRecord], float]:
     """Run warm-up, then the measured requests; returns all records and the measured wall time.
+
+    Chat users' points take `conversations`: the system prompt, each user's messages, a seed.
 
     The wall time runs from the first measured send to the last measured completion. `fresh`
     carries the one retry of a request lost on a stale connection (see `send`).
@@ -522,7 +582,9 @@ async def run_point(
     if warmup_prompts:
         await job.closed_loop(warmup_prompts, True, None)
     t0 = time.perf_counter()
-    if point.request_rate is None:
+    if conversations is not None:
+        await job.users_loop(*conversations)
+    elif point.request_rate is None:
         await job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
     else:
         await job.open_loop(prompts, t0)

@@ -44,6 +44,12 @@ class RequestRecord:
     output_tokens: int | None = None  # from the server's usage
     error: str | None = None
     retried: bool = False  # sent again on a new connection: the first broke on a stale one unanswered
+    conversation: int | None = None  # chat users: which user's conversation, and its turn (0-based)
+    turn: int | None = None
+    cached_tokens: int | None = None  # prompt tokens the server answered from its prefix cache, where reported
+    expected_prompt_tokens: int | None = None  # chat users: what the history sent costs (the server's /tokenize)
+    messages: list[dict] | None = None  # chat users: what was sent (kept for the check, not written)
+    reply: list[str] | None = None  # chat users: the reply's text, to send back in the next turn (not written)
 
     @property
     def ok(self) -> bool:
@@ -128,6 +134,7 @@ class Flag(str, enum.Enum):
     CLIENT_BOUND = "client_bound"
     CLIENT_STARVED = "client_starved"
     SHARED_SERVER = "shared_server"
+    OVERSATURATED = "oversaturated"
     PROMPTS_REUSED = "prompts_reused"
     STOPPED = "stopped"
     SERVER_DIED = "server_died"
@@ -165,12 +172,13 @@ def point_flags(point: Point, done: list[RequestRecord], measured: int, client: 
     """The flags a point's own requests and our client's health call for."""
     out_counts = [r.output_tokens for r in done]
     in_counts = [r.prompt_tokens for r in done]
+    wanted = [r.expected_prompt_tokens if r.expected_prompt_tokens is not None else point.input_len for r in done]
     checks = {
         Flag.ALL_FAILED: not done,
         Flag.FAILURES: bool(done) and len(done) < measured,
         Flag.NO_USAGE: bool(done) and None in out_counts,
         Flag.SHORT_OUTPUT: None not in out_counts and any(c < point.output_len for c in out_counts),
-        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(abs(c - point.input_len) > 1 for c in in_counts),
+        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(abs(c - w) > 1 for c, w in zip(in_counts, wanted)),
         Flag.ITL_PER_CHUNK: any(None in r.chunk_tokens for r in done if r.stream),
         Flag.CLIENT_BOUND: client.bound,
         Flag.CLIENT_STARVED: client.starved,
@@ -231,6 +239,9 @@ def summarize(
     return row
 
 
+UNWRITTEN = ("chunk_times", "chunk_tokens", "messages", "reply")
+
+
 def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, object]]:
     """One row per request for requests.csv: times relative to `t0`, in ms, plus its metrics."""
 
@@ -239,7 +250,7 @@ def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, obje
 
     rows = []
     for r in records:
-        row = {k: v for k, v in asdict(r).items() if k not in ("chunk_times", "chunk_tokens")}
+        row = {k: v for k, v in asdict(r).items() if k not in UNWRITTEN}
         row |= {"scheduled": rel(r.scheduled), "start": rel(r.start), "end": rel(r.end), "chunks": len(r.chunk_times)}
         if r.ok:
             m = request_metrics(r)
@@ -252,3 +263,37 @@ def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, obje
             }
         rows.append(row)
     return rows
+
+
+def latency_percentiles(records: list[RequestRecord], q: float) -> dict[str, float]:
+    """The q-th percentile (0–100) of TTFT, TPOT and E2E over a point's completed measured
+    requests, in ms, keyed as `SLOs`' fields; NaN where there is no value."""
+    per = [request_metrics(r) for r in records if not r.warmup and r.ok]
+
+    def pct(values: list[float]) -> float:
+        return float(np.percentile(np.asarray(values) * 1000.0, q)) if values else NAN
+
+    return {"ttft_ms": pct([m.ttft for m in per if m.ttft is not None]),
+            "tpot_ms": pct([m.tpot for m in per if m.tpot is not None]), "e2el_ms": pct([m.e2el for m in per])}
+
+
+# Over-saturation: a third of a point against the one before, rising this much or more each time.
+RISE_FACTOR, RISE_MIN_MS, QUEUE_RISE = 1.25, 20.0, 1.0
+
+
+def _thirds(values: list[float]) -> list[float] | None:
+    """The medians of a series' first, middle and last thirds (None below 6 values)."""
+    if len(values) < 6:
+        return None
+    return [float(np.median(part)) for part in np.array_split(np.asarray(values, dtype=float), 3)]
+
+
+def oversaturated(ttfts_by_start_ms: list[float], waiting: list[float]) -> bool:
+    """Whether a point asked more than the server sustains: its queue kept growing (the server's
+    `waiting` gauge rose from each third of the point to the next by a request or more), or TTFT
+    kept rising (each third's median above the one before by 25 % and 20 ms or more). Either way
+    its throughput is not sustainable and its latencies depend on how long the run lasted."""
+    queue, ttft = _thirds(waiting), _thirds(ttfts_by_start_ms)
+    queue_grew = queue is not None and queue[1] - queue[0] >= QUEUE_RISE and queue[2] - queue[1] >= QUEUE_RISE
+    ttft_rose = ttft is not None and all(b >= a * RISE_FACTOR and b - a >= RISE_MIN_MS for a, b in zip(ttft, ttft[1:]))
+    return queue_grew or ttft_rose

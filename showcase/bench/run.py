@@ -25,10 +25,11 @@ from pathlib import Path
 
 import aiohttp
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, roofline
-from showcase.bench import loadgen, metrics
+from showcase.bench import capacity, loadgen, metrics
+from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
@@ -57,6 +58,22 @@ class Bound(BaseModel):
         return roofline.efficiency(r, output_throughput, point.concurrency, point.input_len, point.output_len)
 
 
+class Price(BaseModel):
+    """What serving costs, as the user states it: dollars per GPU-hour, times the GPUs serving."""
+
+    usd_per_gpu_hour: FiniteFloat = Field(gt=0)
+    gpus: int = Field(1, ge=1)
+
+    def per_m_output_tokens(self, output_tokens_per_s: float) -> float:
+        """Dollars per million output tokens at this throughput (NaN without throughput)."""
+        ok = output_tokens_per_s > 0 and math.isfinite(output_tokens_per_s)
+        return self.usd_per_gpu_hour * self.gpus / 3600 / output_tokens_per_s * 1e6 if ok else math.nan
+
+    def per_user_hour(self, users: int | None) -> float:
+        """Dollars per chat user per hour, the deployment's hour shared by the users it serves at once."""
+        return self.usd_per_gpu_hour * self.gpus / users if users else math.nan
+
+
 class RunMeta(BaseModel):
     """run.json: what a run is (preset, workload, points, SLOs), where it runs, and how it ended."""
 
@@ -71,6 +88,8 @@ class RunMeta(BaseModel):
     server_settings: dict | None = None  # None: an attached endpoint, its settings unknown
     preset_definition: dict | None = None
     bound: Bound | None = None  # for each point's efficiency; None: this device was not measured
+    price: Price | None = None  # for each point's cost; None: no price was given
+    capacity: CapacityPlan | None = None  # a capacity search: its points are chosen as it goes
     endpoint: str = ""
     model: str = ""
     max_model_len: int | None = None
@@ -82,8 +101,12 @@ class RunMeta(BaseModel):
 
 
 def plan(name: str, workload: Workload, slos: SLOs = SLOs(), **facts) -> RunMeta:
-    """A run of `workload`'s points, named `name`; `facts`: more of `RunMeta`'s fields."""
-    return RunMeta(preset=name, workload=workload, slos=slos, points=workload.points(), **facts)
+    """A run of `workload`'s points, named `name`; `facts`: more of `RunMeta`'s fields. With a
+    `capacity` plan the points are chosen as the search goes (checked here, before any request)."""
+    plan_ = facts.get("capacity")
+    if plan_ is not None:
+        capacity.check(plan_, workload, slos)
+    return RunMeta(preset=name, workload=workload, slos=slos, points=() if plan_ else workload.points(), **facts)
 
 
 class Progress(BaseModel):
@@ -109,6 +132,7 @@ class RunResult:
     summary: pd.DataFrame
     requests: pd.DataFrame
     timeline: pd.DataFrame
+    capacity: Capacity | None = None
 
 
 class RunFolder:
@@ -132,6 +156,9 @@ class RunFolder:
 
     def write_csv(self, name: str, rows: list[dict]) -> None:
         self._write(name, pd.DataFrame(rows).to_csv(index=False))
+
+    def write_model(self, name: str, model: BaseModel) -> None:
+        self._write(name, model.model_dump_json(indent=2))
 
 
 def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -158,6 +185,12 @@ def read_meta(folder: Path) -> RunMeta:
     return RunMeta.model_validate_json((Path(folder) / "run.json").read_text())
 
 
+def read_capacity(folder: Path) -> Capacity | None:
+    """A run folder's capacity.json; None for a run that searched nothing."""
+    path = Path(folder) / "capacity.json"
+    return Capacity.model_validate_json(path.read_text()) if path.exists() else None
+
+
 def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
     """Say in run.json how a run ended that could not say so itself (its process died); a run
     that did say is left as it is."""
@@ -182,6 +215,10 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def _finite(x: object) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def _now() -> str:
@@ -234,6 +271,7 @@ class _Run:
         self.salt = random.getrandbits(31)
         self.summary: list[dict] = []
         self.requests: list[dict] = []
+        self.capacity: Capacity | None = None
 
     def ended(self) -> bool:
         return self.stop.is_set() or self.dead.is_set()
@@ -242,7 +280,9 @@ class _Run:
         background = [asyncio.create_task(c) for c in (self.sampler.run(), self.lag.run(), self._watch_health())]
         status, message = RunStatus.COMPLETED, ""
         try:
-            for point in self.meta.points:
+            if self.meta.capacity is not None:
+                await self._search(self.meta.capacity)
+            for point in self.meta.points if self.meta.capacity is None else ():
                 if self.ended():
                     break
                 await self._point(point)
@@ -267,6 +307,39 @@ class _Run:
             await asyncio.sleep(1.0)
         self.dead.set()
 
+    async def _search(self, plan: CapacityPlan) -> None:
+        """Probe levels as the search asks, each an ordinary point; capacity.json after each."""
+        search = capacity.Search(plan.upper)
+        self.capacity = Capacity(plan=plan, slos=self.meta.slos)
+        while (level := search.next()) is not None and not self.ended():
+            point = plan.point(self.meta.workload, level, len(self.meta.points))
+            self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
+            self.folder.write_meta(self.meta)
+            records, row = await self._point(point)
+            measured = [r for r in records if not r.warmup]
+            values = metrics.latency_percentiles(records, plan.percentile)
+            share = row["failed"] / len(measured) if measured else math.nan
+            passed, binding = capacity.judge(values, share, self.meta.slos, plan.max_failed_share)
+            if self.ended():  # a level cut short by a stop or a dead server is no verdict
+                break
+            search.record(level, passed)
+            self.capacity.probes.append(capacity.Probe(level=level, load=plan.value(level), point=point.index,
+                                                       values_ms=values, failed_share=share, passed=passed,
+                                                       binding=binding))
+            self._answer(search, done=search.next() is None)
+
+    def _answer(self, search: capacity.Search, done: bool) -> None:
+        cap, plan = self.capacity, self.capacity.plan
+        best = next((p for p in cap.probes if p.level == search.max_passing), None)
+        fail = next((p for p in cap.probes if p.level == search.min_failing), None)
+        row = self.summary[best.point] if best else {}
+        cap.max_passing, cap.min_failing = (best.load if best else None), (fail.load if fail else None)
+        cap.binding_slo, cap.done = (fail.binding if fail else None), done
+        cap.usd_per_m_output_tokens = _finite(row.get("usd_per_m_output_tokens"))
+        cap.usd_per_user_hour = _finite(row.get("usd_per_user_hour"))
+        cap.sentence = capacity.sentence(cap)
+        self.folder.write_model("capacity.json", cap)
+
     async def _prompts(self, point: Point) -> tuple[list[list[dict]], list[list[dict]]]:
         """The point's measured prompts and its warm-up prompts, all distinct."""
         self._progress(point, 0, 0, 0, f"building prompts of {point.input_len} tokens")
@@ -275,6 +348,23 @@ class _Run:
         prompts = await self.factory.build(point.input_len, seeds, point.shared_prefix_len)
         return prompts[point.warmup_requests:], prompts[:point.warmup_requests]
 
+    def _conversations(self, point: Point) -> tuple[str, list[list[str]], int]:
+        """Chat users' texts: one system prompt for all, a new message per user and turn (after
+        `_prompts`, which calibrates the factory)."""
+        seed = hash((self.salt, point.index)) & 0x7FFFFFFF
+        system = self.factory.text(point.chat.system_prompt_len, seed) if point.chat.system_prompt_len else ""
+        texts = [[self.factory.text(point.input_len, hash((seed, u, t))) for t in range(point.chat.turns)]
+                 for u in range(point.users)]
+        return system, texts, seed
+
+    async def _check_histories(self, records: list[metrics.RequestRecord]) -> None:
+        """What each chat turn's history should cost as a prompt, asked of the server's tokenizer
+        after the point (off the clock); the messages are dropped then."""
+        turns = [r for r in records if r.messages is not None]
+        counts = await asyncio.gather(*(self.factory.count_messages(r.messages) for r in turns))
+        for rec, count in zip(turns, counts):
+            rec.expected_prompt_tokens, rec.messages, rec.reply = count, None, None
+
     def _progress(self, point: Point, done: int, failed: int, tokens: int, message: str = "",
                   started: float | None = None) -> None:
         rate = tokens / max(1e-9, time.perf_counter() - started) if started is not None and done else None
@@ -282,9 +372,11 @@ class _Run:
                                   total=point.num_requests, failed=failed, tokens_per_s=rate, message=message,
                                   folder=self.folder.path))
 
-    async def _point(self, point: Point) -> None:
+    async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
+        """Measure one point; its records and its summary row (also written)."""
         self.sampler.point = -1  # building prompts belongs to no point
         prompts, warm = await self._prompts(point)
+        chats = self._conversations(point) if point.chat is not None else None
         self.sampler.point = point.index
         tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
         started = time.perf_counter()
@@ -299,8 +391,9 @@ class _Run:
         with frozen_heap():
             self.lag.begin()
             records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
-                                                        self.ended, fresh=self.side)
+                                                        self.ended, fresh=self.side, conversations=chats)
             health = self.lag.take()
+        await self._check_histories(records)
         if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
             self.dead.set()
         flags = {Flag.PROMPTS_REUSED} if len([r for r in records if not r.warmup]) > len(prompts) else set()
@@ -308,11 +401,37 @@ class _Run:
         flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
         busiest = self._server_requests_max(point)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
+        flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records) else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags)
-        eff = self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan
-        self.summary.append(row | {"server_requests_max": busiest, "efficiency": eff})
+        row |= {"server_requests_max": busiest, **self._extras(point, records, row)}
+        self.summary.append(row)
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
+        return records, row
+
+    def _oversaturated(self, point: Point, records: list[metrics.RequestRecord]) -> bool:
+        """The server's queue grew through the point, or TTFT rose (not judged for chat users,
+        whose prompts grow turn by turn by design)."""
+        waiting = [r.get("waiting", math.nan) for r in self.sampler.rows if r["point"] == point.index]
+        done = sorted((r for r in records if not r.warmup and r.ok and r.chunk_times), key=lambda r: r.start)
+        ttfts = [(r.chunk_times[0] - r.start) * 1000 for r in done] if point.chat is None else []
+        return metrics.oversaturated(ttfts, [w for w in waiting if math.isfinite(w)])
+
+    def _extras(self, point: Point, records: list[metrics.RequestRecord], row: dict) -> dict:
+        """What a point's row adds beyond the requests' own numbers: efficiency against this device's
+        bound, cost at the stated price, the prefix cache's share of the prompts."""
+        done = [r for r in records if not r.warmup and r.ok]
+        cached = [r.cached_tokens for r in done]
+        prompt = sum(r.prompt_tokens or 0 for r in done)
+        rows = [r for r in self.sampler.rows if r["point"] == point.index]
+        price = self.meta.price
+        return {
+            "efficiency": self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan,
+            "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
+            "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
+            "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,
+            "prefix_cache_hit_rate": loadgen.hit_rate(rows[0], rows[-1]) if len(rows) > 1 else math.nan,
+        }
 
     def _server_requests_max(self, point: Point) -> float:
         """The most requests the server held (running + waiting) while this point ran: more than
@@ -341,7 +460,8 @@ async def run(
     # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
         max_len = await loadgen.server_max_model_len(side, target)
-        loadgen.check_fits(list(meta.points), max_len)
+        first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity else []
+        loadgen.check_fits([*meta.points, *first], max_len)
         meta = meta.model_copy(update={
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": _now(),
             "vllm_version": await _vllm_version(side, target), "status": RunStatus.RUNNING})
@@ -357,9 +477,9 @@ async def run(
             status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            folder.write_meta(meta.model_copy(update={"finished": _now(), "status": status, "message": message}))
+            folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status, "message": message}))
             job.write()
-    return RunResult(folder.path, status, message, *read_tables(folder.path))
+    return RunResult(folder.path, status, message, *read_tables(folder.path), read_capacity(folder.path))
 
 
 def run_sync(*args, **kwargs) -> RunResult:

@@ -1,0 +1,171 @@
+"""The capacity search: the largest load a deployment serves within its latency targets.
+
+This module owns the search (doubling from the lowest level until one fails, then bisection on
+integers), the verdict on one probed level (the chosen percentile of every SLO given, and the
+share of failed requests), the plan a user sets (`CapacityPlan`), and the answer written to
+`capacity.json` (`Capacity`) with its one-sentence summary. Levels are integers: concurrent
+streams, chat users, or request rates in steps of `resolution` req/s. It measures nothing and
+knows nothing about HTTP or files: `run` measures each probed level as an ordinary point.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field, FiniteFloat
+
+from showcase.bench.workload import LIMITS, SLOs, Point, Strict, Workload, WorkloadError
+
+By = Literal["concurrency", "rate", "users"]
+NOUNS = {"concurrency": "concurrent streams", "rate": "requests/s", "users": "chat users"}
+SLO_NAMES = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2el_ms": "E2E"}
+MIN_PER_STREAM = 2  # requests each stream sends at a concurrency level, at least (a point of one request each is a burst)
+
+
+class CapacityPlan(Strict):
+    """What to search: by which load, up to where, judged at which percentile."""
+
+    by: By = "concurrency"
+    percentile: FiniteFloat = Field(90.0, gt=0, le=100)
+    max_failed_share: FiniteFloat = Field(0.0, ge=0, lt=1)  # a level passes with at most this share failed
+    upper: int = Field(LIMITS["concurrency"], ge=1)  # the highest level probed (rates: in steps of resolution)
+    resolution: FiniteFloat = Field(0.5, gt=0)  # req/s per step, for `by: rate`
+
+    def value(self, level: int) -> float:
+        """A level's load: streams or users as they are, rates in steps of `resolution`."""
+        return level * self.resolution if self.by == "rate" else float(level)
+
+    def label(self, level: int) -> str:
+        return f"{self.value(level):g}"
+
+    def point(self, workload: Workload, level: int, index: int) -> Point:
+        """The point that probes `level`: the workload's first prompt length, at least
+        `MIN_PER_STREAM` requests per stream at a concurrency level."""
+        n = workload.input_len[0]
+        if self.by == "rate":
+            return workload.point(index, n, None, self.value(level)).model_copy(update={"concurrency": None})
+        point = workload.point(index, n, level)
+        if self.by == "concurrency" and point.num_requests is not None:
+            point = point.model_copy(update={"num_requests": max(point.num_requests, MIN_PER_STREAM * level)})
+        return point
+
+
+def check(plan: CapacityPlan, workload: Workload, slos: SLOs) -> None:
+    """Refuse a search that cannot answer: no SLO, or a workload of the wrong kind for `by`."""
+    if not slos.any:
+        raise WorkloadError("a capacity search needs at least one SLO (TTFT, TPOT or E2E)")
+    if (plan.by == "users") != (workload.users is not None):
+        raise WorkloadError("search by users with a chat-users workload (users, turns), and only then")
+    if plan.by == "rate" and workload.duration_s is not None:
+        raise WorkloadError("a search by rate sends a number of requests per level: give num_requests, not duration_s")
+    if plan.by in ("concurrency", "users") and plan.upper > LIMITS["concurrency"]:
+        raise WorkloadError(f"upper: at most {LIMITS['concurrency']} {NOUNS[plan.by]}")
+
+
+class Probe(BaseModel):
+    """One probed level: its measured percentile of each SLO'd latency, failures, and the verdict."""
+
+    level: int
+    load: float  # the level as streams, users or req/s
+    point: int  # its row in summary.csv
+    values_ms: dict[str, float]  # "ttft_ms" etc.: the plan's percentile, NaN when nothing completed
+    failed_share: float
+    passed: bool
+    binding: str | None = None  # the SLO (or "failures") it missed by the widest margin
+
+
+def judge(values_ms: dict[str, float], failed_share: float, slos: SLOs, max_failed_share: float) -> tuple[bool, str | None]:
+    """Whether a level passes, and if not, what failed first: the SLO exceeded by the largest
+    ratio, or "failures" when more requests failed than allowed."""
+    if failed_share > max_failed_share or not math.isfinite(failed_share):
+        return False, "failures"
+    ratios = {}
+    for name, limit in slos.model_dump().items():
+        if limit is None:
+            continue
+        value = values_ms.get(name, math.nan)
+        ratios[name] = value / limit if math.isfinite(value) else math.inf
+    worst = max(ratios, key=ratios.get)
+    return (False, worst) if ratios[worst] > 1 else (True, None)
+
+
+class Search:
+    """Doubling from level 1 until a level fails (or `upper` passes), then bisection between the
+    highest passing level below the lowest failing one and that failing level."""
+
+    def __init__(self, upper: int) -> None:
+        self.upper = upper
+        self.results: dict[int, bool] = {}
+
+    @property
+    def min_failing(self) -> int | None:
+        return min((k for k, ok in self.results.items() if not ok), default=None)
+
+    @property
+    def max_passing(self) -> int | None:
+        """The highest passing level below the lowest failing one (None: none passed)."""
+        hi = self.min_failing
+        return max((k for k, ok in self.results.items() if ok and (hi is None or k < hi)), default=None)
+
+    def next(self) -> int | None:
+        """The next level to probe; None when the answer is found."""
+        lo, hi = self.max_passing or 0, self.min_failing
+        if hi is None:
+            return None if lo >= self.upper else min(max(1, 2 * lo), self.upper)
+        return None if hi - lo <= 1 else (lo + hi) // 2
+
+    def record(self, level: int, passed: bool) -> None:
+        self.results[level] = passed
+
+
+class Capacity(BaseModel):
+    """capacity.json: the answer, how it was judged, and every probed level."""
+
+    plan: CapacityPlan
+    slos: SLOs
+    max_passing: float | None = None  # the answer, as a load; None when even the lowest level failed
+    min_failing: float | None = None  # None when the upper bound passed
+    binding_slo: str | None = None  # what failed first at min_failing
+    probes: list[Probe] = []
+    usd_per_m_output_tokens: float | None = None  # at max_passing, with a price per GPU-hour
+    usd_per_user_hour: float | None = None  # at max_passing, for chat users
+    done: bool = False  # False while searching, and when the run ended before the answer
+    sentence: str = ""
+
+    @property
+    def percentile(self) -> float:
+        return self.plan.percentile
+
+
+def targets(slos: SLOs, percentile: float) -> str:
+    p = f"p{percentile:g}"
+    return " and ".join(f"{p} {SLO_NAMES[k]} ≤ {v:g} ms" for k, v in slos.model_dump().items() if v is not None)
+
+
+def _missed(probe: Probe, percentile: float, max_failed_share: float) -> str:
+    if probe.binding == "failures":
+        return f"{probe.failed_share:.0%} of requests failed (at most {max_failed_share:.0%} allowed)"
+    return f"p{percentile:g} {SLO_NAMES[probe.binding]} is {probe.values_ms[probe.binding]:,.1f} ms"
+
+
+def sentence(cap: Capacity) -> str:
+    """The answer in one sentence, e.g. "serves up to 39 concurrent streams with p90 TTFT ≤ 500 ms;
+    at 40, p90 TTFT is 512.3 ms"."""
+    plan, noun = cap.plan, NOUNS[cap.plan.by]
+    failing = next((p for p in cap.probes if p.load == cap.min_failing), None)
+    goal = targets(cap.slos, plan.percentile)
+    if cap.max_passing is None:
+        text = f"does not meet {goal} even at {failing.load:g} {noun}: {_missed(failing, plan.percentile, plan.max_failed_share)}" \
+            if failing else f"found no answer for {goal}"
+    elif failing is None:
+        text = f"serves at least {cap.max_passing:g} {noun} with {goal} (the upper bound of the search; none failed)"
+    else:
+        text = (f"serves up to {cap.max_passing:g} {noun} with {goal}; at {failing.load:g}, "
+                f"{_missed(failing, plan.percentile, plan.max_failed_share)}")
+    costs = []
+    if cap.usd_per_m_output_tokens is not None and cap.max_passing is not None:
+        costs.append(f"${cap.usd_per_m_output_tokens:,.2f} per million output tokens")
+    if cap.usd_per_user_hour is not None and cap.max_passing is not None:
+        costs.append(f"${cap.usd_per_user_hour:,.3f} per user-hour")
+    return text + (f", at {' and '.join(costs)}" if costs else "") + ("" if cap.done else " (search not finished)")

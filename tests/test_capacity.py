@@ -1,0 +1,150 @@
+"""The capacity search, chat users, over-saturation and cost: pure parts on fakes, the whole
+path against the stub (whose time per token grows with the streams running, so the answer is known)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from showcase.bench import capacity, metrics
+from showcase.bench import run as bench
+from showcase.bench.capacity import Capacity, CapacityPlan, Probe, Search
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import Chat, SLOs, Workload, WorkloadError
+
+
+def search_with(measure, upper: int) -> tuple[Search, list[int]]:
+    """Run the search on a fake measurement function; the levels it probed, in order."""
+    s, probed = Search(upper), []
+    while (level := s.next()) is not None:
+        probed.append(level)
+        s.record(level, measure(level))
+    return s, probed
+
+
+@pytest.mark.parametrize("answer", [1, 2, 3, 7, 8, 9, 39, 100, 255])
+def test_the_search_finds_the_largest_passing_level_of_a_monotone_curve(answer):
+    s, probed = search_with(lambda level: level <= answer, upper=256)
+    assert s.max_passing == answer and s.min_failing == answer + 1
+    assert len(probed) == len(set(probed))  # no level twice
+    assert len(probed) <= 2 * math.ceil(math.log2(answer + 1)) + 2
+
+
+def test_the_search_is_exact_on_noisy_but_separable_measurements():
+    # A TPOT that grows with the level plus noise that never crosses the SLO's line.
+    rng = random.Random(7)
+    for answer in (5, 21, 64):
+        def measure(level: int) -> bool:
+            tpot = 10 + level + (rng.uniform(-0.4, 0.4))
+            return tpot <= 10 + answer + 0.5
+        s, _ = search_with(measure, upper=256)
+        assert s.max_passing == answer
+
+
+def test_a_first_level_that_fails_has_no_answer():
+    s, probed = search_with(lambda level: False, upper=256)
+    assert probed == [1] and s.max_passing is None and s.min_failing == 1
+
+
+def test_an_upper_bound_reached_without_a_failure_is_the_answer_and_said_so():
+    s, probed = search_with(lambda level: True, upper=100)
+    assert probed == [1, 2, 4, 8, 16, 32, 64, 100] and s.max_passing == 100 and s.min_failing is None
+    cap = Capacity(plan=CapacityPlan(upper=100), slos=SLOs(ttft_ms=500), max_passing=100, done=True,
+                   probes=[Probe(level=100, load=100, point=7, values_ms={"ttft_ms": 80}, failed_share=0,
+                                 passed=True)])
+    assert "at least 100 concurrent streams" in capacity.sentence(cap) and "upper bound" in capacity.sentence(cap)
+
+
+def test_the_verdict_names_the_slo_missed_by_the_widest_margin_and_failures_first():
+    slos = SLOs(ttft_ms=500, tpot_ms=50)
+    assert capacity.judge({"ttft_ms": 400, "tpot_ms": 49}, 0.0, slos, 0.0) == (True, None)
+    assert capacity.judge({"ttft_ms": 600, "tpot_ms": 80}, 0.0, slos, 0.0) == (False, "tpot_ms")
+    assert capacity.judge({"ttft_ms": 100, "tpot_ms": 10}, 0.1, slos, 0.05) == (False, "failures")
+    assert capacity.judge({"ttft_ms": math.nan, "tpot_ms": math.nan}, 0.0, slos, 0.0) == (False, "ttft_ms")
+
+
+def test_the_answer_is_one_sentence_with_the_failing_level_and_the_cost():
+    probes = [Probe(level=39, load=39, point=5, values_ms={"ttft_ms": 300, "tpot_ms": 49.0}, failed_share=0,
+                    passed=True),
+              Probe(level=40, load=40, point=6, values_ms={"ttft_ms": 310, "tpot_ms": 51.2}, failed_share=0,
+                    passed=False, binding="tpot_ms")]
+    cap = Capacity(plan=CapacityPlan(), slos=SLOs(ttft_ms=500, tpot_ms=50), max_passing=39, min_failing=40,
+                   binding_slo="tpot_ms", probes=probes, usd_per_m_output_tokens=0.4212, done=True)
+    assert capacity.sentence(cap) == ("serves up to 39 concurrent streams with p90 TTFT ≤ 500 ms and p90 TPOT ≤ "
+                                      "50 ms; at 40, p90 TPOT is 51.2 ms, at $0.42 per million output tokens")
+
+
+def test_a_search_needs_an_slo_and_the_right_workload():
+    w = Workload(concurrency=[1], input_len=[64], output_len=8)
+    with pytest.raises(WorkloadError, match="at least one SLO"):
+        bench.plan("x", w, SLOs(), capacity=CapacityPlan())
+    with pytest.raises(WorkloadError, match="users"):
+        bench.plan("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan(by="users"))
+    assert bench.plan("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan()).points == ()
+
+
+def test_rate_levels_are_steps_of_the_resolution_without_a_cap():
+    w = Workload(concurrency=[1], input_len=[64], output_len=8, num_requests=20)
+    plan = CapacityPlan(by="rate", resolution=0.25)
+    p = plan.point(w, 6, 3)
+    assert p.request_rate == 1.5 and p.concurrency is None and p.index == 3 and p.num_requests == 20
+    assert CapacityPlan().point(w, 16, 0).num_requests == 32  # two requests per stream at least
+
+
+# -- over-saturation and cost -------------------------------------------------------------------------
+
+
+def test_a_growing_queue_or_rising_ttft_is_oversaturated_and_a_steady_point_is_not():
+    steady_ttft = [100 + (i % 5) for i in range(30)]
+    assert not metrics.oversaturated(steady_ttft, [3.0] * 20)
+    assert metrics.oversaturated(steady_ttft, [float(i) for i in range(20)])  # the queue kept growing
+    assert metrics.oversaturated([100 + 20 * i for i in range(30)], [])  # TTFT kept rising
+    # A closed loop's first burst: early requests wait longest, then it settles: not over-saturated.
+    assert not metrics.oversaturated([400, 380, 350] + [120] * 27, [8.0, 8.0] + [0.0] * 18)
+    assert not metrics.oversaturated([100, 200, 300], [1.0, 2.0, 3.0])  # too little to judge
+
+
+def test_cost_per_million_tokens_and_per_user_hour():
+    price = bench.Price(usd_per_gpu_hour=3.6, gpus=2)
+    assert price.per_m_output_tokens(1000.0) == pytest.approx(2.0)  # $7.2/h for 3.6M tokens
+    assert price.per_user_hour(36) == pytest.approx(0.2)
+    assert math.isnan(price.per_m_output_tokens(0.0)) and math.isnan(price.per_m_output_tokens(math.nan))
+
+
+# -- against the stub ---------------------------------------------------------------------------------
+
+
+def test_chat_users_send_growing_histories_with_exact_new_messages(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=2)
+    chat = Chat(turns=3, system_prompt_len=50, think_time_s=0.05, think_time="exponential")
+    w = Workload(users=[2], input_len=[20], output_len=6, chat=chat, warmup_requests=0)
+    result = bench.run_sync(bench.plan("chat", w), Target(url, "stub"), out_root=tmp_path)
+    row, reqs = result.summary.iloc[0], result.requests
+    assert row["completed"] == 6 and row["failed"] == 0 and "input_len_mismatch" not in str(row["flags"])
+    assert sorted(zip(reqs["conversation"], reqs["turn"])) == [(u, t) for u in (0, 1) for t in (0, 1, 2)]
+    # The stub counts a word a token plus 8 for the template: system 50, then 20 + 6 a turn.
+    for t, expected in enumerate((8 + 50 + 20, 8 + 50 + 20 + 6 + 20, 8 + 50 + 2 * (20 + 6) + 20)):
+        turn = reqs[reqs["turn"] == t]
+        assert (turn["prompt_tokens"] == expected).all() and (turn["expected_prompt_tokens"] == expected).all()
+
+
+def test_the_capacity_search_finds_the_known_answer_of_a_loaded_server(stub, tmp_path):
+    # Each token's gap is 5 ms + 2 ms per other stream: TPOT at c streams is 3 + 2c ms, so
+    # p90 TPOT ≤ 30 ms holds up to 13 streams and fails at 14.
+    url = stub(ttft_ms=10, itl_ms=5, itl_per_stream_ms=2)
+    w = Workload(concurrency=[1], input_len=[32], output_len=16, num_requests=8, warmup_requests=0)
+    meta = bench.plan("capacity", w, SLOs(tpot_ms=30), capacity=CapacityPlan(upper=64),
+                      price=bench.Price(usd_per_gpu_hour=2.0))
+    result = bench.run_sync(meta, Target(url, "stub"), out_root=tmp_path)
+    cap = result.capacity
+    assert cap.done and cap.max_passing == 13 and cap.min_failing == 14 and cap.binding_slo == "tpot_ms"
+    assert [p.level for p in cap.probes] == [1, 2, 4, 8, 16, 12, 14, 13]
+    assert len(result.summary) == 8 and list(result.summary["max_concurrency"]) == [1, 2, 4, 8, 16, 12, 14, 13]
+    saved = json.loads((result.folder / "capacity.json").read_text())
+    assert saved["max_passing"] == 13 and saved["binding_slo"] == "tpot_ms" and saved["plan"]["percentile"] == 90
+    assert cap.sentence.startswith("serves up to 13 concurrent streams with p90 TPOT ≤ 30 ms; at 14, p90 TPOT is")
+    assert "per million output tokens" in cap.sentence
+    assert bench.read_meta(result.folder).points[-1].concurrency == 13
