@@ -24,6 +24,7 @@ import gradio as gr
 import pandas as pd
 
 from showcase import RUNS_DIR, chat, coordinator, measure, presets, roofline, server, sources, views
+from showcase import report as html_report
 from showcase.bench.run import read_tables
 from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError
@@ -129,11 +130,23 @@ def on_preset(ctx: Context, name: str):
     return (views.preset_markdown(p, coordinator.is_smoke(srv), srv.endpoint is not None), *views.workload_fields(p))
 
 
-def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, password: str):
+def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, price,
+          password: str, search: bool = False):
+    """Start the preset as edited; `search`: as a capacity search (the preset's own, or by its kind of level)."""
     require_admin(ctx, password)
+    p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(preset_of(ctx, name), views.overrides_from(conc, inlen, outlen, nreq, stream))
+        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users)),
+                        views.search_for(p) if search else None, views.price_from(price))
     return views.progress_markdown(ctx.coord.snapshot())
+
+
+def report(ctx: Context, selected: list[str] | None, gpu_name: str):
+    """The main run's report.html, written now, to download."""
+    if not selected:
+        raise gr.Error("Select a run first: its report is made from its folder.")
+    with shown():
+        return str(html_report.write(Path(selected[0]), roofline.gpu(gpu_name)))
 
 
 def stop(ctx: Context, password: str):
@@ -172,8 +185,8 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
                                       roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline())
     for reason in refused:
         gr.Warning(reason)
-    return (v.by_concurrency, v.by_input_length, v.latency, v.timeline, v.summary, v.files,
-            v.reference_concurrency, v.reference_length)
+    return (v.answer, v.capacity, v.by_concurrency, v.by_input_length, v.by_turn, v.latency, v.timeline, v.summary,
+            v.files, v.reference_concurrency, v.reference_length)
 
 
 def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
@@ -230,13 +243,15 @@ def bench_controls(ctx: Context) -> dict:
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
         nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")
         stream = gr.Checkbox(label="Streaming")
+        price = gr.Number(label="Price per GPU-hour ($)", info=views.price_hint(own_gpu), elem_id="w-price")
     with gr.Row():
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
         start_btn = gr.Button("Start benchmark", variant="primary", scale=1, elem_id="start")
+        search_btn = gr.Button("Find capacity", variant="primary", scale=1, elem_id="capacity")
         stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         restart_btn = gr.Button("Restart server", scale=1, elem_id="restart")
     return dict(preset=preset, gpu=gpu, info=info, conc=conc, inlen=inlen, outlen=outlen, nreq=nreq, stream=stream,
-                admin=admin, start=start_btn, stop=stop_btn, restart=restart_btn,
+                price=price, admin=admin, start=start_btn, search=search_btn, stop=stop_btn, restart=restart_btn,
                 progress=gr.Markdown(elem_id="bench-progress"))
 
 
@@ -246,13 +261,19 @@ def bench_results(ctx: Context) -> dict:
                            "earlier runs to compare)", scale=3, elem_id="runs")
         uploads = gr.File(label=f"Compare with summary.csv files (each at most {coordinator.UPLOAD_MAX_MB} MB and "
                           f"{coordinator.UPLOAD_MAX_ROWS:,} rows)", file_count="multiple", file_types=[".csv"], scale=1)
-    views_out = [gr.Plot(label="By concurrency", show_label=False, elem_id="plot-concurrency"),
+    views_out = [gr.Markdown(elem_id="capacity-answer"),
+                 gr.Plot(label="Capacity search", show_label=False, elem_id="plot-capacity"),
+                 gr.Plot(label="By concurrency", show_label=False, elem_id="plot-concurrency"),
                  gr.Plot(label="By prompt length", show_label=False, elem_id="plot-input-length"),
+                 gr.Plot(label="TTFT by turn", show_label=False, elem_id="plot-turns"),
                  gr.Plot(label="Latency distribution", show_label=False),
                  gr.Plot(label="Server timeline", show_label=False),
                  gr.Dataframe(views.shown_summary(pd.DataFrame()), label="Summary of the main run (one row per "
                               "point; all columns in summary.csv; definitions below)", wrap=True, elem_id="summary"),
                  gr.File(label="Downloads", file_count="multiple", interactive=False)]
+    with gr.Row():
+        report_btn = gr.Button("Make the report (one HTML file to send)", scale=1, elem_id="make-report")
+        report_file = gr.File(label="Report", interactive=False, scale=2, elem_id="report-file")
     with gr.Accordion("The article's numbers beside the physical limit", open=False):
         gr.Markdown(views.reference_markdown())
         views_out += [gr.Dataframe(label="Concurrency table (512 output tokens)"),
@@ -260,8 +281,8 @@ def bench_results(ctx: Context) -> dict:
     with gr.Accordion("All presets", open=False):
         gr.Dataframe(views.presets_table(ctx.catalogue), wrap=True)
     with gr.Accordion("Definitions", open=False):
-        gr.Markdown(DEFINITIONS)
-    return dict(runs=runs, uploads=uploads, views=views_out)
+        gr.Markdown(views.DEFINITIONS)
+    return dict(runs=runs, uploads=uploads, views=views_out, report=report_btn, report_file=report_file)
 
 
 # -- wiring ----------------------------------------------------------------------------------------------------
@@ -284,8 +305,10 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
     private = dict(api_visibility="private")
     fields = [b["info"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"]]
     b["preset"].change(partial(on_preset, ctx), b["preset"], fields, **private)
-    workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["admin"]]
+    workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["price"], b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
+    b["search"].click(partial(start, ctx, search=True), workload, b["progress"], concurrency_id="benchmark", **private)
+    r["report"].click(partial(report, ctx), [r["runs"], b["gpu"]], r["report_file"], **private)
     b["stop"].click(partial(stop, ctx), b["admin"], b["progress"], **private)
     b["restart"].click(partial(restart_server, ctx), b["admin"], b["progress"], **private)
     seen = gr.State("")
@@ -323,19 +346,6 @@ def build_demo(srv: server.ServerHandle, coord: BenchmarkCoordinator, catalogue:
         wire_chat(ctx, c, chat_limit)
         wire_bench(ctx, b, r)
     return demo
-
-
-DEFINITIONS = """
-- **TTFT**: from sending a request to the first chunk carrying content (a role-only chunk does not count).
-- **E2E latency**: from sending to the last content chunk (the whole response without streaming).
-- **TPOT**: (E2E − TTFT) / (output tokens − 1). **ITL**: gaps between content chunks, spread over the tokens each carried.
-- **Tokens**: from the server's usage, never assumed. **Throughputs**: completed requests and tokens over the point's wall time.
-- **Goodput**: requests per second meeting every SLO of the preset.
-- **Failed**: only requests the server failed (an HTTP error, an error in the stream, a stream it broke, a time-out). A request lost on an idle connection the server had already closed, before any byte of its answer, is sent once more on a new connection and counted in `retried`.
-- **Flags**: `client_bound` (our client used 90 % of a core or more: it, not the server, may have set the pace), `client_starved` (other processes kept our client off the CPU for 5 % of the point or more: its timestamps are late), `short_output`, `input_len_mismatch`, `failures`, `all_failed`, `server_died`, `stopped`.
-- **Cores**: without a GPU, vLLM runs on cores of its own and the load generator on the others, so neither takes the other's CPU.
-- **Physical limit**: a roofline upper bound from peak memory bandwidth and FLOPS; nothing can be faster. On the CPU smoke model the measured numbers are CPU numbers of a tiny model: compare their shape, not their size.
-"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

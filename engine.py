@@ -1,9 +1,10 @@
-"""The command line: `python engine.py bench ...` and `python engine.py roofline ...`.
+"""The command line: `python engine.py bench|capacity|report|roofline ...`.
 
 A thin layer over `showcase`: it parses arguments, prepares a run (`prepare_run`, the same as the
 app's), launches a server when no `--endpoint` is given, runs, prints tables and sets the exit
-status: 0 when every point ran, 1 when the run failed, 2 when the request was wrong (any
-`UserError`, said in one line, in one place: `main`). Nothing here measures or computes anything.
+status: 0 when every point ran (a capacity search: when it found an answer), 1 when the run
+failed, 2 when the request was wrong (any `UserError`, said in one line, in one place: `main`).
+Nothing here measures or computes anything.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python engine.py", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="run a benchmark: a preset, or an ad-hoc workload")
+def _run_options() -> argparse.ArgumentParser:
+    """What `bench` and `capacity` share: the target, the workload, the SLOs, the price, --out."""
+    b = argparse.ArgumentParser(add_help=False)
     b.add_argument("--preset", help="a preset name from presets/ (its server settings launch a server "
                    "unless --endpoint is given)")
     b.add_argument("--endpoint", help="an OpenAI-compatible server that is already running")
@@ -57,7 +57,37 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--slo-ttft-ms", type=float)
     b.add_argument("--slo-tpot-ms", type=float)
     b.add_argument("--slo-e2el-ms", type=float)
+    c = b.add_argument_group("chat users (each holds a conversation; --input-len is each new message, "
+                             "--output-len each reply)")
+    c.add_argument("--users", type=_ints, help="numbers of chat users, e.g. 1,8,32 (instead of --concurrency)")
+    c.add_argument("--turns", type=int, help="turns per conversation (default 3)")
+    c.add_argument("--system-prompt-len", type=int, help="tokens of the system prompt all users share")
+    c.add_argument("--think-time", type=float, metavar="SECONDS", help="from a reply to the next message")
+    c.add_argument("--think-time-dist", choices=("fixed", "exponential"), help="exponential: --think-time is the mean")
+    b.add_argument("--price-per-gpu-hour", type=float, metavar="USD", help="adds the cost columns (no default)")
+    b.add_argument("--gpus", type=int, help="GPUs serving the endpoint, for the cost (default: the launched "
+                   "server's tensor parallelism, else 1)")
     b.add_argument("--out", type=Path, default=None, help="folder for run folders (default: runs/)")
+    return b
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python engine.py", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = _run_options()
+    sub.add_parser("bench", parents=[common], help="run a benchmark: a preset, or an ad-hoc workload")
+    s = sub.add_parser("capacity", parents=[common], help="the largest load within the SLOs: doubling, then bisection",
+                       description="Find the largest concurrency (or request rate, or number of chat users) at which "
+                       "the chosen percentile of every SLO given is met and failures stay within the share allowed. "
+                       "Every probed level is a point of the run folder; capacity.json holds the answer. At a "
+                       "concurrency level every stream sends at least 2 requests (--num-requests or more).")
+    s.add_argument("--by", choices=("concurrency", "rate", "users"))
+    s.add_argument("--percentile", type=float, help="of each SLO (default 90)")
+    s.add_argument("--max-failed-share", type=float, help="a level passes with at most this share failed (default 0)")
+    s.add_argument("--upper", type=int, help="the highest level probed (default 256; rates: in steps of --resolution)")
+    s.add_argument("--resolution", type=float, help="req/s per step of a search by rate (default 0.5)")
+    rp = sub.add_parser("report", help="write report.html, one self-contained file, into a run folder")
+    rp.add_argument("run_dir", type=Path)
     r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU; --measure: this device")
     r.add_argument("--model-config", help="a config.json, a model folder, or a hub id")
     r.add_argument("--gpu", help="a GPU of assets/gpus.csv (its datasheet)")
@@ -74,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return roofline_command(args) if args.command == "roofline" else bench_command(args)
+        commands = {"roofline": roofline_command, "report": report_command}
+        return commands.get(args.command, bench_command)(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -90,9 +121,16 @@ def _workload_overrides(args: argparse.Namespace) -> dict:
     pairs = {
         "concurrency": args.concurrency, "input_len": args.input_len, "output_len": args.output_len,
         "num_requests": args.num_requests, "request_rate": args.rate, "burstiness": args.burstiness,
-        "warmup_requests": args.warmup, "timeout_s": args.timeout,
+        "warmup_requests": args.warmup, "timeout_s": args.timeout, "users": args.users,
     }
     out = {k: v for k, v in pairs.items() if v is not None}
+    chat = {"turns": args.turns, "system_prompt_len": args.system_prompt_len, "think_time_s": args.think_time,
+            "think_time": args.think_time_dist}
+    if any(v is not None for v in chat.values()):
+        out["chat"] = {k: v for k, v in chat.items() if v is not None}
+    if args.command == "capacity" and not args.preset and not {"concurrency", "users"} & set(out):
+        # The search chooses the levels; the workload needs one of its kind to describe the rest.
+        out["users" if args.by == "users" else "concurrency"] = [1]
     if args.duration is not None:
         out |= {"duration_s": args.duration, "num_requests": None}
     if args.no_stream:
@@ -108,16 +146,20 @@ def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[Prepared
         if args.preset not in catalogue:
             raise presets.PresetError(f"unknown preset {args.preset!r}; known: {', '.join(catalogue)}")
         preset = catalogue[args.preset]
-    elif not args.endpoint or not {"concurrency", "input_len", "output_len"} <= set(overrides):
-        raise presets.PresetError("without --preset, give --endpoint, --model, --concurrency, --input-len and "
-                                  "--output-len")
+    elif not args.endpoint or not {"input_len", "output_len"} <= set(overrides) or not (
+            {"concurrency", "users"} & set(overrides)):
+        raise presets.PresetError("without --preset, give --endpoint, --input-len, --output-len and --concurrency "
+                                  "(or --users)")
     else:
         preset, overrides = ad_hoc(overrides), {}
+    if args.num_requests is not None and preset.with_workload(**overrides).workload.users:
+        raise presets.PresetError("chat users send users × turns requests: leave --num-requests out")
     slos = {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "e2el_ms": args.slo_e2el_ms}
+    extra = {"search": _search(args), "price": args.price_per_gpu_hour, "gpus": args.gpus}
     if args.endpoint:
         args.endpoint = loadgen.base_url(args.endpoint)
         args.model = args.model or loadgen.only_model(args.endpoint, args.api_key)
-        return prepare_run(preset, overrides, None, device, False, slos), None
+        return prepare_run(preset, overrides, None, device, False, slos, **extra), None
     source = sources.resolve(args.model, args.weights, device)
     launch = server.default_settings(source, device)
     try:
@@ -125,7 +167,15 @@ def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[Prepared
     except measure.MeasureError as exc:
         print(f"note: no efficiency column: {exc}", file=sys.stderr)
         measured = None
-    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos, measured), source
+    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos, measured, **extra), source
+
+
+def _search(args: argparse.Namespace) -> dict | None:
+    """The capacity plan's fields given (`capacity` only; `bench` runs a preset's own search, if any)."""
+    if args.command != "capacity":
+        return None
+    return {"by": args.by, "percentile": args.percentile, "max_failed_share": args.max_failed_share,
+            "upper": args.upper, "resolution": args.resolution}
 
 
 def _launch(prepared: PreparedRun, device: sources.Device, source: sources.ModelSource) -> server.VLLMServer:
@@ -176,8 +226,12 @@ def writable(folder: Path) -> Path:
 
 
 def report(result: RunResult) -> int:
-    """Print the summary and how the run ended; the exit status for it."""
+    """Print the summary and how the run ended (a search: its answer); the exit status for it."""
     print_summary(result.summary)
+    if result.capacity is not None:
+        print(f"\n{result.capacity.sentence}\nresults: {result.folder}")
+        answered = result.capacity.done or result.capacity.max_passing is not None
+        return 0 if result.status is RunStatus.COMPLETED and answered else 1
     s = result.summary
     if result.message:
         how = result.message
@@ -220,6 +274,13 @@ def print_summary(summary: pd.DataFrame) -> None:
     cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.1f}".format):
         print(summary[cols].to_string(index=False))
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from showcase import report as html_report
+
+    print(html_report.write(args.run_dir))
+    return 0
 
 
 # -- roofline -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
     coordinator.py  the app's one benchmark slot, earlier runs and uploaded summaries
     views.py        what the app's panels, tables and charts show, as text and DataFrames
     charts.py       Altair charts from those DataFrames
+    report.py       one self-contained HTML report per run
     errors.py       the one base class of what a user can get wrong
     bench/          a benchmark run: workload and points, load generator, metrics, run folder,
                     the run in a process of its own, and agreement with vLLM's own client
@@ -25,3 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 PRESET_DIR = ROOT / "presets"
 RUNS_DIR = ROOT / "runs"
+
+
+def client_version() -> str:
+    """This code's commit (from .git, without running git), for a run's metadata; "unknown" outside a checkout."""
+    try:
+        head = (ROOT / ".git" / "HEAD").read_text().strip()
+        ref = ROOT / ".git" / head[5:] if head.startswith("ref: ") else None
+        if ref is not None and ref.exists():
+            commit = ref.read_text().strip()
+        elif ref is not None:  # a ref packed into .git/packed-refs
+            lines = (ROOT / ".git" / "packed-refs").read_text().splitlines()
+            commit = next((ln.split()[0] for ln in lines if ln.endswith(" " + head[5:])), "")
+        else:
+            commit = head
+        return f"vllm-showcase {commit[:12]}" if len(commit) >= 12 else "vllm-showcase unknown"
+    except OSError:
+        return "vllm-showcase unknown"

@@ -139,4 +139,58 @@ def timeline_chart(timeline: pd.DataFrame) -> alt.VConcatChart | alt.Chart:
         x=alt.X("t_s:Q", title="seconds since the run started"), y=alt.Y("requests:Q", title="requests"),
         color=alt.Color("queue:N", title=None),
     ).properties(width=2 * W, height=120, title="Running and waiting requests")
-    return alt.vconcat(kv, queue)
+    if "prefix_cache_hit_rate" not in df.columns or df["prefix_cache_hit_rate"].isna().all():
+        return alt.vconcat(kv, queue)
+    df["prefix_cache_hit_pct"] = df["prefix_cache_hit_rate"] * 100
+    hits = alt.Chart(df.dropna(subset=["prefix_cache_hit_pct"])).mark_line(point=True).encode(
+        x=alt.X("t_s:Q", title="seconds since the run started"),
+        y=alt.Y("prefix_cache_hit_pct:Q", title="hit rate (%)", scale=alt.Scale(domain=[0, 100])),
+    ).properties(width=2 * W, height=120, title="Prefix cache: prompt tokens found in the cache, between samples")
+    return alt.vconcat(kv, queue, hits)
+
+
+def ttft_by_turn(requests: pd.DataFrame, summary: pd.DataFrame) -> alt.Chart:
+    """Chat users: how TTFT moves as conversations grow (median and p90 per turn, a line per point)."""
+    if requests.empty or "turn" not in requests.columns or requests["turn"].isna().all() \
+            or "ttft_ms" not in requests.columns:
+        return _empty("TTFT by turn: no chat-users run selected")
+    df = requests[requests["turn"].notna() & requests["ttft_ms"].notna()].copy()
+    users = dict(zip(summary.get("point", []), summary.get("max_concurrency", [])))
+    df["users"] = df["point"].map(lambda p: f"{p + 1}: {users.get(p, '?')} users")
+    order = list(dict.fromkeys(df.sort_values("point")["users"]))
+    df["turn"] = df["turn"].astype(int) + 1
+    stats = df.groupby(["users", "turn"])["ttft_ms"].agg(median="median", p90=lambda x: x.quantile(0.9)).reset_index()
+    long = stats.melt(id_vars=["users", "turn"], value_vars=["median", "p90"], var_name="statistic", value_name="ms")
+    return alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("turn:O", title="turn of the conversation"), y=alt.Y("ms:Q", title="TTFT (ms)"),
+        color=alt.Color("users:N", title="point", sort=order), strokeDash=alt.StrokeDash("statistic:N", title=None),
+        tooltip=["users", "turn", "statistic", alt.Tooltip("ms:Q", format=".1f")],
+    ).properties(width=2 * W, height=H, title="TTFT by turn: each turn resends the whole history")
+
+
+def capacity_chart(cap) -> alt.HConcatChart | alt.Chart:
+    """Each probed level's measured percentile against each SLO's line (a panel per SLO): green
+    passed, red failed; the answer marked. `cap`: a `capacity.Capacity`."""
+    if cap is None or not cap.probes:
+        return _empty("Capacity: no search in the main run")
+    from showcase.bench.capacity import NOUNS, SLO_NAMES
+
+    verdicts = alt.Scale(domain=["meets all targets", "misses a target"], range=["#2ca02c", "#d62728"])
+    panels = []
+    for key, limit in cap.slos.model_dump().items():
+        if limit is None:
+            continue
+        name = f"p{cap.plan.percentile:g} {SLO_NAMES[key]} (ms)"
+        df = pd.DataFrame([{"load": pr.load, "ms": pr.values_ms.get(key), "failed share": pr.failed_share,
+                            "verdict": "meets all targets" if pr.passed else "misses a target"} for pr in cap.probes])
+        x = alt.X("load:Q", title=NOUNS[cap.plan.by])
+        layers = [alt.Chart(df).mark_point(filled=True, size=90).encode(
+            x=x, y=alt.Y("ms:Q", title=name), color=alt.Color("verdict:N", title=None, scale=verdicts),
+            tooltip=["load", alt.Tooltip("ms:Q", format=".1f"), alt.Tooltip("failed share:Q", format=".1%"), "verdict"]),
+            alt.Chart(pd.DataFrame([{"ms": limit, "what": f"target {limit:g} ms"}])).mark_rule(
+                strokeDash=[6, 4], color=LIMIT_COLOR).encode(y="ms:Q", tooltip=["what"])]
+        if cap.max_passing is not None:
+            layers.append(alt.Chart(pd.DataFrame([{"load": cap.max_passing, "what": "the answer"}])).mark_rule(
+                color="#2ca02c").encode(x="load:Q", tooltip=["what", "load"]))
+        panels.append(alt.layer(*layers).properties(width=W, height=H, title=name))
+    return alt.hconcat(*panels).properties(title=alt.Title("Capacity search", subtitle=[cap.sentence]))

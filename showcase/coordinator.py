@@ -111,12 +111,14 @@ class BenchmarkCoordinator:
     def _update(self, **changes) -> None:
         self._snap = replace(self._snap, **changes)
 
-    def start(self, preset: Preset, overrides: dict | None = None) -> Preset:
-        """Validate, take the slot and start in the background; returns the preset as it will run."""
+    def start(self, preset: Preset, overrides: dict | None = None, search: dict | None = None,
+              price: float | None = None) -> Preset:
+        """Validate, take the slot and start in the background; returns the preset as it will run.
+        `search`: run it as a capacity search (see `prepare_run`); `price`: dollars per GPU-hour."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
-                               measured=self.figures.result if self.figures else None)
+                               measured=self.figures.result if self.figures else None, search=search, price=price)
         if prepared.settings is not None:
             fit = check_fit(srv, prepared.settings)
             if not fit.fits:

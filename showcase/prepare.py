@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 from showcase import roofline, server, sources
 from showcase.bench import run as bench
-from showcase.bench.run import Bound, RunMeta
+from showcase.bench.capacity import CapacityPlan
+from showcase.bench.run import Bound, Price, RunMeta
 from showcase.measure import Measured
 from showcase.bench.workload import Workload, validated
 from showcase.presets import Preset
@@ -46,12 +47,16 @@ def ad_hoc(workload: dict) -> Preset:
 
 def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
                 device: sources.Device, smoke: bool, slos: dict | None = None,
-                measured: Measured | None = None) -> PreparedRun:
+                measured: Measured | None = None, search: dict | None = None,
+                price: float | None = None, gpus: int | None = None) -> PreparedRun:
     """The run of `preset` with workload `overrides` and SLO `slos` (ms; None keeps the preset's).
 
     `launch`: the server's launch defaults (None when attached to an endpoint); `smoke`: the CPU
     smoke model serves, so the preset scales down to what it can serve; `measured`: this device's
     measured figures, for the served model's measured bound (each point's efficiency).
+    `search`: make it a capacity search, with these of `CapacityPlan`'s fields over the preset's
+    own (None: a search only if the preset is one). `price`: dollars per GPU-hour over the
+    preset's; `gpus`: how many serve (default: the launched server's tensor parallelism, else 1).
     """
     if smoke:
         preset = preset.for_cpu()
@@ -59,8 +64,16 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
         preset = preset.with_workload(**overrides)
     settings = server.settings_for(preset.server, launch, device) if launch is not None else None
     slo = preset.slos.overridden(**(slos or {}))
+    plan = preset.capacity
+    if search is not None:
+        plan = validated(CapacityPlan, (plan.model_dump(exclude_unset=True) if plan else {})
+                         | {k: v for k, v in search.items() if v is not None}, "capacity search")
+    usd = price if price is not None else preset.price_per_gpu_hour
+    cost = None if usd is None else validated(Price, {"usd_per_gpu_hour": usd, "gpus": gpus or (
+        settings.tensor_parallel_size if settings else 1)}, "price")
     meta = bench.plan(preset.name, preset.workload, slo,
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
                       server_settings=asdict(settings) if settings else None,
-                      preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured))
+                      preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured),
+                      capacity=plan, price=cost)
     return PreparedRun(preset, settings, meta)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from showcase import PRESET_DIR
+from showcase.bench.capacity import CapacityPlan
 from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
 from showcase.server import Dtype, KVCacheDtype, Quantization
 
@@ -55,6 +56,8 @@ class Preset(Strict):
     server: ServerPart = ServerPart()
     workload: Workload
     slos: SLOs = SLOs()
+    capacity: CapacityPlan | None = None  # a capacity search: the largest load within the SLOs
+    price_per_gpu_hour: float | None = Field(None, gt=0)  # dollars, for the cost columns; never a default
     cpu: CPUScale | None = None
 
     def for_cpu(self) -> Preset:
@@ -69,8 +72,14 @@ class Preset(Strict):
 
     def with_workload(self, **changes) -> Preset:
         """The preset with some workload fields edited, validated as strictly as the file."""
+        base = self.workload.model_dump(exclude_unset=True)
+        for given, other in (("concurrency", "users"), ("users", "concurrency")):
+            if changes.get(given) is not None:  # levels of one kind replace the preset's of the other
+                base.pop(other, None)
+        if "chat" in changes:  # the conversation's fields given, over the preset's own
+            changes = changes | {"chat": base.get("chat", {}) | changes["chat"]}
         try:
-            workload = Workload.model_validate(self.workload.model_dump(exclude_unset=True) | changes)
+            workload = Workload.model_validate(base | changes)
         except ValidationError as exc:
             raise PresetError(explain(exc, f"workload of {self.name}")) from exc
         return self.model_copy(update={"workload": workload})

@@ -153,6 +153,9 @@ class GPU:
     note: str
     source: str
     aliases: tuple[str, ...] = ()
+    price_usd_per_hour: float | None = None  # indicative, on demand: a suggestion, never filled in
+    price_source: str = ""
+    price_date: str = ""
 
 
 @functools.cache
@@ -161,7 +164,9 @@ def known_gpus() -> dict[str, GPU]:
     with (ASSETS / "gpus.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     return {r["name"]: GPU(r["name"], float(r["memory_gb"]), float(r["bandwidth_gbs"]), float(r["bf16_tflops"]),
-                           r["note"], r["source"], tuple(a for a in r["aliases"].split(";") if a)) for r in rows}
+                           r["note"], r["source"], tuple(a for a in r["aliases"].split(";") if a),
+                           float(r["price_usd_per_hour"]) if r.get("price_usd_per_hour") else None,
+                           r.get("price_source", ""), r.get("price_date", "")) for r in rows}
 
 
 def _key(name: str) -> str:

@@ -17,8 +17,8 @@ import pandas as pd
 
 from showcase import charts, coordinator, roofline, server
 from showcase.measure import Measured
-from showcase.bench.metrics import HEADLINE_COLUMNS
-from showcase.bench.run import RunStatus, read_tables
+from showcase.bench.metrics import HEADLINE_COLUMNS, OPTIONAL_COLUMNS
+from showcase.bench.run import RunStatus, read_capacity, read_tables
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
 
@@ -32,6 +32,21 @@ STATE_BADGE = {server.State.STARTING: "🟡 starting", server.State.READY: "🟢
 STATUS_ICON = {RunStatus.COMPLETED: "✅", RunStatus.STOPPED: "⏹", RunStatus.SERVER_DIED: "💥",
                RunStatus.FAILED: "❌"}
 LOG_LINES = 12
+
+DEFINITIONS = """
+- **TTFT**: from sending a request to the first chunk carrying content (a role-only chunk does not count).
+- **E2E latency**: from sending to the last content chunk (the whole response without streaming).
+- **TPOT**: (E2E − TTFT) / (output tokens − 1). **ITL**: gaps between content chunks, spread over the tokens each carried.
+- **Tokens**: from the server's usage, never assumed. **Throughputs**: completed requests and tokens over the point's wall time.
+- **Goodput**: requests per second meeting every SLO of the preset.
+- **Failed**: only requests the server failed (an HTTP error, an error in the stream, a stream it broke, a time-out). A request lost on an idle connection the server had already closed, before any byte of its answer, is sent once more on a new connection and counted in `retried`.
+- **Flags**: `client_bound` (our client used 90 % of a core or more: it, not the server, may have set the pace), `client_starved` (other processes kept our client off the CPU for 5 % of the point or more: its timestamps are late), `oversaturated` (the server's queue grew through the point, or TTFT kept rising: its throughput is not sustainable and its latencies depend on how long the run lasted), `shared_server`, `short_output`, `input_len_mismatch` (for chat users: against what the history costs, by the server's tokenizer), `failures`, `all_failed`, `server_died`, `stopped`.
+- **Chat users**: each user holds a conversation; every turn resends the shared system prompt and the whole history (the server's real replies) plus a new message of exactly the prompt length, then thinks before the next. Users start at random moments within one think time. `cached prompt share`: prompt tokens the server answered from its prefix cache (usage `cached_tokens`, with `--enable-prompt-tokens-details`).
+- **Capacity**: the largest load (streams, users or req/s) at which the chosen percentile of every SLO is met and failures stay within the share allowed: levels double until one fails, then bisection. Every probed level is a point of the run.
+- **Cost**: the price per GPU-hour you give × the GPUs serving, over the output tokens of an hour at the point's throughput ($ / M output tokens), or shared by the users served at once ($ / user-hour). No price, no cost: there is no default.
+- **Cores**: without a GPU, vLLM runs on cores of its own and the load generator on the others, so neither takes the other's CPU.
+- **Physical limit**: a roofline upper bound from peak memory bandwidth and FLOPS; nothing can be faster. On the CPU smoke model the measured numbers are CPU numbers of a tiny model: compare their shape, not their size.
+"""
 
 
 def status_markdown(status: server.Status, device_note: str = "", measured: str = "") -> str:
@@ -70,7 +85,7 @@ def presets_table(catalogue: dict[str, Preset]) -> pd.DataFrame:
         s = p.server.model_dump(exclude_unset=True)
         w = p.workload
         rows.append({
-            "preset": p.name, "concurrency": ", ".join(map(str, w.concurrency)),
+            "preset": p.name, "concurrency (users)": _levels(w),
             "prompt tokens": ", ".join(map(str, w.input_len)), "output tokens": w.output_len,
             "requests/point": w.num_requests, "streaming": w.stream,
             "server settings": ", ".join(f"{k}={v}" for k, v in s.items()),
@@ -91,17 +106,53 @@ def parse_levels(text: str, field: str, kind=int) -> list:
     return values
 
 
-def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool) -> dict:
-    """The Benchmark tab's workload fields as overrides of the preset's workload."""
-    return {"concurrency": parse_levels(conc, "Concurrency levels"),
-            "input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0),
-            "num_requests": int(nreq or 0), "stream": bool(stream)}
+def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool,
+                   users: bool = False) -> dict:
+    """The Benchmark tab's workload fields as overrides of the preset's workload; for a chat-users
+    preset the levels are users, whose requests are users × turns (the requests field is ignored)."""
+    levels = parse_levels(conc, "Concurrency levels (users)")
+    common = {"input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0)}
+    if users:
+        return {"users": levels, **common}
+    return {"concurrency": levels, **common, "num_requests": int(nreq or 0), "stream": bool(stream)}
+
+
+def search_for(p: Preset) -> dict:
+    """The capacity search the Find-capacity button runs: the preset's own, or by its kind of level."""
+    return {} if p.capacity is not None else {"by": "users" if p.workload.users else "concurrency"}
+
+
+def price_hint(g: roofline.GPU | None) -> str:
+    """A GPU's indicative price from assets/gpus.csv, as a suggestion only; nothing is filled in."""
+    if g is None or g.price_usd_per_hour is None:
+        return "Adds $ / M output tokens (and $ / user-hour for chat users); empty: no cost shown."
+    return (f"Suggestion: {g.name} on demand ≈ ${g.price_usd_per_hour:g}/h ({g.price_source}, {g.price_date}); "
+            "empty: no cost shown.")
+
+
+def price_from(text: float | str | None) -> float | None:
+    """The price per GPU-hour field: empty is no price (no cost columns), never a default."""
+    if text in (None, "") or (isinstance(text, float) and text != text):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise WorkloadError("Price per GPU-hour: give dollars, like 2.50, or leave it empty") from None
+    if not value > 0:
+        raise WorkloadError("Price per GPU-hour: give a positive number of dollars, or leave it empty")
+    return value
+
+
+def _levels(w) -> str:
+    return ", ".join(map(str, w.levels)) + (" users" if w.users else "")
 
 
 def workload_fields(p: Preset) -> tuple[str, str, int, int, bool]:
-    """The Benchmark tab's workload fields for a preset."""
+    """The Benchmark tab's workload fields for a preset (chat users: the users, and the requests
+    their turns make)."""
     w = p.workload
-    return ", ".join(map(str, w.concurrency)), ", ".join(map(str, w.input_len)), w.output_len, w.num_requests or 0, w.stream
+    return (", ".join(map(str, w.levels)), ", ".join(map(str, w.input_len)), w.output_len,
+            w.requests_per_point(max(w.levels)) or 0, w.stream)
 
 
 def progress_markdown(snap: coordinator.Snapshot) -> str:
@@ -126,8 +177,9 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary's headline columns, rounded, with short headers; the CSV download has all of them."""
     if summary.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS.values()))
-    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
-    out = summary[cols].rename(columns=HEADLINE_COLUMNS).round(1)
+    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns
+            and not (c in OPTIONAL_COLUMNS and summary[c].isna().all())]
+    out = summary[cols].rename(columns=HEADLINE_COLUMNS).round(2)
     out["point"] = out["point"] + 1
     return out
 
@@ -170,6 +222,15 @@ def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataF
     return conc, length
 
 
+def answer_text(cap) -> str:
+    """A capacity search's answer as the stakeholder reads it; "" when the run searched nothing."""
+    return f"This deployment {cap.sentence}." if cap is not None else ""
+
+
+def answer_markdown(cap) -> str:
+    return f"### {'🎯' if cap.done else '⏳'} {html.escape(answer_text(cap))}" if cap is not None else ""
+
+
 def reference_markdown() -> str:
     ref = roofline.article()
     return (f"*Source:* {ref.source}. *Stated:* {ref.stated_gpu}, {ref.stated_software}, {ref.stated_dtype}.  \n"
@@ -182,8 +243,11 @@ def reference_markdown() -> str:
 class Views:
     """Everything the Benchmark tab shows for a selection of runs."""
 
+    answer: str  # a capacity search's answer, in a sentence; "" for other runs
+    capacity: object
     by_concurrency: object
     by_input_length: object
+    by_turn: object
     latency: object
     timeline: object
     summary: pd.DataFrame
@@ -236,9 +300,11 @@ def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit:
     levels = sorted({*ARTICLE_LEVELS, *seen("max_concurrency")})
     lengths = sorted({ARTICLE_INPUT_LEN, ARTICLE_LONGEST_INPUT, *seen("input_len")})
     by_conc, by_len = _bounds(measured_r, roofline.Roofline(article_shape, g), levels, lengths, one_len, out_len)
-    files = [str(folders[0] / n) for n in ("summary.csv", "requests.csv", "run.json")
+    files = [str(folders[0] / n) for n in ("summary.csv", "requests.csv", "run.json", "capacity.json", "report.html")
              if folders and (folders[0] / n).exists()]
-    views = Views(charts.concurrency_chart(measured, ref_conc, by_conc), charts.input_length_chart(measured, ref_len, by_len),
+    cap = read_capacity(folders[0]) if folders else None
+    views = Views(answer_markdown(cap), charts.capacity_chart(cap), charts.concurrency_chart(measured, ref_conc, by_conc),
+                  charts.input_length_chart(measured, ref_len, by_len), charts.ttft_by_turn(requests, summary),
                   charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
                   files or None, *reference_tables(*judged))
     return views, refused

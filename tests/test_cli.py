@@ -110,3 +110,39 @@ def test_sigterm_stops_a_run_and_its_files_say_stopped(stub, tmp_path):
     out, err = proc.communicate(timeout=60)
     info = json.loads(next(tmp_path.glob("*/run.json")).read_text())
     assert info["status"] == "stopped" and "stopped" in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--concurrency", "1"], "at least one SLO"),
+    (["--concurrency", "1", "--slo-ttft-ms", "100", "--by", "users"], "search by users"),
+    (["--concurrency", "1", "--slo-ttft-ms", "100", "--percentile", "0"], "percentile"),
+    (["--concurrency", "1", "--slo-ttft-ms", "100", "--upper", "0"], "upper"),
+    (["--concurrency", "1", "--slo-ttft-ms", "100", "--max-failed-share", "1.5"], "max_failed_share"),
+    (["--users", "1", "--slo-ttft-ms", "100", "--by", "users", "--num-requests", "5"], "leave --num-requests out"),
+    (["--users", "1", "--slo-ttft-ms", "100", "--by", "users", "--turns", "0"], "turns"),
+    (["--users", "1", "--slo-ttft-ms", "100", "--by", "users", "--rate", "2"], "chat users set their own pace"),
+    (["--concurrency", "1", "--slo-ttft-ms", "100", "--price-per-gpu-hour", "-2"], "price"),
+])
+def test_a_wrong_capacity_search_is_one_line_and_exit_2(capsys, extra, says):
+    code, err = run(capsys, ["capacity"] + BENCH[1:] + extra)
+    assert code == 2 and says in err and "Traceback" not in err, err
+
+
+def test_capacity_from_the_command_line_prints_the_answer_and_writes_the_report(stub, tmp_path, capsys):
+    url = stub(ttft_ms=10, itl_ms=5, itl_per_stream_ms=2)  # p90 TPOT ≤ 30 ms up to 13 streams
+    code = engine.main(["capacity", "--endpoint", url, "--input-len", "32", "--output-len", "16",
+                        "--num-requests", "8", "--warmup", "0", "--slo-tpot-ms", "30", "--upper", "32",
+                        "--price-per-gpu-hour", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "serves up to 13 concurrent streams with p90 TPOT ≤ 30 ms; at 14" in out
+    assert "per million output tokens" in out
+    folder = next(tmp_path.glob("*-ad-hoc"))
+    assert engine.main(["report", str(folder)]) == 0
+    assert capsys.readouterr().out.strip() == str(folder / "report.html")
+    page = (folder / "report.html").read_text()
+    assert "serves up to 13 concurrent streams" in page and "vegaEmbed" in page
+
+
+def test_a_report_of_a_folder_that_is_no_run_is_refused(capsys, tmp_path):
+    code, err = run(capsys, ["report", str(tmp_path)])
+    assert code == 2 and "not a run folder" in err

@@ -147,8 +147,11 @@ HEADLINE_COLUMNS = {
     "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
     "output_throughput": "output tok/s", "mean_ttft_ms": "mean TTFT ms", "p99_ttft_ms": "p99 TTFT ms",
     "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
-    "efficiency": "efficiency", "flags": "flags",
+    "efficiency": "efficiency", "users": "users", "cached_prompt_share": "cached prompt share",
+    "usd_per_m_output_tokens": "$ / M output tokens", "usd_per_user_hour": "$ / user-hour", "flags": "flags",
 }
+# Headline columns shown only where a run has them (a measured device, chat users, a price).
+OPTIONAL_COLUMNS = ("efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens", "usd_per_user_hour")
 
 
 def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
@@ -214,6 +217,7 @@ def summarize(
         "input_len": point.input_len,
         "output_len": point.output_len,
         "max_concurrency": point.concurrency,
+        "users": point.users if point.users is not None else NAN,
         "request_rate": point.request_rate if point.request_rate is not None else math.inf,
         "completed": len(done),
         "failed": len(measured) - len(done),

@@ -27,7 +27,7 @@ import aiohttp
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
-from showcase import RUNS_DIR, roofline
+from showcase import RUNS_DIR, client_version, roofline
 from showcase.bench import capacity, loadgen, metrics
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.loadgen import Target
@@ -94,6 +94,7 @@ class RunMeta(BaseModel):
     model: str = ""
     max_model_len: int | None = None
     vllm_version: str | None = None
+    client_version: str | None = None
     started: str | None = None
     finished: str | None = None
     status: RunStatus = RunStatus.RUNNING
@@ -464,7 +465,8 @@ async def run(
         loadgen.check_fits([*meta.points, *first], max_len)
         meta = meta.model_copy(update={
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": _now(),
-            "vllm_version": await _vllm_version(side, target), "status": RunStatus.RUNNING})
+            "vllm_version": await _vllm_version(side, target), "client_version": client_version(),
+            "status": RunStatus.RUNNING})
         folder = RunFolder(out_root, meta.preset)
         folder.write_meta(meta)
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event())

@@ -87,7 +87,7 @@ class Workload(Strict):
     timeout_s: FiniteFloat = Field(300.0, gt=0)
     stream: bool = True
     shared_prefix_len: int = Field(0, ge=0)
-    users: list[int] | None = Field(None, min_length=1)  # chat users per point (each sends `chat.turns` requests)
+    users: list[int] | None = Field(None, min_length=1)  # chat users per point: users × turns requests (not num_requests)
     chat: Chat = Chat()
 
     @field_validator("concurrency", "input_len", "request_rate", "users")
@@ -123,8 +123,6 @@ class Workload(Strict):
     def _check_chat(self) -> None:
         if self.request_rate is not None or self.duration_s is not None or self.shared_prefix_len:
             raise ValueError("chat users set their own pace: no request_rate, duration_s or shared_prefix_len")
-        if "num_requests" in self.model_fields_set and self.num_requests is not None:
-            raise ValueError("chat users send users × turns requests: leave num_requests out")
         if not self.stream:
             raise ValueError("chat users stream their replies")
 
