@@ -238,7 +238,7 @@ def bench_controls(ctx: Context) -> dict:
                           label="Physical limit for GPU", scale=1, info=ctx.limit.note)
     info = gr.Markdown()
     with gr.Row():
-        conc = gr.Textbox(label="Concurrency levels", elem_id="w-concurrency")
+        conc = gr.Textbox(label="Concurrency levels (chat presets: users)", elem_id="w-concurrency")
         inlen = gr.Textbox(label="Prompt lengths (tokens)", elem_id="w-input-len")
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
         nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")

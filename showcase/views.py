@@ -110,7 +110,7 @@ def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | No
                    users: bool = False) -> dict:
     """The Benchmark tab's workload fields as overrides of the preset's workload; for a chat-users
     preset the levels are users, whose requests are users × turns (the requests field is ignored)."""
-    levels = parse_levels(conc, "Concurrency levels (users)")
+    levels = parse_levels(conc, "Chat users" if users else "Concurrency levels")
     common = {"input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0)}
     if users:
         return {"users": levels, **common}
@@ -179,7 +179,8 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS.values()))
     cols = [c for c in HEADLINE_COLUMNS if c in summary.columns
             and not (c in OPTIONAL_COLUMNS and summary[c].isna().all())]
-    out = summary[cols].rename(columns=HEADLINE_COLUMNS).round(2)
+    # Dollars keep three decimals (a user-hour can cost cents); everything else one.
+    out = summary[cols].round({c: 3 if c.startswith("usd_") else 1 for c in cols}).rename(columns=HEADLINE_COLUMNS)
     out["point"] = out["point"] + 1
     return out
 

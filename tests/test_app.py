@@ -135,3 +135,23 @@ def test_auth_protects_the_whole_app(vllm_server, tmp_path):
         ok.close()
     finally:
         demo.close()
+
+
+def test_find_capacity_starts_the_presets_search_with_the_price_given():
+    # The button's callback over a recording coordinator: the chat preset's levels become users,
+    # its search is by users, and the price field reaches the run.
+    from types import SimpleNamespace
+
+    import app as app_module
+    from showcase import coordinator, presets, views
+
+    started = []
+    coord = SimpleNamespace(start=lambda *a: started.append(a),
+                            snapshot=lambda: coordinator.Snapshot(True, "chat-users", coordinator.Phase.RUNNING, None,
+                                                                  "", None, None))
+    ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
+    app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 2.5, "", search=True)
+    app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, None, "")
+    (p1, overrides1, search1, price1), (p2, overrides2, search2, price2) = started
+    assert p1.name == "chat-users" and overrides1["users"] == [1, 2] and search1 == {"by": "users"} and price1 == 2.5
+    assert overrides2["concurrency"] == [1] and search2 is None and price2 is None

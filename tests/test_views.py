@@ -99,3 +99,43 @@ def test_the_presets_table_lists_every_preset():
     table = views.presets_table(catalogue)
     assert list(table["preset"]) == list(catalogue) and table["SLOs (ms)"].str.len().gt(0).all()
     assert "low-latency-chatbot" in set(table["preset"]) and Path(presets.PRESET_DIR).is_dir()
+
+
+def test_a_chat_preset_takes_its_levels_as_users_and_no_request_count():
+    assert views.overrides_from("1, 8", "64", 128, 99, True, users=True) == {
+        "users": [1, 8], "input_len": [64], "output_len": 128}
+    with pytest.raises(WorkloadError, match="Chat users: give numbers"):
+        views.overrides_from("many", "64", 128, 0, True, users=True)
+    chat = presets.load_all()["chat-users"]
+    assert views.workload_fields(chat) == ("1, 8, 32, 64", "64", 256, 64 * 4, True)
+    assert views.search_for(chat) == {"by": "users"}
+    assert views.search_for(presets.load_all()["chat-capacity"]) == {}  # its own plan
+    assert views.search_for(presets.load_all()["low-latency-chatbot"]) == {"by": "concurrency"}
+
+
+@pytest.mark.parametrize("text, value", [("", None), (None, None), (2.49, 2.49), ("3", 3.0)])
+def test_a_price_is_dollars_or_nothing(text, value):
+    assert views.price_from(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "0", "free", -0.5])
+def test_a_price_that_is_no_price_is_refused(text):
+    with pytest.raises(WorkloadError, match="Price per GPU-hour"):
+        views.price_from(text)
+
+
+def test_a_price_hint_is_a_suggestion_with_its_source_never_a_value():
+    from showcase import roofline
+
+    assert "Suggestion: H100-SXM" in views.price_hint(roofline.gpu("H100-SXM"))
+    assert "$2.49/h" in views.price_hint(roofline.gpu("H100-SXM"))
+    assert "Suggestion" not in views.price_hint(roofline.gpu("T4")) and "Suggestion" not in views.price_hint(None)
+
+
+def test_a_capacity_answer_is_said_in_one_line_and_nothing_for_other_runs():
+    from showcase.bench.capacity import Capacity, CapacityPlan
+    from showcase.bench.workload import SLOs
+
+    assert views.answer_markdown(None) == ""
+    cap = Capacity(plan=CapacityPlan(), slos=SLOs(ttft_ms=500), max_passing=12, sentence="serves up to 12 x", done=True)
+    assert views.answer_markdown(cap) == "### 🎯 This deployment serves up to 12 x."
