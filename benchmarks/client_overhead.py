@@ -32,10 +32,11 @@ from showcase.bench.workload import Workload
 INPUT_LEN, OUTPUT_LEN = 64, 32
 
 
-def start_stub(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen, str]:
+def start_stub(ttft_ms: float, itl_ms: float, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The stub server in a process of its own; `extra`: more of its options."""
     port = server.free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(port),
-                             "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
+                             "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
