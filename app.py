@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, chat, coordinator, measure, presets, roofline, server, sources, views
+from showcase import RUNS_DIR, chat, coordinator, cores, measure, presets, roofline, server, sources, views
 from showcase import report as html_report
 from showcase.bench.run import read_tables
 from showcase.coordinator import BenchmarkCoordinator
@@ -391,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
         srv = make_server(args)
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if srv.endpoint is None:  # the UI's own work (charts, polling) stays off vLLM-CPU's cores, with the load generator
+        print(f"note: the app and its {cores.pin_load_generator(srv.device)}", flush=True)
     admin = args.admin_password
     if admin is None and (args.share or args.host not in ("127.0.0.1", "localhost")):
         admin = secrets.token_urlsafe(9)
