@@ -26,6 +26,7 @@ import pandas as pd
 from showcase import RUNS_DIR, chat, coordinator, cores, measure, presets, roofline, server, sources, views
 from showcase import report as html_report
 from showcase.bench.run import read_tables
+from showcase.bench.workload import ENGINE, VISITOR, Limits
 from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError
 
@@ -59,10 +60,13 @@ def shown() -> Iterator[None]:
         raise gr.Error(str(exc)) from exc
 
 
-def require_admin(ctx: Context, password: str) -> None:
+def require_admin(ctx: Context, password: str) -> Limits:
+    """Refuse a wrong admin password; the limits a run started by this caller is held to (the
+    engine's for the admin, the visitors' in an app without an admin password: anyone reaching it)."""
     if ctx.admin_password is not None and not secrets.compare_digest(password or "", ctx.admin_password):
         raise gr.Error("This needs the admin password: a shared link can chat but cannot start, stop or "
                        "restart anything.")
+    return ENGINE if ctx.admin_password is not None else VISITOR
 
 
 def preset_of(ctx: Context, name: str) -> presets.Preset:
@@ -133,11 +137,11 @@ def on_preset(ctx: Context, name: str):
 def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, price,
           password: str, search: bool = False):
     """Start the preset as edited; `search`: as a capacity search (the preset's own, or by its kind of level)."""
-    require_admin(ctx, password)
+    limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
         ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users)),
-                        views.search_for(p) if search else None, views.price_from(price))
+                        views.search_for(p) if search else None, views.price_from(price), limits)
     return views.progress_markdown(ctx.coord.snapshot())
 
 
@@ -191,7 +195,7 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
 
 def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
     """Start a preset with workload overrides (a JSON object), wait for it, return its summary."""
-    require_admin(ctx, admin)
+    limits = require_admin(ctx, admin)
     try:
         changes = json.loads(overrides or "{}")
     except ValueError as exc:
@@ -200,7 +204,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
         raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
                        f"not a {type(changes).__name__}")
     with shown():
-        ctx.coord.start(preset_of(ctx, preset), changes)
+        ctx.coord.start(preset_of(ctx, preset), changes, limits=limits)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
     if summary is None or summary.empty:
@@ -243,7 +247,7 @@ def bench_controls(ctx: Context) -> dict:
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
         nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")
         stream = gr.Checkbox(label="Streaming")
-        price = gr.Number(label="Price per GPU-hour ($)", info=views.price_hint(own_gpu), elem_id="w-price")
+        price = gr.Number(label="Price per GPU-hour ($)", value=None, info=views.price_hint(own_gpu), elem_id="w-price")
     with gr.Row():
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
         start_btn = gr.Button("Start benchmark", variant="primary", scale=1, elem_id="start")

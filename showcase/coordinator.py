@@ -23,6 +23,7 @@ from showcase import RUNS_DIR, cores, roofline, server, sources
 from showcase.bench import child
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus
+from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
 from showcase.measure import DeviceFigures
 from showcase.prepare import prepare_run
@@ -112,13 +113,15 @@ class BenchmarkCoordinator:
         self._snap = replace(self._snap, **changes)
 
     def start(self, preset: Preset, overrides: dict | None = None, search: dict | None = None,
-              price: float | None = None) -> Preset:
+              price: float | None = None, limits: Limits = VISITOR) -> Preset:
         """Validate, take the slot and start in the background; returns the preset as it will run.
-        `search`: run it as a capacity search (see `prepare_run`); `price`: dollars per GPU-hour."""
+        `search`: run it as a capacity search (see `prepare_run`); `price`: dollars per GPU-hour;
+        `limits`: the visitors' unless the caller proved to be the admin."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
-                               measured=self.figures.result if self.figures else None, search=search, price=price)
+                               measured=self.figures.result if self.figures else None, search=search, price=price,
+                               limits=limits)
         if prepared.settings is not None:
             fit = check_fit(srv, prepared.settings)
             if not fit.fits:

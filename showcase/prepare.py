@@ -15,7 +15,8 @@ from showcase.bench import run as bench
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.run import Bound, Price, RunMeta
 from showcase.measure import Measured
-from showcase.bench.workload import Workload, validated
+from showcase.bench import capacity
+from showcase.bench.workload import ENGINE, Limits, Workload, validated
 from showcase.presets import Preset
 
 ATTACHED = "unknown (attached endpoint)"
@@ -48,7 +49,7 @@ def ad_hoc(workload: dict) -> Preset:
 def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
                 device: sources.Device, smoke: bool, slos: dict | None = None,
                 measured: Measured | None = None, search: dict | None = None,
-                price: float | None = None, gpus: int | None = None) -> PreparedRun:
+                price: float | None = None, gpus: int | None = None, limits: Limits = ENGINE) -> PreparedRun:
     """The run of `preset` with workload `overrides` and SLO `slos` (ms; None keeps the preset's).
 
     `launch`: the server's launch defaults (None when attached to an endpoint); `smoke`: the CPU
@@ -57,6 +58,7 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     `search`: make it a capacity search, with these of `CapacityPlan`'s fields over the preset's
     own (None: a search only if the preset is one). `price`: dollars per GPU-hour over the
     preset's; `gpus`: how many serve (default: the launched server's tensor parallelism, else 1).
+    `limits`: who asks (`VISITOR` in the app without its admin password; `ENGINE` otherwise).
     """
     if smoke:
         preset = preset.for_cpu()
@@ -68,6 +70,9 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     if search is not None:
         plan = validated(CapacityPlan, (plan.model_dump(exclude_unset=True) if plan else {})
                          | {k: v for k, v in search.items() if v is not None}, "capacity search")
+    limits.check(preset.workload)
+    if plan is not None:
+        capacity.check(plan, preset.workload, slo, limits)
     usd = price if price is not None else preset.price_per_gpu_hour
     cost = None if usd is None else validated(Price, {"usd_per_gpu_hour": usd, "gpus": gpus or (
         settings.tensor_parallel_size if settings else 1)}, "price")

@@ -131,8 +131,9 @@ def price_hint(g: roofline.GPU | None) -> str:
 
 
 def price_from(text: float | str | None) -> float | None:
-    """The price per GPU-hour field: empty is no price (no cost columns), never a default."""
-    if text in (None, "") or (isinstance(text, float) and text != text):
+    """The price per GPU-hour field: empty (which a number field sends as 0) is no price, so no
+    cost columns; never a default."""
+    if text in (None, "", 0) or (isinstance(text, float) and text != text):
         return None
     try:
         value = float(text)

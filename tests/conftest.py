@@ -52,7 +52,7 @@ def stub(tmp_path):
     procs = []
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
-              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0) -> str:
+              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False) -> str:
         port = server.free_port()
         cmd = [sys.executable, str(STUB), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
@@ -62,6 +62,8 @@ def stub(tmp_path):
             cmd += ["--drop-idle-s", str(drop_idle_s)]
         if itl_per_stream_ms:
             cmd += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
+        if batch_clock:
+            cmd.append("--batch-clock")
         proc = subprocess.Popen(cmd, stdout=(tmp_path / f"stub-{port}.log").open("w"), stderr=subprocess.STDOUT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"

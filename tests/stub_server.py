@@ -2,13 +2,16 @@
 
 It answers like vLLM (role chunk with the first token, one chunk per token, continuous usage,
 a final usage chunk, [DONE]) after a set time to first token and a set time per token, so a
-client's TTFT and TPOT can be compared with the truth (with `--itl-per-stream-ms`, a time per token
-that grows with the streams running, so a capacity search has a known answer). GET /stub/served lists, per request, the
-TTFT and E2E the stub really produced (from receiving the request to sending a token), which
-under a burst of streams can run a few ms behind the set values. With `--drop-idle-s` it closes,
+client's TTFT and TPOT can be compared with the truth. `--itl-per-stream-ms`: a time per token
+that grows with the streams running (a capacity search then has a known answer).
+`--batch-clock`: every stream's tokens after the first on one shared step clock of `--itl-ms`,
+as a GPU batch emits them. GET /stub/served lists, per request, the TTFT, E2E, TPOT and
+inter-token gaps the stub really produced (from receiving the request to sending a token), which
+under a burst of streams run a little behind the set values. With `--drop-idle-s` it closes,
 unanswered, a request's connection that was idle longer than that (as load balancers do); GET
-/stub/dropped counts them, and the connections chat requests came on. Its "tokenizer" counts words: one token
-per space-separated word plus a fixed chat-template overhead. It knows nothing of the project.
+/stub/dropped counts them, and the connections chat requests came on. Its "tokenizer" counts
+words: one token per space-separated word plus a fixed chat-template overhead. It knows nothing
+of the project.
 
     python stub_server.py --port 8200 --ttft-ms 150 --itl-ms 20
 """
@@ -24,7 +27,7 @@ from aiohttp import web
 
 TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around one user message, as Qwen3's does
 MODEL = "stub"
-MAX_MODEL_LEN = 262_144
+MAX_MODEL_LEN = 1_048_576  # room for a 256K-token prompt with a 32K-token reply
 
 
 def count(messages: list[dict]) -> int:
@@ -32,8 +35,25 @@ def count(messages: list[dict]) -> int:
 
 
 def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
-             drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0) -> web.Application:
+             drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0,
+             batch_clock: bool = False) -> web.Application:
     stats = {"running": 0, "dropped": 0}
+    # With a batch clock, every stream's next token waits for the same step (every `itl_ms`), as a
+    # GPU batch emits them: one tick wakes every stream at once.
+    clock = {"tick": asyncio.Event()}
+
+    async def step_clock(_app: web.Application):
+        async def run() -> None:
+            due = time.perf_counter()
+            while True:
+                due += itl_ms / 1000
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                tick, clock["tick"] = clock["tick"], asyncio.Event()
+                tick.set()
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
     connections: set[object] = set()  # every connection a chat request came on (held: ids are reused)
     served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
     idle_since: dict[object, float] = {}  # connection -> when its last answer ended
@@ -77,10 +97,13 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
             first = last = None
+            sent: list[float] = []
             due = start + ttft_ms / 1000
             for i in range(n):
-                # Sleep to absolute deadlines so timer jitter does not accumulate over a reply.
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                if batch_clock and i > 0:
+                    await clock["tick"].wait()  # the batch's next step, shared by every stream
+                else:  # absolute deadlines, so timer jitter does not accumulate over a reply
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 # A loaded server steps slower: each token's gap grows with the streams running.
                 due += (itl_ms + itl_per_stream_ms * (stats["running"] - 1)) / 1000
                 if break_after is not None and i == break_after:
@@ -92,6 +115,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 # perf_counter is CLOCK_MONOTONIC, shared by processes: a client can compare stamps.
                 last = time.perf_counter()
                 first = first or last
+                sent.append(last)
                 await event({"choices": [{"index": 0, "delta": {"content": " tok"}}], "usage": usage(i + 1),
                              "stub_received": received, "stub_sent": last})
             await event({"choices": [], "usage": usage(n)})
@@ -99,7 +123,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
             # The body's closing chunk follows [DONE] in a write of its own, a moment later, as from
             # a server whose generator has still to finish: a client must read to the end.
             await asyncio.sleep(0.005)
-            served.append({"ttft_s": first - received, "e2el_s": last - received})
+            served.append({"ttft_s": first - received, "e2el_s": last - received,
+                           "tpot_s": (last - first) / (n - 1) if n > 1 else None,
+                           "gaps_s": [b - a for a, b in zip(sent, sent[1:])]})
             return resp
         finally:
             stats["running"] -= 1
@@ -137,7 +163,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
         )
         return web.Response(text=text)
 
-    app = web.Application()
+    app = web.Application(client_max_size=256 * 1024 * 1024)  # a 256K-token prompt is megabytes, as vLLM takes them
+    if batch_clock:
+        app.cleanup_ctx.append(step_clock)
     app.add_routes([
         web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize),
         web.post("/detokenize", detokenize), web.get("/v1/models", models),
@@ -153,6 +181,8 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=150)
     p.add_argument("--itl-ms", type=float, default=20)
     p.add_argument("--break-after", type=int, default=None, help="close every stream after this many tokens")
+    p.add_argument("--batch-clock", action="store_true",
+                   help="every stream's next token on one shared step clock of --itl-ms, as a GPU batch emits them")
     p.add_argument("--itl-per-stream-ms", type=float, default=0.0,
                    help="each token's gap grows by this much per other stream running (a loaded server)")
     p.add_argument("--drop-idle-s", type=float, default=None,
@@ -164,7 +194,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s, args.itl_per_stream_ms),
+    web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s, args.itl_per_stream_ms,
+                         args.batch_clock),
                 host="127.0.0.1",
                 port=args.port, print=None, access_log=None, keepalive_timeout=3600)
 

@@ -113,12 +113,12 @@ def test_a_chat_preset_takes_its_levels_as_users_and_no_request_count():
     assert views.search_for(presets.load_all()["low-latency-chatbot"]) == {"by": "concurrency"}
 
 
-@pytest.mark.parametrize("text, value", [("", None), (None, None), (2.49, 2.49), ("3", 3.0)])
+@pytest.mark.parametrize("text, value", [("", None), (None, None), (0, None), (2.49, 2.49), ("3", 3.0)])
 def test_a_price_is_dollars_or_nothing(text, value):
     assert views.price_from(text) == value
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "free", -0.5])
+@pytest.mark.parametrize("text", ["-1", "free", -0.5])
 def test_a_price_that_is_no_price_is_refused(text):
     with pytest.raises(WorkloadError, match="Price per GPU-hour"):
         views.price_from(text)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, FiniteFloat
 
-from showcase.bench.workload import LIMITS, SLOs, Point, Strict, Workload, WorkloadError
+from showcase.bench.workload import VISITOR, Limits, SLOs, Point, Strict, Workload, WorkloadError
 
 By = Literal["concurrency", "rate", "users"]
 NOUNS = {"concurrency": "concurrent streams", "rate": "requests/s", "users": "chat users"}
@@ -29,7 +29,7 @@ class CapacityPlan(Strict):
     by: By = "concurrency"
     percentile: FiniteFloat = Field(90.0, gt=0, le=100)
     max_failed_share: FiniteFloat = Field(0.0, ge=0, lt=1)  # a level passes with at most this share failed
-    upper: int = Field(LIMITS["concurrency"], ge=1)  # the highest level probed (rates: in steps of resolution)
+    upper: int = Field(VISITOR.concurrency, ge=1)  # the highest level probed (rates: in steps of resolution)
     resolution: FiniteFloat = Field(0.5, gt=0)  # req/s per step, for `by: rate`
 
     def value(self, level: int) -> float:
@@ -51,7 +51,7 @@ class CapacityPlan(Strict):
         return point
 
 
-def check(plan: CapacityPlan, workload: Workload, slos: SLOs) -> None:
+def check(plan: CapacityPlan, workload: Workload, slos: SLOs, limits: Limits | None = None) -> None:
     """Refuse a search that cannot answer: no SLO, or a workload of the wrong kind for `by`."""
     if not slos.any:
         raise WorkloadError("a capacity search needs at least one SLO (TTFT, TPOT or E2E)")
@@ -59,8 +59,8 @@ def check(plan: CapacityPlan, workload: Workload, slos: SLOs) -> None:
         raise WorkloadError("search by users with a chat-users workload (users, turns), and only then")
     if plan.by == "rate" and workload.duration_s is not None:
         raise WorkloadError("a search by rate sends a number of requests per level: give num_requests, not duration_s")
-    if plan.by in ("concurrency", "users") and plan.upper > LIMITS["concurrency"]:
-        raise WorkloadError(f"upper: at most {LIMITS['concurrency']} {NOUNS[plan.by]}")
+    if limits is not None and plan.by in ("concurrency", "users") and plan.upper > limits.concurrency:
+        raise WorkloadError(f"upper: at most {limits.concurrency:,} {NOUNS[plan.by]} (the limit for {limits.who})")
 
 
 class Probe(BaseModel):

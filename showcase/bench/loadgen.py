@@ -57,6 +57,25 @@ def side_session() -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
 
+FILES_SPARE = 256  # open files beyond one a stream: logs, the run folder, side connections, the loop
+
+
+def allow_open_files(streams: int) -> None:
+    """Let this process hold a connection per stream: its open-file limit raised to the hard limit
+    (a default soft limit of 1,024 would fail the 1,025th stream); refused when even that is short."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = streams + FILES_SPARE
+    if soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(hard, max(need, soft))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < need:
+        raise WorkloadError(f"{streams:,} streams need about {need:,} open files; this process may open {hard:,} "
+                            "(raise the hard limit: ulimit -Hn, or LimitNOFILE in a service)")
+
+
 def base_url(url: str) -> str:
     """A server's base URL, as an openai SDK user may write it too: without a trailing / or /v1."""
     url = url.strip().rstrip("/")

@@ -463,6 +463,8 @@ async def run(
         max_len = await loadgen.server_max_model_len(side, target)
         first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity else []
         loadgen.check_fits([*meta.points, *first], max_len)
+        top = meta.capacity.upper if meta.capacity and meta.capacity.by != "rate" else 0
+        loadgen.allow_open_files(max([top, *(p.concurrency or 0 for p in meta.points)]))
         meta = meta.model_copy(update={
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": _now(),
             "vllm_version": await _vllm_version(side, target), "client_version": client_version(),

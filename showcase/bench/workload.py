@@ -1,8 +1,10 @@
 """What a benchmark runs: a workload, the points it expands into, the SLOs, and the limits.
 
 This module owns the one description of a point (`Point`), the workload that expands into points
-(`Workload.points`), the one SLO type (`SLOs`), and the visitor limits (`LIMITS`) that a shared
-link's visitors are held to. It validates strictly and knows nothing about servers, HTTP or files.
+(`Workload.points`), the one SLO type (`SLOs`), and the limits (`Limits`): `VISITOR` for whoever
+reaches the app without its admin password, `ENGINE` for the command line and the admin (what the
+load generator can drive; every workload is held to it). It validates strictly and knows nothing
+about servers, HTTP or files.
 """
 
 from __future__ import annotations
@@ -13,18 +15,72 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError,
 
 from showcase.errors import UserError
 
-# What a visitor of the app may set: generous for a GPU, bounded so a shared link cannot queue a
-# day of work: each value, and the run as a whole (points, requests, hours).
-LIMITS = {"concurrency": 256, "num_requests": 2000, "input_len": 262144, "output_len": 8192, "duration_s": 3600,
-          "points": 64, "total_requests": 20000, "run_s": 4 * 3600, "turns": 64, "think_time_s": 600}
-
-
 class WorkloadError(UserError):
     """A workload that does not validate, or that the server cannot serve; refused before the run."""
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(Strict):
+    """How much one run may ask for: each value, and the run as a whole (points, requests, hours)."""
+
+    who: str
+    concurrency: int  # streams or chat users a point
+    num_requests: int
+    input_len: int
+    output_len: int
+    duration_s: float  # of a point's arrivals
+    points: int
+    total_requests: int
+    run_s: float  # of a run's arrivals
+    turns: int
+    think_time_s: float
+
+    def check(self, w: Workload) -> None:
+        """Refuse `w` with a `WorkloadError` naming the first limit it passes."""
+        problem = self._problem(w)
+        if problem:
+            raise WorkloadError(f"{problem} (the limit for {self.who})")
+
+    def _problem(self, w: Workload) -> str:
+        points = len(w.input_len) * len(w.request_rate or [None]) * len(w.levels)
+        per_point = w.requests_per_point(max(w.levels))
+        longest = (w.num_requests / min(w.request_rate) if w.request_rate and w.num_requests else w.duration_s or 0)
+        checks = [
+            (max(w.levels) > self.concurrency, f"concurrency and users levels: at most {self.concurrency:,}"),
+            (max(w.input_len) > self.input_len, f"input_len: at most {self.input_len:,} tokens"),
+            (w.output_len > self.output_len, f"output_len: at most {self.output_len:,} tokens"),
+            (w.num_requests is not None and w.num_requests > self.num_requests,
+             f"num_requests: at most {self.num_requests:,} a point"),
+            (w.warmup_requests > self.concurrency, f"warmup_requests: at most {self.concurrency:,}"),
+            (w.chat.turns > self.turns or w.chat.think_time_s > self.think_time_s
+             or w.chat.system_prompt_len > self.input_len,
+             f"chat: at most {self.turns} turns, {self.think_time_s:g} s think time, a system prompt of "
+             f"{self.input_len:,} tokens"),
+            (points > self.points, f"{points} points (input lengths × rates × levels); at most {self.points:,}"),
+            (per_point is not None and points * (per_point + w.warmup_requests) > self.total_requests,
+             f"{points} points × {(per_point or 0) + w.warmup_requests:,} requests is more than "
+             f"{self.total_requests:,} requests in all"),
+            (longest > self.duration_s or points * longest > self.run_s,
+             f"the arrivals alone would take {longest:,.0f} s per point and {points * longest:,.0f} s in all; at "
+             f"most {self.duration_s:,.0f} s a point and {self.run_s:,.0f} s a run (raise request_rate or lower "
+             "num_requests)"),
+        ]
+        return next((text for failed, text in checks if failed), "")
+
+
+# Whoever reaches the app without its admin password: generous for a GPU, bounded so a shared link
+# cannot queue a day of work.
+VISITOR = Limits(who="visitors of the app", concurrency=256, num_requests=2000, input_len=262_144, output_len=8192,
+                 duration_s=3600, points=64, total_requests=20_000, run_s=4 * 3600, turns=64, think_time_s=600)
+# The command line and the admin: what one load generator can be asked to drive (a data-parallel
+# cluster at 10,000 streams, a million requests); prompts are bounded by the server's context.
+ENGINE = Limits(who="the command line and the admin", concurrency=100_000, num_requests=10_000_000,
+                input_len=16_777_216, output_len=1_048_576, duration_s=7 * 86400, points=10_000,
+                total_requests=100_000_000, run_s=30 * 86400, turns=10_000, think_time_s=86400)
+LIMITS = VISITOR.model_dump(exclude={"who"})  # the visitors' limits by name, for messages and forms
 
 
 ARRIVALS_SLACK, ARRIVALS_MARGIN = 2, 10  # a Poisson count over a short time runs well above its mean
@@ -35,9 +91,9 @@ class Chat(Strict):
     system prompt and the whole history (the server's real replies) plus a new message of the
     point's `input_len` tokens, then waits for the reply of `output_len` tokens and thinks."""
 
-    turns: int = Field(3, ge=1, le=LIMITS["turns"])
-    system_prompt_len: int = Field(0, ge=0, le=LIMITS["input_len"])  # content tokens, the same for every user
-    think_time_s: FiniteFloat = Field(0.0, ge=0, le=LIMITS["think_time_s"])  # from a reply to the next message
+    turns: int = Field(3, ge=1)
+    system_prompt_len: int = Field(0, ge=0)  # content tokens, the same for every user
+    think_time_s: FiniteFloat = Field(0.0, ge=0)  # from a reply to the next message
     think_time: Literal["fixed", "exponential"] = "fixed"  # exponential: `think_time_s` is the mean
 
 
@@ -78,12 +134,12 @@ class Workload(Strict):
 
     concurrency: list[int] | None = Field(None, min_length=1)
     input_len: list[int] = Field(min_length=1)
-    output_len: int = Field(ge=1, le=LIMITS["output_len"])
+    output_len: int = Field(ge=1)
     request_rate: list[FiniteFloat] | None = None  # req/s; with it, concurrency is the in-flight cap
     burstiness: FiniteFloat = Field(1.0, gt=0)
-    num_requests: int | None = Field(32, ge=1, le=LIMITS["num_requests"])
-    duration_s: FiniteFloat | None = Field(None, gt=0, le=LIMITS["duration_s"])
-    warmup_requests: int = Field(1, ge=0, le=LIMITS["concurrency"])
+    num_requests: int | None = Field(32, ge=1)
+    duration_s: FiniteFloat | None = Field(None, gt=0)
+    warmup_requests: int = Field(1, ge=0)
     timeout_s: FiniteFloat = Field(300.0, gt=0)
     stream: bool = True
     shared_prefix_len: int = Field(0, ge=0)
@@ -100,19 +156,21 @@ class Workload(Strict):
     def _check(self) -> Workload:
         if (self.concurrency is None) == (self.users is None):
             raise ValueError("give exactly one of concurrency and users")
-        if any(c < 1 or c > LIMITS["concurrency"] for c in self.levels):
-            raise ValueError(f"concurrency and users levels must be between 1 and {LIMITS['concurrency']}")
+        if any(c < 1 for c in self.levels):
+            raise ValueError("concurrency and users levels must be 1 or more")
         if self.users is not None:
             self._check_chat()
-        if any(n < 1 or n > LIMITS["input_len"] for n in self.input_len):
-            raise ValueError(f"input_len values must be between 1 and {LIMITS['input_len']}")
+        if any(n < 1 for n in self.input_len):
+            raise ValueError("input_len values must be 1 or more")
         if self.request_rate is not None and any(r <= 0 for r in self.request_rate):
             raise ValueError("request_rate values must be above 0")
         if (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests and duration_s")
         if any(self.shared_prefix_len >= n for n in self.input_len) and self.shared_prefix_len:
             raise ValueError("shared_prefix_len must be shorter than every input_len")
-        self._check_size()
+        problem = ENGINE._problem(self)  # every workload, whoever asks, within what the engine can drive
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -128,22 +186,6 @@ class Workload(Strict):
 
     def requests_per_point(self, level: int) -> int | None:
         return level * self.chat.turns if self.users is not None else self.num_requests
-
-    def _check_size(self) -> None:
-        """The run as a whole: its points, its requests, and how long its arrivals take."""
-        points = len(self.input_len) * len(self.request_rate or [None]) * len(self.levels)
-        if points > LIMITS["points"]:
-            raise ValueError(f"{points} points (input lengths × rates × concurrency levels); at most {LIMITS['points']}")
-        per_point = self.requests_per_point(max(self.levels))
-        if per_point is not None and points * (per_point + self.warmup_requests) > LIMITS["total_requests"]:
-            raise ValueError(f"{points} points × {per_point + self.warmup_requests} requests is more than "
-                             f"{LIMITS['total_requests']} requests in all")
-        longest = (self.num_requests / min(self.request_rate) if self.request_rate and self.num_requests
-                   else self.duration_s or 0)
-        if longest > LIMITS["duration_s"] or points * longest > LIMITS["run_s"]:
-            raise ValueError(f"the arrivals alone would take {longest:,.0f} s per point and {points * longest:,.0f} s "
-                             f"in all; at most {LIMITS['duration_s']} s a point and {LIMITS['run_s']} s a run "
-                             "(raise request_rate or lower num_requests)")
 
     def points(self) -> tuple[Point, ...]:
         """Every combination of input length × rate × concurrency (or users), in that order."""
