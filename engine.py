@@ -53,6 +53,8 @@ def _run_options() -> argparse.ArgumentParser:
     b.add_argument("--burstiness", type=float)
     b.add_argument("--warmup", type=int)
     b.add_argument("--timeout", type=float, help="per-request timeout in seconds")
+    b.add_argument("--workers", type=int, help="load generator processes (default: one per 256 streams, at most "
+                   "one a core; 1 for small runs)")
     b.add_argument("--no-stream", action="store_true", help="non-streaming requests: no TTFT")
     b.add_argument("--slo-ttft-ms", type=float)
     b.add_argument("--slo-tpot-ms", type=float)
@@ -121,7 +123,7 @@ def _workload_overrides(args: argparse.Namespace) -> dict:
     pairs = {
         "concurrency": args.concurrency, "input_len": args.input_len, "output_len": args.output_len,
         "num_requests": args.num_requests, "request_rate": args.rate, "burstiness": args.burstiness,
-        "warmup_requests": args.warmup, "timeout_s": args.timeout, "users": args.users,
+        "warmup_requests": args.warmup, "timeout_s": args.timeout, "users": args.users, "workers": args.workers,
     }
     out = {k: v for k, v in pairs.items() if v is not None}
     chat = {"turns": args.turns, "system_prompt_len": args.system_prompt_len, "think_time_s": args.think_time,

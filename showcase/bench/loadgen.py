@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -484,6 +485,14 @@ class LagSampler:
 # -- schedules ------------------------------------------------------------------------------------------
 
 
+def schedule(point: Point, prompts: int) -> list[tuple[int, float]]:
+    """A rate point's arrivals: each request's index and send time from the start (those of a
+    duration end with it)."""
+    count = prompts if point.duration_s is None else point.arrivals_bound()
+    offsets = arrival_offsets(point.request_rate, point.burstiness, count, seed=point.index)
+    return [(i, t) for i, t in enumerate(offsets) if point.duration_s is None or t < point.duration_s]
+
+
 def arrival_offsets(rate: float, burstiness: float, count: int, seed: int = 0) -> list[float]:
     """Send times (s from the start) for `count` requests at `rate` req/s.
 
@@ -521,19 +530,25 @@ class _PointRun:
         self.records.append(rec)
         self.on_done(rec)
 
-    async def closed_loop(self, msgs: list[list[dict]], warmup: bool, deadline: float | None) -> None:
-        counter = iter(range(10**9))
+    async def closed_loop(self, msgs: list[list[dict]], warmup: bool, deadline: float | None,
+                          indices: Iterator[int] | None = None, streams: int | None = None) -> None:
+        """`streams` streams (default: the point's concurrency), each sending the next request as
+        its last one ends: the next of `indices` (default: every prompt once, or without end
+        until `deadline`)."""
+        counter = indices if indices is not None else (
+            itertools.count() if deadline is not None else iter(range(len(msgs))))
 
         async def stream() -> None:
             while not self.should_stop():
-                i = next(counter)
-                if (deadline is None and i >= len(msgs)) or (deadline is not None and time.perf_counter() >= deadline):
+                i = next(counter, None)
+                if i is None or (deadline is not None and time.perf_counter() >= deadline):
                     return
                 await self._one(msgs, i, warmup, time.perf_counter())
 
-        await asyncio.gather(*(stream() for _ in range(max(1, self.point.concurrency or 1))))
+        await asyncio.gather(*(stream() for _ in range(max(1, streams or self.point.concurrency or 1))))
 
-    async def users_loop(self, system: str, messages: list[list[str]], seed: int) -> None:
+    async def users_loop(self, system: str, messages: list[list[str]], seed: int,
+                         users: list[int] | None = None) -> None:
         """Each chat user's conversation: it starts at a random moment within one think time, sends
         the system prompt, the history and its next message, reads the reply, thinks, and goes on;
         a failed turn ends that user's conversation (there is no reply to go on from)."""
@@ -560,16 +575,16 @@ class _PointRun:
                 if t + 1 < len(messages[u]):
                     await asyncio.sleep(think())
 
-        await asyncio.gather(*(user(u) for u in range(p.users)))
+        await asyncio.gather(*(user(u) for u in (users if users is not None else range(p.users))))
 
-    async def open_loop(self, msgs: list[list[dict]], t0: float) -> None:
+    async def open_loop(self, msgs: list[list[dict]], t0: float,
+                        arrivals: list[tuple[int, float]] | None = None) -> None:
+        """Requests at their arrival times (`arrivals`: request index and send time from `t0`;
+        default: the point's whole schedule)."""
         p = self.point
-        count = len(msgs) if p.duration_s is None else p.arrivals_bound()
         cap = asyncio.Semaphore(p.concurrency) if p.concurrency else None
         tasks = []
-        for i, offset in enumerate(arrival_offsets(p.request_rate, p.burstiness, count, seed=p.index)):
-            if p.duration_s is not None and offset >= p.duration_s:
-                break
+        for i, offset in arrivals if arrivals is not None else schedule(p, len(msgs)):
             delay = t0 + offset - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -577,6 +592,16 @@ class _PointRun:
                 break
             tasks.append(asyncio.create_task(self._one(msgs, i, False, t0 + offset, cap)))
         await asyncio.gather(*tasks)
+
+
+async def warm_up(session: aiohttp.ClientSession, target: Target, point: Point, prompts: list[list[dict]],
+                  on_done: ProgressFn, should_stop: Callable[[], bool],
+                  fresh: aiohttp.ClientSession | None = None) -> list[RequestRecord]:
+    """The point's warm-up requests, at its concurrency, left out of its statistics."""
+    job = _PointRun(session, target, point, on_done, should_stop, fresh)
+    if prompts:
+        await job.closed_loop(prompts, True, None)
+    return job.records
 
 
 async def run_point(
@@ -598,8 +623,7 @@ async def run_point(
     carries the one retry of a request lost on a stale connection (see `send`).
     """
     job = _PointRun(session, target, point, on_done, should_stop, fresh)
-    if warmup_prompts:
-        await job.closed_loop(warmup_prompts, True, None)
+    job.records = await warm_up(session, target, point, warmup_prompts, on_done, should_stop, fresh)
     t0 = time.perf_counter()
     if conversations is not None:
         await job.users_loop(*conversations)

@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, client_version, roofline
-from showcase.bench import capacity, loadgen, metrics
+from showcase.bench import capacity, loadgen, metrics, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
@@ -389,11 +389,18 @@ class _Run:
                 tally["tokens"] += (rec.output_tokens or 0) if rec.ok else 0
                 self._progress(point, tally["done"], tally["failed"], tally["tokens"], started=started)
 
+        n = point.workers or workers.auto_workers(point)
         with frozen_heap():
             self.lag.begin()
-            records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
-                                                        self.ended, fresh=self.side, conversations=chats)
-            health = self.lag.take()
+            if n > 1:  # warm-up here, the measured requests over worker processes
+                warmed = await loadgen.warm_up(self.session, self.target, point, warm, on_done, self.ended, self.side)
+                records, duration, health = await workers.run_point(self.target, point, prompts, on_done, self.ended,
+                                                                    n, chats)
+                records = warmed + records
+            else:
+                records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
+                                                            self.ended, fresh=self.side, conversations=chats)
+                health = self.lag.take()
         await self._check_histories(records)
         if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
             self.dead.set()

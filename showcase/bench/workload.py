@@ -114,6 +114,7 @@ class Point(Strict):
     shared_prefix_len: int = 0
     users: int | None = None  # chat users, each holding a conversation (`chat`); None: single prompts
     chat: Chat | None = None
+    workers: int | None = None  # load generator processes; None: chosen from the cores and the load
 
     def context_len(self) -> int:
         """The longest prompt plus reply this point sends (a chat's last turn carries the whole
@@ -145,6 +146,7 @@ class Workload(Strict):
     shared_prefix_len: int = Field(0, ge=0)
     users: list[int] | None = Field(None, min_length=1)  # chat users per point: users × turns requests (not num_requests)
     chat: Chat = Chat()
+    workers: int | None = Field(None, ge=1, le=1024)  # load generator processes; None: chosen per point
 
     @field_validator("concurrency", "input_len", "request_rate", "users")
     @classmethod
@@ -195,7 +197,7 @@ class Workload(Strict):
     def point(self, index: int, input_len: int, level: int, rate: float | None = None) -> Point:
         """The point of this workload at one prompt length, level (concurrency or users) and rate."""
         shared = self.model_dump(include={"output_len", "burstiness", "duration_s", "timeout_s", "stream",
-                                          "shared_prefix_len"})
+                                          "shared_prefix_len", "workers"})
         chat = {"users": level, "chat": self.chat} if self.users is not None else {}
         return Point(index=index, input_len=input_len, request_rate=rate, concurrency=level,
                      num_requests=self.requests_per_point(level), warmup_requests=self.warmup_requests,

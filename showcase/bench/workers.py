@@ -1,0 +1,230 @@
+"""One point's load spread over worker processes, each with its own event loop.
+
+One Python event loop reads every stream's socket in turn: at a thousand streams its wake-ups run
+late and every timestamp with them (SGLang measured its Python client at 2.4× the TTFT of its Rust
+client at 256 streams). This module owns splitting a point over worker processes (its streams
+and their requests, a rate's arrivals with their times unchanged, chat users), starting every
+worker on one shared instant, collecting their records as they finish, and a worker that dies
+(its unreported requests count as failed, with the reason). Each worker runs `loadgen`'s own
+loops on its share; records merge into one point with `metrics`' definitions. Timestamps are
+`time.perf_counter()`, the system-wide monotonic clock on Linux, so workers' stamps compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from showcase.bench import loadgen
+from showcase.bench.loadgen import Target
+from showcase.bench.metrics import ClientHealth, RequestRecord
+from showcase.bench.workload import Point
+
+STREAMS_PER_WORKER = 256  # one event loop stays exact to about this many streams (README: client overhead)
+READY_TIMEOUT_S = 120.0  # a worker imports and opens its sessions within this
+START_MARGIN_S = 0.05  # from "go" to the shared first instant: every worker is waiting by then
+
+
+def auto_workers(point: Point, cores: int | None = None) -> int:
+    """Workers for a point when none are asked: one per `STREAMS_PER_WORKER` streams, at most one a
+    core this process may use; 1 for small runs."""
+    cores = cores or len(os.sched_getaffinity(0))
+    streams = point.users or point.concurrency or max(1, math.ceil((point.request_rate or 1) / 100))
+    return max(1, min(cores, math.ceil(streams / STREAMS_PER_WORKER)))
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one worker sends of a point."""
+
+    worker: int
+    streams: int  # closed loop: its streams; a rate's cap: its part of the cap (0: none)
+    indices: tuple[int, ...]  # closed loop with a count: the requests it sends
+    arrivals: tuple[tuple[int, float], ...]  # a rate: its requests and their send times from the start
+    users: tuple[int, ...]  # chat users: the users whose conversations it holds
+
+
+def _parts(total: int, n: int) -> list[int]:
+    """`total` split into `n` parts differing by at most one, larger first."""
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
+def split(point: Point, prompts: int, workers: int) -> list[Share]:
+    """A point's load over `workers`: streams and requests in proportion, a rate's arrivals dealt
+    in turn (every arrival keeps its time), chat users dealt in turn. No worker gets nothing."""
+    levels = point.users or point.concurrency or 0
+    n = max(1, min(workers, levels or workers))
+    streams = _parts(levels, n) if levels else [0] * n
+    if point.users is not None:
+        return [Share(w, streams[w], (), (), tuple(range(w, point.users, n))) for w in range(n)]
+    if point.request_rate is not None:
+        arrivals = loadgen.schedule(point, prompts)
+        return [Share(w, streams[w], (), tuple(arrivals[w::n]), ()) for w in range(n)]
+    if point.duration_s is not None:  # each stream sends until the deadline: indices dealt in turn, without end
+        return [Share(w, streams[w], (), (), ()) for w in range(n)]
+    counts = [round(prompts * s / levels) for s in streams]
+    counts[-1] = prompts - sum(counts[:-1])
+    starts = list(itertools.accumulate([0, *counts]))
+    return [Share(w, streams[w], tuple(range(starts[w], starts[w + 1])), (), ()) for w in range(n)]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs, sent to it once (pickled)."""
+
+    target: Target
+    point: Point
+    share: Share
+    workers: int
+    prompts: list[list[dict]]
+    conversations: tuple[str, list[list[str]], int] | None
+
+
+def _worker_main(job: WorkerJob, out, go, start_at, stop) -> None:
+    """A worker process: open sessions, say ready, wait for the shared instant, send its share."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_work(job, out, go, start_at, stop))
+
+
+async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
+    share, point = job.share, job.point
+    if point.request_rate is not None:  # its part of the cap on requests in flight
+        point = point.model_copy(update={"concurrency": share.streams or None})
+    lag = loadgen.LagSampler()
+    async with loadgen.measuring_session() as session, loadgen.side_session() as side:
+        out.put(("ready", share.worker, None))
+        await asyncio.to_thread(go.wait)
+        t0 = start_at.value
+        await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+        sampler = asyncio.create_task(lag.run())
+        lag.begin()
+        run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
+                                stop.is_set, side)
+        if job.conversations is not None:
+            await run.users_loop(*job.conversations, users=list(share.users))
+        elif point.request_rate is not None:
+            await run.open_loop(job.prompts, t0, list(share.arrivals))
+        elif point.duration_s is not None:
+            await run.closed_loop(job.prompts, False, t0 + point.duration_s,
+                                  itertools.count(share.worker, job.workers), share.streams)
+        else:
+            await run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
+        health = lag.take()
+        sampler.cancel()
+    out.put(("done", share.worker, health))
+
+
+def combined(healths: list[ClientHealth]) -> ClientHealth:
+    """The workers' health as one: the worst of each (a point is client-bound if any worker was)."""
+    def worst(values: list[float]) -> float:
+        known = [v for v in values if not math.isnan(v)]
+        return max(known) if known else math.nan
+
+    return ClientHealth(worst([h.lag_p99_ms for h in healths]), worst([h.cpu_share for h in healths]),
+                        worst([h.runq_share for h in healths]))
+
+
+def _lost(point: Point, share: Share, seen: set[int], code: int | None, prompts: int) -> list[RequestRecord]:
+    """A dead worker's requests it never reported, as failures saying why (for a duration, its
+    streams' requests in flight; what it would have sent later was never sent)."""
+    why = f"load generator worker {share.worker} died (exit code {code}): the request's outcome is unknown"
+    if point.users is not None:
+        wanted = [u * point.chat.turns + t for u in share.users for t in range(point.chat.turns)]
+    elif point.request_rate is not None:
+        wanted = [i for i, _ in share.arrivals]
+    elif point.duration_s is not None:
+        wanted = [-1 - k for k in range(share.streams)]  # in flight, indices unknown
+    else:
+        wanted = list(share.indices)
+    return [RequestRecord(point.index, i, False, point.stream, point.input_len, point.output_len, error=why)
+            for i in wanted if i not in seen]
+
+
+async def run_point(target: Target, point: Point, prompts: list[list[dict]], on_done: Callable[[RequestRecord], None],
+                    should_stop: Callable[[], bool], workers: int,
+                    conversations: tuple[str, list[list[str]], int] | None = None,
+                    on_started: Callable[[list[int]], None] = lambda pids: None,
+                    ) -> tuple[list[RequestRecord], float, ClientHealth]:
+    """The measured requests of `point` over `workers` processes (warm-up is the caller's); all
+    records, the measured wall time (from the shared first instant to the last completion) and
+    our client's health over all workers. `on_started` gets the workers' pids (tests kill one)."""
+    ctx = mp.get_context("spawn")  # this process runs threads and an event loop: never fork it
+    out, go, stop, start_at = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+    shares = split(point, len(prompts), workers)
+    procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{s.worker}", daemon=True,
+                         args=(WorkerJob(target, point, s, len(shares), prompts, conversations), out, go, start_at,
+                               stop)) for s in shares]
+    for p in procs:
+        p.start()
+    on_started([p.pid for p in procs])
+    try:
+        return await _collect(procs, shares, out, go, stop, start_at, point, len(prompts), on_done, should_stop)
+    finally:
+        stop.set()
+        go.set()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+
+
+async def _collect(procs, shares, out, go, stop, start_at, point, prompts, on_done, should_stop):
+    records: list[RequestRecord] = []
+    seen: dict[int, set[int]] = {s.worker: set() for s in shares}
+    healths: dict[int, ClientHealth] = {}
+    ready: set[int] = set()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+
+    def take(msg) -> None:
+        kind, w, body = msg
+        if kind == "ready":
+            ready.add(w)
+        elif kind == "rec":
+            seen[w].add(body.index)
+            records.append(body)
+            on_done(body)
+        else:
+            healths[w] = body
+
+    while len(healths) + sum(1 for w, p in enumerate(procs) if w not in healths and p.exitcode is not None) < len(procs):
+        try:
+            take(await asyncio.to_thread(out.get, True, 0.1))
+        except queue.Empty:
+            pass
+        dead = sum(1 for w, p in enumerate(procs) if w not in ready and p.exitcode is not None)
+        if not go.is_set() and len(ready) + dead == len(procs):  # the living start; the dead's share is lost
+            start_at.value = time.perf_counter() + START_MARGIN_S
+            go.set()
+        if not go.is_set() and time.monotonic() > deadline:
+            raise RuntimeError(f"load generator workers did not start within {READY_TIMEOUT_S:g} s")
+        if should_stop():
+            stop.set()
+    while True:  # what arrived after the last check
+        try:
+            take(out.get_nowait())
+        except queue.Empty:
+            break
+    for share, proc in zip(shares, procs):
+        if share.worker not in healths:
+            proc.join(timeout=5)
+            lost = _lost(point, share, seen[share.worker], proc.exitcode, prompts)
+            for rec in lost:
+                rec.start = rec.end = start_at.value
+                on_done(rec)
+            records.extend(lost)
+    t0 = start_at.value
+    t1 = max((r.end for r in records if r.ok), default=time.perf_counter())
+    return records, t1 - t0, combined(list(healths.values()))
