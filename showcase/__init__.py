@@ -14,8 +14,9 @@
     charts.py       Altair charts from those DataFrames
     report.py       one self-contained HTML report per run
     errors.py       the one base class of what a user can get wrong
-    bench/          a benchmark run: workload and points, load generator, metrics, run folder,
-                    the run in a process of its own, and agreement with vLLM's own client
+    bench/          a benchmark run: workload and points, load generator (and its worker
+                    processes), samplers, metrics, the capacity search, run folder, the run in
+                    a process of its own, and agreement with vLLM's own client
 
 Nothing here imports Gradio, app.py or engine.py.
 """

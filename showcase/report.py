@@ -14,7 +14,6 @@ import json
 import math
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 from markdown_it import MarkdownIt
 

@@ -47,6 +47,12 @@ def test_the_search_is_exact_on_noisy_but_separable_measurements():
 def test_a_first_level_that_fails_has_no_answer():
     s, probed = search_with(lambda level: False, upper=256)
     assert probed == [1] and s.max_passing is None and s.min_failing == 1
+    fail = Probe(level=1, load=1, point=0, values_ms={"ttft_ms": 812.0}, failed_share=0, passed=False,
+                 binding="ttft_ms")
+    cap = Capacity(plan=CapacityPlan(), slos=SLOs(ttft_ms=500), min_failing=1, probes=[fail], done=True)
+    assert capacity.sentence(cap) == ("does not meet p90 TTFT ≤ 500 ms even at 1 concurrent streams: "
+                                      "p90 TTFT is 812.0 ms")
+    assert capacity.missed(fail, cap.plan) == "p90 TTFT is 812.0 ms"
 
 
 def test_an_upper_bound_reached_without_a_failure_is_the_answer_and_said_so():
@@ -144,7 +150,9 @@ def test_the_capacity_search_finds_the_known_answer_of_a_loaded_server(stub, tmp
     assert [p.level for p in cap.probes] == [1, 2, 4, 8, 16, 12, 14, 13]
     assert len(result.summary) == 8 and list(result.summary["max_concurrency"]) == [1, 2, 4, 8, 16, 12, 14, 13]
     saved = json.loads((result.folder / "capacity.json").read_text())
-    assert saved["max_passing"] == 13 and saved["binding_slo"] == "tpot_ms" and saved["plan"]["percentile"] == 90
+    assert saved["max_passing"] == 13 and saved["binding_slo"] == "tpot_ms" and saved["percentile"] == 90
+    assert saved["min_failing"] == 14 and saved["slos"]["tpot_ms"] == 30 and saved["reason"] == ""
+    assert [(p["level"], p["passed"]) for p in saved["probes"]][-2:] == [(14, False), (13, True)]
     assert cap.sentence.startswith("serves up to 13 concurrent streams with p90 TPOT ≤ 30 ms; at 14, p90 TPOT is")
     assert "per million output tokens" in cap.sentence
     assert bench.read_meta(result.folder).points[-1].concurrency == 13

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from showcase.bench import loadgen
-from showcase.bench import metrics
+from showcase.bench import metrics, samplers
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import SLOs, Point
 
@@ -279,5 +279,5 @@ def test_prometheus_text_is_parsed_into_the_charted_gauges():
         '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n'
         '# TYPE vllm:num_preemptions counter\nvllm:num_preemptions_total{engine="0",model_name="m"} 2.0\n'
     )
-    assert loadgen.parse_server_metrics(text) == {"kv_cache_usage": 0.25, "running": 3.0, "waiting": 1.0,
+    assert samplers.parse_server_metrics(text) == {"kv_cache_usage": 0.25, "running": 3.0, "waiting": 1.0,
                                                   "preemptions": 2.0}

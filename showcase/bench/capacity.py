@@ -124,7 +124,9 @@ class Capacity(BaseModel):
 
     plan: CapacityPlan
     slos: SLOs
+    percentile: float = 90.0  # the plan's, said at the top for readers of the file
     max_passing: float | None = None  # the answer, as a load; None when even the lowest level failed
+    reason: str = ""  # why there is no answer (max_passing None): what the lowest level missed
     min_failing: float | None = None  # None when the upper bound passed
     binding_slo: str | None = None  # what failed first at min_failing
     probes: list[Probe] = []
@@ -133,14 +135,15 @@ class Capacity(BaseModel):
     done: bool = False  # False while searching, and when the run ended before the answer
     sentence: str = ""
 
-    @property
-    def percentile(self) -> float:
-        return self.plan.percentile
-
 
 def targets(slos: SLOs, percentile: float) -> str:
     p = f"p{percentile:g}"
     return " and ".join(f"{p} {SLO_NAMES[k]} ≤ {v:g} ms" for k, v in slos.model_dump().items() if v is not None)
+
+
+def missed(probe: Probe, plan: CapacityPlan) -> str:
+    """What a failing level missed, in words."""
+    return _missed(probe, plan.percentile, plan.max_failed_share)
 
 
 def _missed(probe: Probe, percentile: float, max_failed_share: float) -> str:

@@ -3,9 +3,9 @@
 This module owns the network side of a benchmark: building prompts of an exact token length with
 the server's own tokenizer (/tokenize), sending chat completions and parsing their SSE streams
 by hand (the openai SDK adds large errors at high concurrency), scheduling them (closed loop at a
-fixed concurrency, or Poisson/gamma arrivals at a rate with an optional cap), sampling /metrics
-and our own event loop's lag. It records raw timestamps into `metrics.RequestRecord`s and
-computes nothing from them; `metrics.py` does.
+fixed concurrency, Poisson/gamma arrivals at a rate with an optional cap, or chat users' turns).
+It records raw timestamps into `metrics.RequestRecord`s and computes nothing from them;
+`metrics.py` does. What is sampled meanwhile (/metrics, our own loop) is `samplers.py`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +22,8 @@ from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
-from showcase.bench.metrics import ClientHealth, RequestRecord
+from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import Point, WorkloadError
 
 
@@ -383,103 +381,6 @@ def check_fits(points: list[Point], max_model_len: int | None) -> None:
                     f"{p.output_len} tokens" if p.chat else f"input_len {p.input_len} + output_len {p.output_len}")
             raise WorkloadError(f"Point {p.index + 1}: {what} = {p.context_len()} tokens exceeds the server's "
                                 f"max_model_len of {max_model_len}.")
-
-
-# -- samplers -----------------------------------------------------------------------------------------
-
-SERVER_GAUGES = {
-    "vllm:kv_cache_usage_perc": "kv_cache_usage",
-    "vllm:num_requests_running": "running",
-    "vllm:num_requests_waiting": "waiting",
-    "vllm:num_preemptions_total": "preemptions",
-    "vllm:prefix_cache_queries_total": "prefix_cache_queries",  # tokens looked up, since the server started
-    "vllm:prefix_cache_hits_total": "prefix_cache_hits",  # tokens found
-}
-
-
-def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
-    """The prefix cache's hit rate between two samples: tokens found / tokens looked up (NaN: none)."""
-    queries = now.get("prefix_cache_queries", math.nan) - before.get("prefix_cache_queries", math.nan)
-    hits = now.get("prefix_cache_hits", math.nan) - before.get("prefix_cache_hits", math.nan)
-    return hits / queries if queries > 0 else math.nan
-
-
-def parse_server_metrics(text: str) -> dict[str, float]:
-    """The gauges we chart, summed over engines, from vLLM's Prometheus text."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = SERVER_GAUGES.get(sample.name)
-            if key:
-                out[key] = out.get(key, 0.0) + float(sample.value)
-    return out
-
-
-class ServerSampler:
-    """Samples /metrics every `interval_s` into a timeline; stops quietly if there is none."""
-
-    def __init__(self, session: aiohttp.ClientSession, target: Target, t0: float, interval_s: float = 0.5):
-        self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
-        self.rows: list[dict[str, float]] = []
-        self.point = -1
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with self.session.get(f"{self.target.base_url}/metrics", headers=self.target.headers,
-                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                    if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
-                        return
-                    values = parse_server_metrics(await resp.text()) if resp.status == 200 else {}
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                values = {}
-            if values:
-                rate = hit_rate(self.rows[-1], values) if self.rows else math.nan
-                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values,
-                                  "prefix_cache_hit_rate": rate})
-            await asyncio.sleep(self.interval_s)
-
-
-def run_queue_s() -> float:
-    """Seconds the calling thread has spent ready to run but waiting for a CPU (NaN if unknown).
-
-    The kernel's schedstat: a thread that waited here could not read its sockets, so whatever
-    arrived meanwhile gets a late timestamp. Read it from the event loop's own thread.
-    """
-    try:
-        with open("/proc/thread-self/schedstat") as fh:
-            return int(fh.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return math.nan
-
-
-class LagSampler:
-    """Measures how late our event loop wakes up, and what our process and thread got of the CPU."""
-
-    def __init__(self, period_s: float = 0.01) -> None:
-        self.period_s = period_s
-        self.lags: list[float] = []
-        self._cpu0 = self._wall0 = self._runq0 = 0.0
-
-    async def run(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(self.period_s)
-            self.lags.append(time.perf_counter() - t - self.period_s)
-
-    def begin(self) -> None:
-        """Start a point's account; call from the event loop's thread."""
-        self.lags.clear()
-        self._cpu0, self._wall0, self._runq0 = time.process_time(), time.perf_counter(), run_queue_s()
-
-    def take(self) -> ClientHealth:
-        """The account since `begin`; call from the event loop's thread."""
-        wall = time.perf_counter() - self._wall0
-        cpu, runq = time.process_time() - self._cpu0, run_queue_s() - self._runq0
-        lags, self.lags = self.lags, []
-        lag_p99 = float(np.percentile(np.asarray(lags) * 1000, 99)) if lags else math.nan
-        share = (lambda x: x / wall) if wall > 0 else (lambda x: math.nan)
-        return ClientHealth(lag_p99, share(cpu), share(runq))
 
 
 # -- schedules ------------------------------------------------------------------------------------------

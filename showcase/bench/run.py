@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, client_version, roofline
-from showcase.bench import capacity, loadgen, metrics, workers
+from showcase.bench import capacity, loadgen, metrics, samplers, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
@@ -264,8 +264,8 @@ class _Run:
         self.on_progress, self.stop = on_progress, stop
         self.t0 = time.perf_counter()
         self.factory = loadgen.PromptFactory(side, target)
-        self.sampler = loadgen.ServerSampler(side, target, self.t0)
-        self.lag = loadgen.LagSampler()
+        self.sampler = samplers.ServerSampler(side, target, self.t0)
+        self.lag = samplers.LagSampler()
         self.dead = threading.Event()
         # New prompts every run: a server with prefix caching (vLLM's default) still holds the
         # prompts of an earlier run of the same preset and would answer them from its cache.
@@ -311,7 +311,7 @@ class _Run:
     async def _search(self, plan: CapacityPlan) -> None:
         """Probe levels as the search asks, each an ordinary point; capacity.json after each."""
         search = capacity.Search(plan.upper)
-        self.capacity = Capacity(plan=plan, slos=self.meta.slos)
+        self.capacity = Capacity(plan=plan, slos=self.meta.slos, percentile=plan.percentile)
         while (level := search.next()) is not None and not self.ended():
             point = plan.point(self.meta.workload, level, len(self.meta.points))
             self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
@@ -330,12 +330,13 @@ class _Run:
             self._answer(search, done=search.next() is None)
 
     def _answer(self, search: capacity.Search, done: bool) -> None:
-        cap, plan = self.capacity, self.capacity.plan
+        cap = self.capacity
         best = next((p for p in cap.probes if p.level == search.max_passing), None)
         fail = next((p for p in cap.probes if p.level == search.min_failing), None)
         row = self.summary[best.point] if best else {}
         cap.max_passing, cap.min_failing = (best.load if best else None), (fail.load if fail else None)
         cap.binding_slo, cap.done = (fail.binding if fail else None), done
+        cap.reason = capacity.missed(fail, cap.plan) if fail and not best else ""
         cap.usd_per_m_output_tokens = _finite(row.get("usd_per_m_output_tokens"))
         cap.usd_per_user_hour = _finite(row.get("usd_per_user_hour"))
         cap.sentence = capacity.sentence(cap)
@@ -438,7 +439,7 @@ class _Run:
             "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
             "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,
-            "prefix_cache_hit_rate": loadgen.hit_rate(rows[0], rows[-1]) if len(rows) > 1 else math.nan,
+            "prefix_cache_hit_rate": samplers.hit_rate(rows[0], rows[-1]) if len(rows) > 1 else math.nan,
         }
 
     def _server_requests_max(self, point: Point) -> float:

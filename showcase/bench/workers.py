@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from showcase.bench import loadgen
+from showcase.bench import loadgen, samplers
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import ClientHealth, RequestRecord
 from showcase.bench.workload import Point
@@ -103,7 +103,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     share, point = job.share, job.point
     if point.request_rate is not None:  # its part of the cap on requests in flight
         point = point.model_copy(update={"concurrency": share.streams or None})
-    lag = loadgen.LagSampler()
+    lag = samplers.LagSampler()
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
         out.put(("ready", share.worker, None))
         await asyncio.to_thread(go.wait)

@@ -1,0 +1,114 @@
+"""What is sampled while a benchmark runs: the server's /metrics, and our own client's health.
+
+This module owns the server's timeline (vLLM's gauges and prefix-cache counters from /metrics,
+every half second, tagged with the point) and our client's account of itself (how late its event
+loop wakes, its CPU, and how long its thread waited for a CPU). It computes no benchmark figure;
+`metrics.py` does, from what is sampled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiohttp
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from showcase.bench.loadgen import Target
+from showcase.bench.metrics import ClientHealth
+
+SERVER_GAUGES = {
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:num_preemptions_total": "preemptions",
+    "vllm:prefix_cache_queries_total": "prefix_cache_queries",  # tokens looked up, since the server started
+    "vllm:prefix_cache_hits_total": "prefix_cache_hits",  # tokens found
+}
+
+
+def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
+    """The prefix cache's hit rate between two samples: tokens found / tokens looked up (NaN: none)."""
+    queries = now.get("prefix_cache_queries", math.nan) - before.get("prefix_cache_queries", math.nan)
+    hits = now.get("prefix_cache_hits", math.nan) - before.get("prefix_cache_hits", math.nan)
+    return hits / queries if queries > 0 else math.nan
+
+
+def parse_server_metrics(text: str) -> dict[str, float]:
+    """The gauges we chart, summed over engines, from vLLM's Prometheus text."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = SERVER_GAUGES.get(sample.name)
+            if key:
+                out[key] = out.get(key, 0.0) + float(sample.value)
+    return out
+
+
+class ServerSampler:
+    """Samples /metrics every `interval_s` into a timeline; stops quietly if there is none."""
+
+    def __init__(self, session: aiohttp.ClientSession, target: Target, t0: float, interval_s: float = 0.5):
+        self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
+        self.rows: list[dict[str, float]] = []
+        self.point = -1
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self.session.get(f"{self.target.base_url}/metrics", headers=self.target.headers,
+                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
+                        return
+                    values = parse_server_metrics(await resp.text()) if resp.status == 200 else {}
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                values = {}
+            if values:
+                rate = hit_rate(self.rows[-1], values) if self.rows else math.nan
+                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values,
+                                  "prefix_cache_hit_rate": rate})
+            await asyncio.sleep(self.interval_s)
+
+
+def run_queue_s() -> float:
+    """Seconds the calling thread has spent ready to run but waiting for a CPU (NaN if unknown).
+
+    The kernel's schedstat: a thread that waited here could not read its sockets, so whatever
+    arrived meanwhile gets a late timestamp. Read it from the event loop's own thread.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+class LagSampler:
+    """Measures how late our event loop wakes up, and what our process and thread got of the CPU."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self.lags: list[float] = []
+        self._cpu0 = self._wall0 = self._runq0 = 0.0
+
+    async def run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.period_s)
+            self.lags.append(time.perf_counter() - t - self.period_s)
+
+    def begin(self) -> None:
+        """Start a point's account; call from the event loop's thread."""
+        self.lags.clear()
+        self._cpu0, self._wall0, self._runq0 = time.process_time(), time.perf_counter(), run_queue_s()
+
+    def take(self) -> ClientHealth:
+        """The account since `begin`; call from the event loop's thread."""
+        wall = time.perf_counter() - self._wall0
+        cpu, runq = time.process_time() - self._cpu0, run_queue_s() - self._runq0
+        lags, self.lags = self.lags, []
+        lag_p99 = float(np.percentile(np.asarray(lags) * 1000, 99)) if lags else math.nan
+        share = (lambda x: x / wall) if wall > 0 else (lambda x: math.nan)
+        return ClientHealth(lag_p99, share(cpu), share(runq))
