@@ -301,7 +301,7 @@ def test_attaching_to_an_endpoint_launches_nothing_and_follows_it(device, stub):
     srv.start()
     status = srv.wait_ready(10)
     assert status.state is server.State.READY and status.base_url == url and srv.pid is None
-    assert srv.served_model_name == "stub" and srv.max_model_len == 262_144
+    assert srv.served_model_name == "stub" and srv.max_model_len == 1_048_576  # the stub's context
     stub.procs[0].kill()
     status = srv.wait_for((server.State.FAILED,), 10)
     assert status.state is server.State.FAILED and "does not answer" in status.message
