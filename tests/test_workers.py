@@ -56,8 +56,10 @@ def test_records_from_several_workers_merge_to_the_same_point_as_one_worker(stub
         measured = req[~req["warmup"]]
         assert row["completed"] == 18 and row["failed"] == 0 and sorted(measured["index"]) == list(range(18))
         assert req["warmup"].sum() == 2
-    for row in rows:  # the stub's 30 ms and 5 ms, as a busy 2-core machine lets them through
-        assert 30 <= row["mean_ttft_ms"] < 100 and 5 <= row["mean_tpot_ms"] < 10
+    # The stub's 30 ms and 5 ms, as a busy 2-core machine lets them through (its tokens keep to
+    # deadlines: a late first token makes the next gaps shorter, so TPOT can dip under 5 ms).
+    for row in rows:
+        assert 28 <= row["mean_ttft_ms"] < 100 and 4 <= row["mean_tpot_ms"] < 10
 
 
 def test_a_rate_over_workers_sends_each_request_at_its_scheduled_time(stub, tmp_path):
