@@ -112,13 +112,13 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     v, _ = views.load_views([Path(folder)], [], g, limit, measured_r)
     charts = {"capacity": v.capacity, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
               "latency": v.latency, "timeline": v.timeline}
-    if not v.answer:
+    cap = read_capacity(folder)
+    if cap is None:
         charts.pop("capacity")
-    summary, requests, _ = read_tables(folder)
-    if "turn" not in requests.columns or requests["turn"].isna().all():
+    if meta.workload is None or meta.workload.users is None:
         charts.pop("turns")
     specs = {f"chart-{k}": c.to_dict() for k, c in charts.items()}
-    answer = views.answer_text(read_capacity(folder)) or _headline(summary)
+    answer = views.answer_text(cap) or _headline(read_tables(folder)[0])
     md = MarkdownIt()
     body = "".join([
         f"<h1>{html.escape(meta.preset)}: how fast it served</h1>",

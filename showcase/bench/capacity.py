@@ -143,13 +143,9 @@ def targets(slos: SLOs, percentile: float) -> str:
 
 def missed(probe: Probe, plan: CapacityPlan) -> str:
     """What a failing level missed, in words."""
-    return _missed(probe, plan.percentile, plan.max_failed_share)
-
-
-def _missed(probe: Probe, percentile: float, max_failed_share: float) -> str:
     if probe.binding == "failures":
-        return f"{probe.failed_share:.0%} of requests failed (at most {max_failed_share:.0%} allowed)"
-    return f"p{percentile:g} {SLO_NAMES[probe.binding]} is {probe.values_ms[probe.binding]:,.1f} ms"
+        return f"{probe.failed_share:.0%} of requests failed (at most {plan.max_failed_share:.0%} allowed)"
+    return f"p{plan.percentile:g} {SLO_NAMES[probe.binding]} is {probe.values_ms[probe.binding]:,.1f} ms"
 
 
 def sentence(cap: Capacity) -> str:
@@ -159,13 +155,13 @@ def sentence(cap: Capacity) -> str:
     failing = next((p for p in cap.probes if p.load == cap.min_failing), None)
     goal = targets(cap.slos, plan.percentile)
     if cap.max_passing is None:
-        text = f"does not meet {goal} even at {failing.load:g} {noun}: {_missed(failing, plan.percentile, plan.max_failed_share)}" \
+        text = f"does not meet {goal} even at {failing.load:g} {noun}: {missed(failing, plan)}" \
             if failing else f"found no answer for {goal}"
     elif failing is None:
         text = f"serves at least {cap.max_passing:g} {noun} with {goal} (the upper bound of the search; none failed)"
     else:
         text = (f"serves up to {cap.max_passing:g} {noun} with {goal}; at {failing.load:g}, "
-                f"{_missed(failing, plan.percentile, plan.max_failed_share)}")
+                f"{missed(failing, plan)}")
     costs = []
     if cap.usd_per_m_output_tokens is not None and cap.max_passing is not None:
         costs.append(f"${cap.usd_per_m_output_tokens:,.2f} per million output tokens")

@@ -283,10 +283,11 @@ class _Run:
         try:
             if self.meta.capacity is not None:
                 await self._search(self.meta.capacity)
-            for point in self.meta.points if self.meta.capacity is None else ():
-                if self.ended():
-                    break
-                await self._point(point)
+            else:
+                for point in self.meta.points:
+                    if self.ended():
+                        break
+                    await self._point(point)
         except WorkloadError as exc:
             status, message = RunStatus.FAILED, str(exc)
             if not await _answers(self.side, self.target):
@@ -317,9 +318,9 @@ class _Run:
             self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
             self.folder.write_meta(self.meta)
             records, row = await self._point(point)
-            measured = [r for r in records if not r.warmup]
             values = metrics.latency_percentiles(records, plan.percentile)
-            share = row["failed"] / len(measured) if measured else math.nan
+            sent = row["completed"] + row["failed"]
+            share = row["failed"] / sent if sent else math.nan
             passed, binding = capacity.judge(values, share, self.meta.slos, plan.max_failed_share)
             if self.ended():  # a level cut short by a stop or a dead server is no verdict
                 break
@@ -408,45 +409,42 @@ class _Run:
         flags = {Flag.PROMPTS_REUSED} if len([r for r in records if not r.warmup]) > len(prompts) else set()
         flags |= {Flag.STOPPED} if self.stop.is_set() else set()
         flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
-        busiest = self._server_requests_max(point)
+        timeline = [r for r in self.sampler.rows if r["point"] == point.index]
+        # The most requests the server held (running + waiting) while this point ran: more than the
+        # point sends means others (the app's chats, another client) shared the server.
+        busiest = max((r.get("running", 0) + r.get("waiting", 0) for r in timeline), default=math.nan)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
-        flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records) else set()
+        flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records, timeline) else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags)
-        row |= {"server_requests_max": busiest, **self._extras(point, records, row)}
+        row |= {"server_requests_max": busiest, **self._extras(point, records, row, timeline)}
         self.summary.append(row)
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
         return records, row
 
-    def _oversaturated(self, point: Point, records: list[metrics.RequestRecord]) -> bool:
+    @staticmethod
+    def _oversaturated(point: Point, records: list[metrics.RequestRecord], timeline: list[dict]) -> bool:
         """The server's queue grew through the point, or TTFT rose (not judged for chat users,
         whose prompts grow turn by turn by design)."""
-        waiting = [r.get("waiting", math.nan) for r in self.sampler.rows if r["point"] == point.index]
+        waiting = [r.get("waiting", math.nan) for r in timeline]
         done = sorted((r for r in records if not r.warmup and r.ok and r.chunk_times), key=lambda r: r.start)
         ttfts = [(r.chunk_times[0] - r.start) * 1000 for r in done] if point.chat is None else []
         return metrics.oversaturated(ttfts, [w for w in waiting if math.isfinite(w)])
 
-    def _extras(self, point: Point, records: list[metrics.RequestRecord], row: dict) -> dict:
+    def _extras(self, point: Point, records: list[metrics.RequestRecord], row: dict, timeline: list[dict]) -> dict:
         """What a point's row adds beyond the requests' own numbers: efficiency against this device's
         bound, cost at the stated price, the prefix cache's share of the prompts."""
         done = [r for r in records if not r.warmup and r.ok]
         cached = [r.cached_tokens for r in done]
         prompt = sum(r.prompt_tokens or 0 for r in done)
-        rows = [r for r in self.sampler.rows if r["point"] == point.index]
         price = self.meta.price
         return {
             "efficiency": self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan,
             "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
             "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,
-            "prefix_cache_hit_rate": samplers.hit_rate(rows[0], rows[-1]) if len(rows) > 1 else math.nan,
+            "prefix_cache_hit_rate": samplers.hit_rate(timeline[0], timeline[-1]) if len(timeline) > 1 else math.nan,
         }
-
-    def _server_requests_max(self, point: Point) -> float:
-        """The most requests the server held (running + waiting) while this point ran: more than
-        the point sends means others (the app's chats, another client) shared the server."""
-        rows = [r for r in self.sampler.rows if r["point"] == point.index]
-        return max((r.get("running", 0) + r.get("waiting", 0) for r in rows), default=math.nan)
 
     def write(self) -> None:
         self.folder.write_csv("summary.csv", self.summary)

@@ -137,7 +137,7 @@ def combined(healths: list[ClientHealth]) -> ClientHealth:
                         worst([h.runq_share for h in healths]))
 
 
-def _lost(point: Point, share: Share, seen: set[int], code: int | None, prompts: int) -> list[RequestRecord]:
+def _lost(point: Point, share: Share, seen: set[int], code: int | None) -> list[RequestRecord]:
     """A dead worker's requests it never reported, as failures saying why (for a duration, its
     streams' requests in flight; what it would have sent later was never sent)."""
     why = f"load generator worker {share.worker} died (exit code {code}): the request's outcome is unknown"
@@ -171,7 +171,7 @@ async def run_point(target: Target, point: Point, prompts: list[list[dict]], on_
         p.start()
     on_started([p.pid for p in procs])
     try:
-        return await _collect(procs, shares, out, go, stop, start_at, point, len(prompts), on_done, should_stop)
+        return await _collect(procs, shares, out, go, stop, start_at, point, on_done, should_stop)
     finally:
         stop.set()
         go.set()
@@ -181,7 +181,7 @@ async def run_point(target: Target, point: Point, prompts: list[list[dict]], on_
                 p.kill()
 
 
-async def _collect(procs, shares, out, go, stop, start_at, point, prompts, on_done, should_stop):
+async def _collect(procs, shares, out, go, stop, start_at, point, on_done, should_stop):
     records: list[RequestRecord] = []
     seen: dict[int, set[int]] = {s.worker: set() for s in shares}
     healths: dict[int, ClientHealth] = {}
@@ -220,7 +220,7 @@ async def _collect(procs, shares, out, go, stop, start_at, point, prompts, on_do
     for share, proc in zip(shares, procs):
         if share.worker not in healths:
             proc.join(timeout=5)
-            lost = _lost(point, share, seen[share.worker], proc.exitcode, prompts)
+            lost = _lost(point, share, seen[share.worker], proc.exitcode)
             for rec in lost:
                 rec.start = rec.end = start_at.value
                 on_done(rec)
