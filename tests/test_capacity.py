@@ -50,7 +50,7 @@ def test_a_first_level_that_fails_has_no_answer():
     fail = Probe(level=1, load=1, point=0, values_ms={"ttft_ms": 812.0}, failed_share=0, passed=False,
                  binding="ttft_ms")
     cap = Capacity(plan=CapacityPlan(), slos=SLOs(ttft_ms=500), min_failing=1, probes=[fail], done=True)
-    assert capacity.sentence(cap) == ("does not meet p90 TTFT ≤ 500 ms even at 1 concurrent streams: "
+    assert capacity.sentence(cap) == ("does not meet p90 TTFT ≤ 500 ms even at 1 concurrent stream: "
                                       "p90 TTFT is 812.0 ms")
     assert capacity.missed(fail, cap.plan) == "p90 TTFT is 812.0 ms"
 

@@ -32,9 +32,9 @@ class CapacityPlan(Strict):
     upper: int = Field(VISITOR.concurrency, ge=1)  # the highest level probed (rates: in steps of resolution)
     resolution: FiniteFloat = Field(0.5, gt=0)  # req/s per step, for `by: rate`
 
-    def value(self, level: int) -> float:
-        """A level's load: streams or users as they are, rates in steps of `resolution`."""
-        return level * self.resolution if self.by == "rate" else float(level)
+    def value(self, level: int) -> int | float:
+        """A level's load: streams or users as they are (whole numbers), rates in steps of `resolution`."""
+        return level * self.resolution if self.by == "rate" else int(level)
 
     def label(self, level: int) -> str:
         return f"{self.value(level):g}"
@@ -67,25 +67,59 @@ class Probe(BaseModel):
     """One probed level: its measured percentile of each SLO'd latency, failures, and the verdict."""
 
     level: int
-    load: float  # the level as streams, users or req/s
-    point: int  # its row in summary.csv
-    values_ms: dict[str, float]  # "ttft_ms" etc.: the plan's percentile, NaN when nothing completed
-    failed_share: float
+    load: int | float  # the level as streams, users (whole numbers) or req/s
+    point: int  # its (first) row in summary.csv
+    points: list[int] = []  # every repeat's row in summary.csv
+    values_ms: dict[str, float | None]  # "ttft_ms" etc.: the plan's percentile (mean over repeats); None: no value
+    upper_ms: dict[str, float | None] = {}  # with repeats: the upper end of each one's 95 % interval, as judged
+    failed_share: float | None  # over every repeat; None when nothing was sent
     passed: bool
     binding: str | None = None  # the SLO (or "failures") it missed by the widest margin
 
+    @property
+    def integral(self) -> bool:
+        return self.load == int(self.load)
 
-def judge(values_ms: dict[str, float], failed_share: float, slos: SLOs, max_failed_share: float) -> tuple[bool, str | None]:
+
+def _value(x: float) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def judge_repeats(level: int, plan: CapacityPlan, values: list[dict[str, float]], completed: list[int],
+                  failed: list[int], points: list[int], slos: SLOs) -> Probe:
+    """A level's verdict over its repeats: failures pooled; each SLO'd percentile judged by the
+    upper end of its 95 % interval over the repeats (Student t), or by its one value without
+    repeats. A percentile with no value (nothing completed, no TTFT without streaming, no TPOT for
+    one-token replies) cannot meet its target: the level fails on it, saying so."""
+    from showcase.bench import stats
+
+    sent = sum(completed) + sum(failed)
+    share = sum(failed) / sent if sent else math.nan
+    means, uppers = {}, {}
+    for name in SLO_NAMES:
+        ci = stats.interval([v.get(name, math.nan) for v in values])
+        means[name] = ci.mean
+        uppers[name] = ci.high if ci.n >= 2 else ci.mean
+    passed, binding = judge(uppers, share, slos, plan.max_failed_share)
+    return Probe(level=level, load=plan.value(level), point=points[0], points=points,
+                 values_ms={k: _value(v) for k, v in means.items()},
+                 upper_ms={k: _value(v) for k, v in uppers.items()} if len(values) > 1 else {},
+                 failed_share=_value(share), passed=passed, binding=binding)
+
+
+def judge(values_ms: dict[str, float | None], failed_share: float | None, slos: SLOs,
+          max_failed_share: float) -> tuple[bool, str | None]:
     """Whether a level passes, and if not, what failed first: the SLO exceeded by the largest
-    ratio, or "failures" when more requests failed than allowed."""
-    if failed_share > max_failed_share or not math.isfinite(failed_share):
+    ratio (a percentile with no value counts as missed), or "failures" when more requests failed
+    than allowed."""
+    if failed_share is None or not math.isfinite(failed_share) or failed_share > max_failed_share:
         return False, "failures"
     ratios = {}
     for name, limit in slos.model_dump().items():
         if limit is None:
             continue
-        value = values_ms.get(name, math.nan)
-        ratios[name] = value / limit if math.isfinite(value) else math.inf
+        value = values_ms.get(name)
+        ratios[name] = value / limit if value is not None and math.isfinite(value) else math.inf
     worst = max(ratios, key=ratios.get)
     return (False, worst) if ratios[worst] > 1 else (True, None)
 
@@ -125,10 +159,11 @@ class Capacity(BaseModel):
     plan: CapacityPlan
     slos: SLOs
     percentile: float = 90.0  # the plan's, said at the top for readers of the file
-    max_passing: float | None = None  # the answer, as a load; None when even the lowest level failed
+    max_passing: int | float | None = None  # the answer, as a load; None when even the lowest level failed
     reason: str = ""  # why there is no answer (max_passing None): what the lowest level missed
-    min_failing: float | None = None  # None when the upper bound passed
+    min_failing: int | float | None = None  # None when the upper bound passed
     binding_slo: str | None = None  # what failed first at min_failing
+    repeats: int = 1  # each level measured this many times
     probes: list[Probe] = []
     usd_per_m_output_tokens: float | None = None  # at max_passing, with a price per GPU-hour
     usd_per_user_hour: float | None = None  # at max_passing, for chat users
@@ -144,27 +179,45 @@ def targets(slos: SLOs, percentile: float) -> str:
 def missed(probe: Probe, plan: CapacityPlan) -> str:
     """What a failing level missed, in words."""
     if probe.binding == "failures":
+        if probe.failed_share is None:
+            return "no request was sent"
         return f"{probe.failed_share:.0%} of requests failed (at most {plan.max_failed_share:.0%} allowed)"
-    return f"p{plan.percentile:g} {SLO_NAMES[probe.binding]} is {probe.values_ms[probe.binding]:,.1f} ms"
+    name = f"p{plan.percentile:g} {SLO_NAMES[probe.binding]}"
+    value = probe.values_ms.get(probe.binding)
+    if value is None:
+        return f"{name} has no value (no completed request measured it), so its target cannot be met"
+    upper = probe.upper_ms.get(probe.binding)
+    if upper is not None and len(probe.points) > 1:
+        return f"{name} is {value:,.1f} ms over {len(probe.points)} repeats (95 % interval up to {upper:,.1f} ms)"
+    return f"{name} is {value:,.1f} ms"
 
 
 def sentence(cap: Capacity) -> str:
     """The answer in one sentence, e.g. "serves up to 39 concurrent streams with p90 TTFT ≤ 500 ms;
     at 40, p90 TTFT is 512.3 ms"."""
-    plan, noun = cap.plan, NOUNS[cap.plan.by]
+    plan = cap.plan
+
+    def noun(load: float) -> str:  # "1 concurrent stream", "2 concurrent streams"
+        word = NOUNS[plan.by]
+        return f"{load:g} {word[:-1] if load == 1 and plan.by != 'rate' else word}"
+
     failing = next((p for p in cap.probes if p.load == cap.min_failing), None)
     goal = targets(cap.slos, plan.percentile)
     if cap.max_passing is None:
-        text = f"does not meet {goal} even at {failing.load:g} {noun}: {missed(failing, plan)}" \
+        text = f"does not meet {goal} even at {noun(failing.load)}: {missed(failing, plan)}" \
             if failing else f"found no answer for {goal}"
     elif failing is None:
-        text = f"serves at least {cap.max_passing:g} {noun} with {goal} (the upper bound of the search; none failed)"
+        text = f"serves at least {noun(cap.max_passing)} with {goal} (the upper bound of the search; none failed)"
     else:
-        text = (f"serves up to {cap.max_passing:g} {noun} with {goal}; at {failing.load:g}, "
+        text = (f"serves up to {noun(cap.max_passing)} with {goal}; at {failing.load:g}, "
                 f"{missed(failing, plan)}")
     costs = []
     if cap.usd_per_m_output_tokens is not None and cap.max_passing is not None:
         costs.append(f"${cap.usd_per_m_output_tokens:,.2f} per million output tokens")
     if cap.usd_per_user_hour is not None and cap.max_passing is not None:
         costs.append(f"${cap.usd_per_user_hour:,.3f} per user-hour")
-    return text + (f", at {' and '.join(costs)}" if costs else "") + ("" if cap.done else " (search not finished)")
+    if cap.repeats > 1:
+        text += (f" (each level measured {cap.repeats} times; a level passes when the upper end of each "
+                 f"percentile's 95 % interval over its repeats meets the target)")
+    text += f", at {' and '.join(costs)}" if costs else ""
+    return text if cap.done else f"{text} — the search ended before it finished, so this is not yet the answer"

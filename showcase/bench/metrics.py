@@ -143,7 +143,7 @@ class Flag(str, enum.Enum):
 # The summary's headline columns, in order, with the short headers the app shows (the CSV and the
 # command line keep the full names).
 HEADLINE_COLUMNS = {
-    "point": "point", "max_concurrency": "concurrency", "request_rate": "rate (req/s)", "input_len": "prompt",
+    "point": "point", "arm": "arm", "repeat": "repeat", "max_concurrency": "concurrency", "request_rate": "rate (req/s)", "input_len": "prompt",
     "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
     "output_throughput": "output tok/s", "mean_ttft_ms": "mean TTFT ms", "p99_ttft_ms": "p99 TTFT ms",
     "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
@@ -151,7 +151,7 @@ HEADLINE_COLUMNS = {
     "usd_per_m_output_tokens": "$ / M output tokens", "usd_per_user_hour": "$ / user-hour", "flags": "flags",
 }
 # Headline columns shown only where a run has them (a measured device, chat users, a price).
-OPTIONAL_COLUMNS = ("efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens", "usd_per_user_hour")
+OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens", "usd_per_user_hour")
 
 
 def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
@@ -214,6 +214,8 @@ def summarize(
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: NAN)
     row: dict[str, object] = {
         "point": point.index,
+        "repeat": point.repeat,
+        "arm": point.arm if point.arm is not None else "",
         "input_len": point.input_len,
         "output_len": point.output_len,
         "max_concurrency": point.concurrency,

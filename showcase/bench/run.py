@@ -28,8 +28,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, client_version, roofline
-from showcase.bench import capacity, loadgen, metrics, samplers, workers
+from showcase.bench import capacity, compare, loadgen, metrics, samplers, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
+from showcase.bench.compare import ExperimentPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
@@ -90,6 +91,7 @@ class RunMeta(BaseModel):
     bound: Bound | None = None  # for each point's efficiency; None: this device was not measured
     price: Price | None = None  # for each point's cost; None: no price was given
     capacity: CapacityPlan | None = None  # a capacity search: its points are chosen as it goes
+    experiment: ExperimentPlan | None = None  # an experiment: its points are its arms' repeats, in their order
     endpoint: str = ""
     model: str = ""
     max_model_len: int | None = None
@@ -123,6 +125,9 @@ class Progress(BaseModel):
     tokens_per_s: float | None  # None before the first reply
     message: str = ""
     folder: Path | None = None
+    repeat: int = 0  # of the point's setting, 0-based
+    repeats: int = 1
+    arm: str | None = None  # an experiment's arm
 
 
 @dataclass
@@ -148,6 +153,13 @@ class RunFolder:
             suffix += 1
             self.path = root / f"{stamp}-{name}-{suffix}"
         self.path.mkdir(parents=True)
+
+    @classmethod
+    def reopen(cls, path: Path) -> RunFolder:
+        """An existing run folder, to add points to (an experiment runs its arms into one folder)."""
+        folder = cls.__new__(cls)
+        folder.path = Path(path)
+        return folder
 
     def _write(self, name: str, text: str) -> None:
         _replace(self.path / name, text)
@@ -259,10 +271,12 @@ class _Run:
 
     def __init__(self, meta: RunMeta, target: Target, session: aiohttp.ClientSession,
                  side: aiohttp.ClientSession, folder: RunFolder, on_progress: Callable[[Progress], None],
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, todo: tuple[Point, ...], since_start_s: float = 0.0,
+                 earlier: tuple[list[dict], list[dict], list[dict]] = ([], [], [])) -> None:
         self.meta, self.target, self.session, self.side, self.folder = meta, target, session, side, folder
-        self.on_progress, self.stop = on_progress, stop
-        self.t0 = time.perf_counter()
+        self.on_progress, self.stop, self.todo = on_progress, stop, todo
+        # Times in the files count from the run's start, also for points added to an earlier folder.
+        self.t0 = time.perf_counter() - since_start_s
         self.factory = loadgen.PromptFactory(side, target)
         self.sampler = samplers.ServerSampler(side, target, self.t0)
         self.lag = samplers.LagSampler()
@@ -270,8 +284,9 @@ class _Run:
         # New prompts every run: a server with prefix caching (vLLM's default) still holds the
         # prompts of an earlier run of the same preset and would answer them from its cache.
         self.salt = random.getrandbits(31)
-        self.summary: list[dict] = []
-        self.requests: list[dict] = []
+        self.summary: list[dict] = list(earlier[0])
+        self.requests: list[dict] = list(earlier[1])
+        self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
 
     def ended(self) -> bool:
@@ -284,7 +299,7 @@ class _Run:
             if self.meta.capacity is not None:
                 await self._search(self.meta.capacity)
             else:
-                for point in self.meta.points:
+                for point in self.todo:
                     if self.ended():
                         break
                     await self._point(point)
@@ -310,31 +325,37 @@ class _Run:
         self.dead.set()
 
     async def _search(self, plan: CapacityPlan) -> None:
-        """Probe levels as the search asks, each an ordinary point; capacity.json after each."""
+        """Probe levels as the search asks, each repeat an ordinary point; capacity.json after each
+        level. With repeats, a level passes when the upper end of each SLO'd percentile's interval
+        over its repeats meets the target (`capacity.judge_repeats`)."""
         search = capacity.Search(plan.upper)
-        self.capacity = Capacity(plan=plan, slos=self.meta.slos, percentile=plan.percentile)
+        repeats = self.meta.workload.repeats if self.meta.workload else 1
+        self.capacity = Capacity(plan=plan, slos=self.meta.slos, percentile=plan.percentile, repeats=repeats)
         while (level := search.next()) is not None and not self.ended():
-            point = plan.point(self.meta.workload, level, len(self.meta.points))
-            self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
-            self.folder.write_meta(self.meta)
-            records, row = await self._point(point)
-            values = metrics.latency_percentiles(records, plan.percentile)
-            sent = row["completed"] + row["failed"]
-            share = row["failed"] / sent if sent else math.nan
-            passed, binding = capacity.judge(values, share, self.meta.slos, plan.max_failed_share)
+            values, rows, indices = [], [], []
+            for k in range(repeats):
+                point = plan.point(self.meta.workload, level, len(self.meta.points)).model_copy(update={"repeat": k})
+                self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
+                self.folder.write_meta(self.meta)
+                records, row = await self._point(point)
+                values.append(metrics.latency_percentiles(records, plan.percentile))
+                rows.append(row)
+                indices.append(point.index)
+                if self.ended():
+                    break
             if self.ended():  # a level cut short by a stop or a dead server is no verdict
                 break
-            search.record(level, passed)
-            self.capacity.probes.append(capacity.Probe(level=level, load=plan.value(level), point=point.index,
-                                                       values_ms=values, failed_share=share, passed=passed,
-                                                       binding=binding))
+            probe = capacity.judge_repeats(level, plan, values, [r["completed"] for r in rows],
+                                           [r["failed"] for r in rows], indices, self.meta.slos)
+            search.record(level, probe.passed)
+            self.capacity.probes.append(probe)
             self._answer(search, done=search.next() is None)
 
     def _answer(self, search: capacity.Search, done: bool) -> None:
         cap = self.capacity
         best = next((p for p in cap.probes if p.level == search.max_passing), None)
         fail = next((p for p in cap.probes if p.level == search.min_failing), None)
-        row = self.summary[best.point] if best else {}
+        row = next((r for r in self.summary if r["point"] == best.point), {}) if best else {}
         cap.max_passing, cap.min_failing = (best.load if best else None), (fail.load if fail else None)
         cap.binding_slo, cap.done = (fail.binding if fail else None), done
         cap.reason = capacity.missed(fail, cap.plan) if fail and not best else ""
@@ -371,9 +392,12 @@ class _Run:
     def _progress(self, point: Point, done: int, failed: int, tokens: int, message: str = "",
                   started: float | None = None) -> None:
         rate = tokens / max(1e-9, time.perf_counter() - started) if started is not None and done else None
+        repeats = self.meta.workload.repeats if self.meta.workload else 1
+        if self.meta.experiment is not None:
+            repeats = max(p.repeat for p in self.meta.points) + 1
         self.on_progress(Progress(point=point.index + 1, points=len(self.meta.points), done=done,
                                   total=point.num_requests, failed=failed, tokens_per_s=rate, message=message,
-                                  folder=self.folder.path))
+                                  folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm))
 
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
         """Measure one point; its records and its summary row (also written)."""
@@ -449,7 +473,9 @@ class _Run:
     def write(self) -> None:
         self.folder.write_csv("summary.csv", self.summary)
         self.folder.write_csv("requests.csv", self.requests)
-        self.folder.write_csv("timeline.csv", self.sampler.rows)
+        self.folder.write_csv("timeline.csv", self.earlier_timeline + self.sampler.rows)
+        aggregated = compare.aggregate(pd.DataFrame(self.summary))
+        self.folder.write_csv("aggregate.csv", aggregated.to_dict("records"))
 
 
 async def run(
@@ -458,26 +484,40 @@ async def run(
     out_root: Path = RUNS_DIR,
     on_progress: Callable[[Progress], None] = lambda p: None,
     stop: threading.Event | None = None,
+    resume: Path | None = None,
+    only: tuple[int, ...] | None = None,
+    final: bool = True,
 ) -> RunResult:
     """Run every point of `meta` against `target`; never raises for failed requests.
 
+    `resume`: add the points to this existing run folder (its earlier rows kept) instead of a new
+    one; `only`: run just the points of these indices; `final`: whether this call ends the run (an
+    experiment runs each arm's repeats by a call of their own, the run staying `running` between).
     Raises `WorkloadError` before any request when the workload cannot fit the server.
     """
+    todo = tuple(p for p in meta.points if only is None or p.index in only)
     # Measured requests go on pooled connections; everything else (prompt building, health,
     # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
         max_len = await loadgen.server_max_model_len(side, target)
         first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity else []
-        loadgen.check_fits([*meta.points, *first], max_len)
+        loadgen.check_fits([*todo, *first], max_len)
         top = meta.capacity.upper if meta.capacity and meta.capacity.by != "rate" else 0
-        loadgen.allow_open_files(max([top, *(p.concurrency or 0 for p in meta.points)]))
+        loadgen.allow_open_files(max([top, *(p.concurrency or 0 for p in todo)]))
+        started, since, earlier = _now(), 0.0, ([], [], [])
+        if resume is not None:
+            folder = RunFolder.reopen(resume)
+            started = read_meta(resume).started or started
+            since = max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds())
+            earlier = tuple(t.to_dict("records") for t in read_tables(resume))
+        else:
+            folder = RunFolder(out_root, meta.preset)
         meta = meta.model_copy(update={
-            "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": _now(),
+            "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": started,
             "vllm_version": await _vllm_version(side, target), "client_version": client_version(),
             "status": RunStatus.RUNNING})
-        folder = RunFolder(out_root, meta.preset)
         folder.write_meta(meta)
-        job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event())
+        job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event(), todo, since, earlier)
         try:
             status, message = await job.execute()
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -487,7 +527,9 @@ async def run(
             status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status, "message": message}))
+            if final or status is not RunStatus.COMPLETED:
+                folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status,
+                                                               "message": message}))
             job.write()
     return RunResult(folder.path, status, message, *read_tables(folder.path), read_capacity(folder.path))
 

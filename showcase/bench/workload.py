@@ -45,7 +45,7 @@ class Limits(Strict):
             raise WorkloadError(f"{problem} (the limit for {self.who})")
 
     def _problem(self, w: Workload) -> str:
-        points = len(w.input_len) * len(w.request_rate or [None]) * len(w.levels)
+        points = len(w.input_len) * len(w.request_rate or [None]) * len(w.levels) * w.repeats
         per_point = w.requests_per_point(max(w.levels))
         longest = (w.num_requests / min(w.request_rate) if w.request_rate and w.num_requests else w.duration_s or 0)
         checks = [
@@ -59,7 +59,7 @@ class Limits(Strict):
              or w.chat.system_prompt_len > self.input_len,
              f"chat: at most {self.turns} turns, {self.think_time_s:g} s think time, a system prompt of "
              f"{self.input_len:,} tokens"),
-            (points > self.points, f"{points} points (input lengths × rates × levels); at most {self.points:,}"),
+            (points > self.points, f"{points} points (input lengths × rates × levels × repeats); at most {self.points:,}"),
             (per_point is not None and points * (per_point + w.warmup_requests) > self.total_requests,
              f"{points} points × {(per_point or 0) + w.warmup_requests:,} requests is more than "
              f"{self.total_requests:,} requests in all"),
@@ -115,6 +115,8 @@ class Point(Strict):
     users: int | None = None  # chat users, each holding a conversation (`chat`); None: single prompts
     chat: Chat | None = None
     workers: int | None = None  # load generator processes; None: chosen from the cores and the load
+    repeat: int = 0  # which repeat of its setting this point is (0-based)
+    arm: str | None = None  # an experiment's arm; None outside experiments
 
     def context_len(self) -> int:
         """The longest prompt plus reply this point sends (a chat's last turn carries the whole
@@ -147,6 +149,7 @@ class Workload(Strict):
     users: list[int] | None = Field(None, min_length=1)  # chat users per point: users × turns requests (not num_requests)
     chat: Chat = Chat()
     workers: int | None = Field(None, ge=1, le=1024)  # load generator processes; None: chosen per point
+    repeats: int = Field(1, ge=1, le=100)  # every point measured this many times, interleaved across the points
 
     @field_validator("concurrency", "input_len", "request_rate", "users")
     @classmethod
@@ -190,9 +193,12 @@ class Workload(Strict):
         return level * self.chat.turns if self.users is not None else self.num_requests
 
     def points(self) -> tuple[Point, ...]:
-        """Every combination of input length × rate × concurrency (or users), in that order."""
+        """Every combination of input length × rate × concurrency (or users), in that order; with
+        repeats, the whole sequence again for each repeat (interleaved, so that a server's slow drift
+        spreads over every setting instead of landing on one setting's repeats)."""
         combos = [(n, r, c) for n in self.input_len for r in (self.request_rate or [None]) for c in self.levels]
-        return tuple(self.point(i, n, c, r) for i, (n, r, c) in enumerate(combos))
+        return tuple(self.point(k * len(combos) + i, n, c, r).model_copy(update={"repeat": k})
+                     for k in range(self.repeats) for i, (n, r, c) in enumerate(combos))
 
     def point(self, index: int, input_len: int, level: int, rate: float | None = None) -> Point:
         """The point of this workload at one prompt length, level (concurrency or users) and rate."""
