@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, chat, coordinator, cores, measure, presets, roofline, server, sources, views
+from showcase import RUNS_DIR, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
 from showcase import report as html_report
 from showcase.bench.run import read_tables
 from showcase.bench.workload import ENGINE, VISITOR, Limits
@@ -234,7 +234,7 @@ def chat_tab() -> dict:
 
 
 def bench_controls(ctx: Context) -> dict:
-    own_gpu = coordinator.gpu_of(ctx.server.device)
+    own_gpu = prepare.gpu_of(ctx.server.device)
     with gr.Row():
         preset = gr.Dropdown([(p.title, n) for n, p in ctx.catalogue.items()], value=DEFAULT_PRESET, label="Preset",
                              scale=2, elem_id="preset")

@@ -14,14 +14,15 @@ import os
 import signal
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from showcase import RUNS_DIR, cores, measure, presets, roofline, server, sources
+from showcase import RUNS_DIR, cores, experiment, measure, presets, roofline, server, sources
 from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
-from showcase.bench.metrics import HEADLINE_COLUMNS
+from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench.run import RunResult, RunStatus, run_sync
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, ad_hoc, prepare_run
@@ -56,6 +57,8 @@ def _run_options() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, help="load generator processes (default: one per 256 streams, at most "
                    "one a core; 1 for small runs)")
     b.add_argument("--no-stream", action="store_true", help="non-streaming requests: no TTFT")
+    b.add_argument("--repeats", type=int, help="measure every point N times, interleaved (default 1); the summary "
+                   "then gives each metric's 95 %% interval over the repeats")
     b.add_argument("--slo-ttft-ms", type=float)
     b.add_argument("--slo-tpot-ms", type=float)
     b.add_argument("--slo-e2el-ms", type=float)
@@ -88,6 +91,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-failed-share", type=float, help="a level passes with at most this share failed (default 0)")
     s.add_argument("--upper", type=int, help="the highest level probed (default 256; rates: in steps of --resolution)")
     s.add_argument("--resolution", type=float, help="req/s per step of a search by rate (default 0.5)")
+    e = sub.add_parser("experiment", parents=[common], help="compare arms (server settings or endpoints) on one "
+                       "workload, with intervals and verdicts",
+                       description="Run two or more arms on one workload in an order that cancels drift (ABBA "
+                       "blocks), each run a repeat of its arm, then state for each headline metric B relative to A: "
+                       "the difference, its 95 %% interval over repeats, and better, worse or no_difference. Arms: an "
+                       "experiment preset's, two endpoints, or the same arm twice (--aa: how noisy this machine is).")
+    e.add_argument("--endpoint-a", help="arm A: an OpenAI-compatible server already running")
+    e.add_argument("--endpoint-b", help="arm B: another one (the same URL twice is an A/A experiment)")
+    e.add_argument("--aa", action="store_true", help="an A/A experiment: the preset's own settings as both arms")
+    e.add_argument("--seed", type=int, help="for the order of the arms (default: the preset's, else 0)")
     rp = sub.add_parser("report", help="write report.html, one self-contained file, into a run folder")
     rp.add_argument("run_dir", type=Path)
     r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU; --measure: this device")
@@ -106,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        commands = {"roofline": roofline_command, "report": report_command}
+        commands = {"roofline": roofline_command, "report": report_command, "experiment": experiment_command}
         return commands.get(args.command, bench_command)(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -124,6 +137,7 @@ def _workload_overrides(args: argparse.Namespace) -> dict:
         "concurrency": args.concurrency, "input_len": args.input_len, "output_len": args.output_len,
         "num_requests": args.num_requests, "request_rate": args.rate, "burstiness": args.burstiness,
         "warmup_requests": args.warmup, "timeout_s": args.timeout, "users": args.users, "workers": args.workers,
+        "repeats": args.repeats if args.command != "experiment" else None,
     }
     out = {k: v for k, v in pairs.items() if v is not None}
     chat = {"turns": args.turns, "system_prompt_len": args.system_prompt_len, "think_time_s": args.think_time,
@@ -140,36 +154,51 @@ def _workload_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[PreparedRun, sources.ModelSource | None]:
-    """The run as asked, validated before any server starts; the model to launch, if any."""
+def _preset(args: argparse.Namespace) -> tuple[presets.Preset, dict]:
+    """The preset asked for (or the command line's own workload) and the workload edits over it."""
     overrides = _workload_overrides(args)
+    attached = args.endpoint or getattr(args, "endpoint_a", None)
     if args.preset:
         catalogue = presets.load_all()
         if args.preset not in catalogue:
             raise presets.PresetError(f"unknown preset {args.preset!r}; known: {', '.join(catalogue)}")
         preset = catalogue[args.preset]
-    elif not args.endpoint or not {"input_len", "output_len"} <= set(overrides) or not (
+    elif not attached or not {"input_len", "output_len"} <= set(overrides) or not (
             {"concurrency", "users"} & set(overrides)):
-        raise presets.PresetError("without --preset, give --endpoint, --input-len, --output-len and --concurrency "
-                                  "(or --users)")
+        raise presets.PresetError("without --preset, give --endpoint (experiment: --endpoint-a and --endpoint-b), "
+                                  "--input-len, --output-len and --concurrency (or --users)")
     else:
         preset, overrides = ad_hoc(overrides), {}
     if args.num_requests is not None and preset.with_workload(**overrides).workload.users:
         raise presets.PresetError("chat users send users × turns requests: leave --num-requests out")
-    slos = {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "e2el_ms": args.slo_e2el_ms}
-    extra = {"search": _search(args), "price": args.price_per_gpu_hour, "gpus": args.gpus}
-    if args.endpoint:
-        args.endpoint = loadgen.base_url(args.endpoint)
-        args.model = args.model or loadgen.only_model(args.endpoint, args.api_key)
-        return prepare_run(preset, overrides, None, device, False, slos, **extra), None
+    return preset, overrides
+
+
+def _slos(args: argparse.Namespace) -> dict:
+    return {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "e2el_ms": args.slo_e2el_ms}
+
+
+def _launch_defaults(args: argparse.Namespace, device: sources.Device):
+    """The model to launch, its launch settings, and this device's measured figures (if any)."""
     source = sources.resolve(args.model, args.weights, device)
-    launch = server.default_settings(source, device)
     try:
         measured = measure.measured_device(device)  # for each point's efficiency; cached after the first time
     except measure.MeasureError as exc:
         print(f"note: no efficiency column: {exc}", file=sys.stderr)
         measured = None
-    return prepare_run(preset, overrides, launch, device, source.is_smoke, slos, measured, **extra), source
+    return source, server.default_settings(source, device), measured
+
+
+def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[PreparedRun, sources.ModelSource | None]:
+    """The run as asked, validated before any server starts; the model to launch, if any."""
+    preset, overrides = _preset(args)
+    extra = {"search": _search(args), "price": args.price_per_gpu_hour, "gpus": args.gpus}
+    if args.endpoint:
+        args.endpoint = loadgen.base_url(args.endpoint)
+        args.model = args.model or loadgen.only_model(args.endpoint, args.api_key)
+        return prepare_run(preset, overrides, None, device, False, _slos(args), **extra), None
+    source, launch, measured = _launch_defaults(args, device)
+    return prepare_run(preset, overrides, launch, device, source.is_smoke, _slos(args), measured, **extra), source
 
 
 def _search(args: argparse.Namespace) -> dict | None:
@@ -215,6 +244,76 @@ def bench_command(args: argparse.Namespace) -> int:
     return report(result)
 
 
+def experiment_command(args: argparse.Namespace) -> int:
+    device = sources.detect_device()
+    if device.note:
+        print(f"note: {device.note}", file=sys.stderr)
+    if args.endpoint:
+        raise presets.PresetError("an experiment's endpoints are --endpoint-a and --endpoint-b")
+    if (args.endpoint_a is None) != (args.endpoint_b is None):
+        raise presets.PresetError("give both --endpoint-a and --endpoint-b, or neither")
+    preset, overrides = _preset(args)
+    endpoints = (args.endpoint_a, args.endpoint_b) if args.endpoint_a else None
+    plan = experiment.plan_of(preset, endpoints, args.aa)
+    if args.seed is not None:
+        plan = plan.model_copy(update={"seed": args.seed})
+    facts = {"price": args.price_per_gpu_hour, "gpus": args.gpus}
+    repeats = args.repeats if args.repeats is not None else 3
+    if endpoints:
+        if args.model:
+            plan = plan.model_copy(update={"arms": [a.model_copy(update={"model": args.model}) for a in plan.arms]})
+        source, launch, smoke = None, None, False
+    else:
+        source, launch, measured = _launch_defaults(args, device)
+        smoke, facts["measured"] = source.is_smoke, measured
+    prep = experiment.prepare_experiment(preset, overrides, launch, device, smoke, repeats, plan, _slos(args),
+                                         **facts)
+    out_root = writable(args.out or RUNS_DIR)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    srv = server.VLLMServer(device, source) if source is not None else None
+    if source is not None and source.is_smoke:
+        print(f"note: {sources.SMOKE_WARNING}", file=sys.stderr)
+    switch = experiment.server_switch(srv, args.api_key) if srv is not None else \
+        (lambda arm: experiment.endpoint_target(arm, args.api_key))
+    pinned = []
+
+    def ready(arm):
+        if srv is not None and arm.arm.endpoint is None:
+            print(f"arm {arm.name}: starting vLLM with its settings; log in {server.LOG_DIR}", file=sys.stderr)
+        target = switch(arm)
+        if srv is not None and not pinned:
+            print(f"note: {cores.pin_load_generator(device)}", file=sys.stderr)
+            pinned.append(True)
+        return target
+
+    order = " ".join(prep.order)
+    print(f"experiment: {len(prep.arms)} arms, {prep.repeats} repeats each, in the order {order}", file=sys.stderr)
+    try:
+        result, exp = experiment.run_experiment(
+            prep, ready, partial(run_sync, on_progress=_progress_bar()), out_root, stop,
+            on_arm=lambda name, i: print(f"arm {name} (segment {i + 1} of {len(prep.segments)})", file=sys.stderr))
+    finally:
+        if srv is not None:
+            srv.stop()
+    print_summary(result.summary)
+    print()
+    print("\n".join(experiment_lines(exp)))
+    print(f"results: {result.folder}")
+    return 0 if result.status is RunStatus.COMPLETED else 1
+
+
+def experiment_lines(exp) -> list[str]:
+    """An experiment's result as a person reads it: a sentence per metric, the claim, the method."""
+    lines = [f"note: {exp.note}"] if exp.note else []
+    lines += [a.name + f" skipped: {a.skipped}" for a in exp.arms if a.skipped]
+    lines += exp.sentences
+    if exp.claim is not None:
+        lines.append(f"the article ({exp.claim.section}): \"{exp.claim.text}\" — {exp.claim_verdict}")
+    lines.append(f"method: {exp.method}; order {' '.join(exp.order)}")
+    return lines
+
+
 def writable(folder: Path) -> Path:
     """The folder for run folders, made if need be; refused at once when it cannot be written."""
     try:
@@ -257,7 +356,8 @@ def _progress_bar():
         if state["point"] != p.point:
             if state["bar"] is not None:
                 state["bar"].close()
-            state["bar"] = tqdm(total=p.total, desc=f"point {p.point}/{p.points}", unit="req", file=sys.stderr)
+            which = (f" arm {p.arm}" if p.arm else "") + (f" repeat {p.repeat + 1}/{p.repeats}" if p.repeats > 1 else "")
+            state["bar"] = tqdm(total=p.total, desc=f"point {p.point}/{p.points}{which}", unit="req", file=sys.stderr)
             state["point"] = p.point
         bar = state["bar"]
         bar.n = p.done
@@ -273,7 +373,7 @@ def print_summary(summary: pd.DataFrame) -> None:
     if summary.empty:
         print("no point was measured")
         return
-    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
+    cols = [c for c in shown_columns(summary) if c in HEADLINE_COLUMNS]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.1f}".format):
         print(summary[cols].to_string(index=False))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from showcase import RUNS_DIR, cores, roofline, server, sources
+from showcase import RUNS_DIR, cores, server
 from showcase.bench import child
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus
@@ -35,10 +35,6 @@ SHUTDOWN_WAIT_S = 60.0  # at exit, how long a stopped run may take to finish its
 
 class BenchmarkBusy(UserError):
     """Another benchmark holds the slot."""
-
-
-class PreflightRefused(UserError):
-    """The preset's server settings cannot fit this GPU; the message gives the largest that would."""
 
 
 class Phase(str, enum.Enum):
@@ -62,30 +58,6 @@ class Snapshot:
 
 def is_smoke(srv: server.ServerHandle) -> bool:
     return srv.source is not None and srv.source.is_smoke
-
-
-def gpu_of(device: sources.Device) -> roofline.GPU | None:
-    if not device.is_gpu:
-        return None
-    try:
-        return roofline.gpu(device.name)
-    except roofline.RooflineError:
-        return None
-
-
-def check_fit(srv: server.ServerHandle, settings: server.ServerSettings) -> roofline.Fit:
-    """Pre-flight for a launch on this machine's GPU; no check without a known GPU, and it says so."""
-    g = gpu_of(srv.device)
-    if g is None:
-        why = "no GPU (the CPU smoke model)" if not srv.device.is_gpu else f"unknown GPU {srv.device.name}"
-        return roofline.Fit(True, f"No memory check applies: {why}.", None)
-    try:
-        shape = roofline.ModelShape.load(settings.model)
-    except roofline.RooflineError as exc:
-        return roofline.Fit(True, f"No memory check applies: {exc}.", None)
-    return roofline.preflight(shape, g, settings.max_model_len or shape.max_position or roofline.DEFAULT_CONTEXT,
-                              settings.gpu_memory_utilization or roofline.DEFAULT_UTILIZATION,
-                              settings.tensor_parallel_size, settings.dtype, settings.kv_cache_dtype)
 
 
 class BenchmarkCoordinator:
@@ -122,10 +94,6 @@ class BenchmarkCoordinator:
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
                                measured=self.figures.result if self.figures else None, search=search, price=price,
                                limits=limits)
-        if prepared.settings is not None:
-            fit = check_fit(srv, prepared.settings)
-            if not fit.fits:
-                raise PreflightRefused(f"Pre-flight refused {preset.name}: {fit.message}")
         with self._lock:
             if not self._idle.is_set():
                 raise BenchmarkBusy(f"A benchmark ({self._snap.preset}) is already running; wait for it or stop it.")

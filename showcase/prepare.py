@@ -17,9 +17,38 @@ from showcase.bench.run import Bound, Price, RunMeta
 from showcase.measure import Measured
 from showcase.bench import capacity
 from showcase.bench.workload import ENGINE, Limits, Workload, validated
+from showcase.errors import UserError
 from showcase.presets import Preset
 
 ATTACHED = "unknown (attached endpoint)"
+
+
+class PreflightRefused(UserError):
+    """The preset's server settings cannot fit this GPU; the message gives the largest that would."""
+
+
+def gpu_of(device: sources.Device) -> roofline.GPU | None:
+    if not device.is_gpu:
+        return None
+    try:
+        return roofline.gpu(device.name)
+    except roofline.RooflineError:
+        return None
+
+
+def check_fit(device: sources.Device, settings: server.ServerSettings) -> roofline.Fit:
+    """Pre-flight for a launch on this machine's GPU; no check without a known GPU, and it says so."""
+    g = gpu_of(device)
+    if g is None:
+        why = "no GPU (the CPU smoke model)" if not device.is_gpu else f"unknown GPU {device.name}"
+        return roofline.Fit(True, f"No memory check applies: {why}.", None)
+    try:
+        shape = roofline.ModelShape.load(settings.model)
+    except roofline.RooflineError as exc:
+        return roofline.Fit(True, f"No memory check applies: {exc}.", None)
+    return roofline.preflight(shape, g, settings.max_model_len or shape.max_position or roofline.DEFAULT_CONTEXT,
+                              settings.gpu_memory_utilization or roofline.DEFAULT_UTILIZATION,
+                              settings.tensor_parallel_size, settings.dtype, settings.kv_cache_dtype)
 
 
 @dataclass(frozen=True)
@@ -65,6 +94,10 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     if overrides:
         preset = preset.with_workload(**overrides)
     settings = server.settings_for(preset.server, launch, device) if launch is not None else None
+    if settings is not None:  # before any server restarts, from the app and the command line alike
+        fit = check_fit(device, settings)
+        if not fit.fits:
+            raise PreflightRefused(f"Pre-flight refused {preset.name}: {fit.message}")
     slo = preset.slos.overridden(**(slos or {}))
     plan = preset.capacity
     if search is not None:

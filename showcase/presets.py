@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from showcase import PRESET_DIR
 from showcase.bench.capacity import CapacityPlan
+from showcase.bench.compare import Arm, ExperimentPlan
 from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
 from showcase.server import Dtype, KVCacheDtype, Quantization
 
@@ -57,8 +58,26 @@ class Preset(Strict):
     workload: Workload
     slos: SLOs = SLOs()
     capacity: CapacityPlan | None = None  # a capacity search: the largest load within the SLOs
+    experiment: ExperimentPlan | None = None  # arms compared on this workload (`engine.py experiment`)
     price_per_gpu_hour: float | None = Field(None, gt=0)  # dollars, for the cost columns; never a default
     cpu: CPUScale | None = None
+
+    @model_validator(mode="after")
+    def _arms(self) -> Preset:
+        """Each arm's server fields are a preset's, its workload fields edit this workload."""
+        for arm in self.experiment.arms if self.experiment else []:
+            if arm.server:
+                ServerPart.model_validate(self.server.model_dump(exclude_unset=True) | arm.server)
+            if arm.workload:
+                self.with_workload(**arm.workload)
+        return self
+
+    def for_arm(self, arm: Arm) -> Preset:
+        """The preset as one arm of its experiment runs it: the arm's server and workload fields over
+        its own, no experiment, one repeat (the experiment repeats the arms)."""
+        server_part = ServerPart.model_validate(self.server.model_dump(exclude_unset=True) | arm.server)
+        changed = self.with_workload(**(arm.workload | {"repeats": 1}))
+        return changed.model_copy(update={"server": server_part, "experiment": None})
 
     def for_cpu(self) -> Preset:
         """The preset as the CPU smoke model can serve it (validated again after scaling)."""

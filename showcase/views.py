@@ -17,7 +17,7 @@ import pandas as pd
 
 from showcase import charts, coordinator, roofline, server
 from showcase.measure import Measured
-from showcase.bench.metrics import HEADLINE_COLUMNS, OPTIONAL_COLUMNS
+from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_tables
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
@@ -178,11 +178,12 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary's headline columns, rounded, with short headers; the CSV download has all of them."""
     if summary.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS.values()))
-    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns
-            and not (c in OPTIONAL_COLUMNS and summary[c].isna().all())]
+    cols = shown_columns(summary)
     # Dollars keep three decimals (a user-hour can cost cents); everything else one.
     out = summary[cols].round({c: 3 if c.startswith("usd_") else 1 for c in cols}).rename(columns=HEADLINE_COLUMNS)
     out["point"] = out["point"] + 1
+    if "repeat" in out:
+        out["repeat"] = out["repeat"] + 1
     return out
 
 

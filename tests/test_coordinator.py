@@ -10,7 +10,7 @@ import pytest
 from showcase import server
 from showcase import sources
 from showcase import presets
-from showcase import coordinator
+from showcase import coordinator, prepare
 from showcase.bench import run as bench
 
 
@@ -80,7 +80,7 @@ def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
     base = server.ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
     srv = FakeServer(stub(), sources.Device("cuda", "NVIDIA A10G", 1), base, tmp_path / "logs")
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
-    with pytest.raises(coordinator.PreflightRefused, match="largest max_model_len that fits is 82,"):
+    with pytest.raises(prepare.PreflightRefused, match="largest max_model_len that fits is 82,"):
         coord.start(small("article-input-lengths"))
     assert not srv.restarts and not coord.snapshot().running
 

@@ -154,6 +154,21 @@ HEADLINE_COLUMNS = {
 OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens", "usd_per_user_hour")
 
 
+def shown_columns(summary) -> list[str]:
+    """The headline columns this summary has data for: an optional one only where some row has a
+    value (no efficiency without a measured device, no cost without a price), the repeat only with
+    repeats, the arm only in an experiment."""
+    def carries(c: str) -> bool:
+        values = summary[c]
+        if c == "repeat":
+            return bool((values.fillna(0) > 0).any())
+        if c == "arm":
+            return bool(values.fillna("").astype(str).str.len().gt(0).any())
+        return c not in OPTIONAL_COLUMNS or bool(values.notna().any())
+
+    return [c for c in HEADLINE_COLUMNS if c in summary.columns and carries(c)]
+
+
 def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
     if not values_s:
         return {f"{k}_{prefix}_ms": NAN for k in ("mean", "median", "p90", "p99")}
