@@ -134,15 +134,41 @@ def on_preset(ctx: Context, name: str):
     return (views.preset_markdown(p, coordinator.is_smoke(srv), srv.endpoint is not None), *views.workload_fields(p))
 
 
-def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, price,
+def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats, price,
           password: str, search: bool = False):
     """Start the preset as edited; `search`: as a capacity search (the preset's own, or by its kind of level)."""
     limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users)),
+        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users), repeats),
                         views.search_for(p) if search else None, views.price_from(price), limits)
     return views.progress_markdown(ctx.coord.snapshot())
+
+
+def start_experiment(ctx: Context, choice: str, main_preset: str, endpoint_a: str, endpoint_b: str, repeats,
+                     password: str):
+    """An experiment preset, an A/A of the preset selected above, or two endpoints on that preset's workload."""
+    limits = require_admin(ctx, password)
+    with shown():
+        endpoints = views.endpoints_from(endpoint_a, endpoint_b)
+        aa = choice == views.AA_CHOICE
+        p = preset_of(ctx, main_preset if endpoints or aa else choice)
+        ctx.coord.start_experiment(p, views.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits)
+    return views.progress_markdown(ctx.coord.snapshot())
+
+
+def api_run_experiment(ctx: Context, preset: str, repeats: float, admin: str):
+    """Run an experiment preset (or "aa:NAME" for an A/A of any preset), wait for it, return experiment.json."""
+    limits = require_admin(ctx, admin)
+    aa = preset.startswith("aa:")
+    with shown():
+        ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), views.repeats_from(repeats, 2),
+                                   aa=aa, limits=limits)
+    snap = ctx.coord.wait(RUN_TIMEOUT_S)
+    path = snap.folder / "experiment.json" if snap.folder is not None else None
+    if path is None or not path.exists():
+        raise gr.Error(f"The experiment ended without results: {snap.message}")
+    return json.loads(path.read_text()), str(path)
 
 
 def report(ctx: Context, selected: list[str] | None, gpu_name: str):
@@ -186,11 +212,12 @@ def tick(ctx: Context, seen: str):
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
     with shown():
         v, refused = views.load_views([Path(f) for f in selected or []], [Path(u) for u in uploads or []],
-                                      roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline())
+                                      roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline(), ctx.coord.runs_dir)
     for reason in refused:
         gr.Warning(reason)
-    return (v.answer, v.capacity, v.by_concurrency, v.by_input_length, v.by_turn, v.latency, v.timeline, v.summary,
-            v.files, v.reference_concurrency, v.reference_length)
+    return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,
+            v.by_turn, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
+            v.reference_concurrency, v.reference_length)
 
 
 def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
@@ -247,6 +274,8 @@ def bench_controls(ctx: Context) -> dict:
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
         nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")
         stream = gr.Checkbox(label="Streaming")
+        repeats = gr.Number(label="Repeats", value=1, precision=0, minimum=1, elem_id="w-repeats",
+                            info="each point this many times, interleaved; 2+ gives intervals")
         price = gr.Number(label="Price per GPU-hour ($)", value=None, info=views.price_hint(own_gpu), elem_id="w-price")
     with gr.Row():
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
@@ -254,9 +283,26 @@ def bench_controls(ctx: Context) -> dict:
         search_btn = gr.Button("Find capacity", variant="primary", scale=1, elem_id="capacity")
         stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         restart_btn = gr.Button("Restart server", scale=1, elem_id="restart")
+    with gr.Accordion("Experiment: is B better than A? (restarts the server for each arm)", open=False,
+                      elem_id="experiment-panel"):
+        gr.Markdown("Two or more arms on one workload, run in ABBA order, each run a repeat of its arm; for each "
+                    "metric B relative to A with its 95 % interval over repeats, and a verdict. An A/A experiment "
+                    "(the same arm twice) shows this server's noise: it should say no difference.")
+        with gr.Row():
+            exp_choice = gr.Dropdown(views.experiment_choices(ctx.catalogue), value=views.AA_CHOICE,
+                                     label="Experiment (the article's advice, or an A/A)", scale=2,
+                                     elem_id="experiment-choice")
+            exp_repeats = gr.Number(label="Repeats of each arm", value=3, precision=0, minimum=2, scale=1,
+                                    elem_id="experiment-repeats")
+        with gr.Row():
+            endpoint_a = gr.Textbox(label="or endpoint A (two deployments; the workload of the preset above)",
+                                    placeholder="http://host-a:8000", elem_id="endpoint-a")
+            endpoint_b = gr.Textbox(label="endpoint B", placeholder="http://host-b:8000", elem_id="endpoint-b")
+            exp_btn = gr.Button("Start experiment", variant="primary", elem_id="start-experiment")
     return dict(preset=preset, gpu=gpu, info=info, conc=conc, inlen=inlen, outlen=outlen, nreq=nreq, stream=stream,
-                price=price, admin=admin, start=start_btn, search=search_btn, stop=stop_btn, restart=restart_btn,
-                progress=gr.Markdown(elem_id="bench-progress"))
+                repeats=repeats, price=price, admin=admin, start=start_btn, search=search_btn, stop=stop_btn,
+                restart=restart_btn, exp_choice=exp_choice, exp_repeats=exp_repeats, endpoint_a=endpoint_a,
+                endpoint_b=endpoint_b, experiment=exp_btn, progress=gr.Markdown(elem_id="bench-progress"))
 
 
 def bench_results(ctx: Context) -> dict:
@@ -267,6 +313,9 @@ def bench_results(ctx: Context) -> dict:
                           f"{coordinator.UPLOAD_MAX_ROWS:,} rows)", file_count="multiple", file_types=[".csv"], scale=1)
     views_out = [gr.Markdown(elem_id="capacity-answer"),
                  gr.Plot(label="Capacity search", show_label=False, elem_id="plot-capacity"),
+                 gr.Markdown(elem_id="experiment-result"),
+                 gr.Plot(label="Experiment", show_label=False, elem_id="plot-forest"),
+                 gr.Markdown(elem_id="uncertainty"),
                  gr.Plot(label="By concurrency", show_label=False, elem_id="plot-concurrency"),
                  gr.Plot(label="By prompt length", show_label=False, elem_id="plot-input-length"),
                  gr.Plot(label="TTFT by turn", show_label=False, elem_id="plot-turns"),
@@ -274,6 +323,10 @@ def bench_results(ctx: Context) -> dict:
                  gr.Plot(label="Server timeline", show_label=False),
                  gr.Dataframe(views.shown_summary(pd.DataFrame()), label="Summary of the main run (one row per "
                               "point; all columns in summary.csv; definitions below)", wrap=True, elem_id="summary"),
+                 gr.Dataframe(label="Over repeats: each setting's mean and 95 % interval (aggregate.csv)", wrap=True,
+                              elem_id="aggregate"),
+                 gr.Markdown(elem_id="comparison-note"),
+                 gr.Dataframe(label="The main run against the others shown", wrap=True, elem_id="comparison"),
                  gr.File(label="Downloads", file_count="multiple", interactive=False)]
     with gr.Row():
         report_btn = gr.Button("Make the report (one HTML file to send)", scale=1, elem_id="make-report")
@@ -309,9 +362,13 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
     private = dict(api_visibility="private")
     fields = [b["info"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"]]
     b["preset"].change(partial(on_preset, ctx), b["preset"], fields, **private)
-    workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["price"], b["admin"]]
+    workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["repeats"], b["price"],
+                b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
     b["search"].click(partial(start, ctx, search=True), workload, b["progress"], concurrency_id="benchmark", **private)
+    b["experiment"].click(partial(start_experiment, ctx), [b["exp_choice"], b["preset"], b["endpoint_a"],
+                                                            b["endpoint_b"], b["exp_repeats"], b["admin"]],
+                          b["progress"], concurrency_id="benchmark", **private)
     r["report"].click(partial(report, ctx), [r["runs"], b["gpu"]], r["report_file"], **private)
     b["stop"].click(partial(stop, ctx), b["admin"], b["progress"], **private)
     b["restart"].click(partial(restart_server, ctx), b["admin"], b["progress"], **private)
@@ -325,6 +382,8 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
         api_out = [gr.Dataframe(), gr.File()]
         gr.Button().click(partial(api_run_benchmark, ctx), api_in, api_out, api_name="run_benchmark",
                           concurrency_limit=None)
+        gr.Button().click(partial(api_run_experiment, ctx), [gr.Textbox(), gr.Number(), gr.Textbox()],
+                          [gr.JSON(), gr.File()], api_name="run_experiment", concurrency_limit=None)
 
 
 def build_demo(srv: server.ServerHandle, coord: BenchmarkCoordinator, catalogue: dict[str, presets.Preset],

@@ -37,12 +37,21 @@ def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame,
         # One line per series and per value of the other dimension: points of a concurrency sweep
         # share one prompt length, and must not be joined into a vertical line on the length axis.
         m = m.assign(_line=m["series"].astype(str) + " · " + (m[detail].astype(str) if detail in m else ""))
+        color = alt.Color("series:N", title="measured", legend=alt.Legend(orient="bottom", labelLimit=400))
+        low, high = f"{y}_ci_low", f"{y}_ci_high"
+        bars = {low, high} <= set(m.columns) and m[low].notna().any()
+        tips = ["series:N", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f")]
+        if bars:
+            tips += [alt.Tooltip("repeats:Q"), alt.Tooltip(f"{low}:Q", title="95 % CI from", format=",.1f"),
+                     alt.Tooltip(f"{high}:Q", title="95 % CI to", format=",.1f")]
         layers.append(alt.Chart(m).mark_line(point=True).encode(
-            x=ax, y=ay, detail="_line:N",
-            color=alt.Color("series:N", title="measured", legend=alt.Legend(orient="bottom", labelLimit=400)),
-            tooltip=["series:N", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip(f"{y}:Q", title=y_title, format=",.1f"),
-                     alt.Tooltip("flags:N")],
-        ))
+            x=ax, y=ay, detail="_line:N", color=color, tooltip=[*tips, alt.Tooltip("flags:N")]))
+        if bars:  # the interval over repeats of each point (none with one repeat)
+            # A log axis cannot draw an interval reaching zero or below: it is cut at 1 % of the mean
+            # (the tooltip keeps the true bounds).
+            e = m[m[low].notna()].assign(_low=lambda d: d[low].clip(lower=d[y] * 0.01))
+            layers.append(alt.Chart(e).mark_rule(strokeWidth=2).encode(
+                x=ax, y=alt.Y("_low:Q", scale=ys, title=y_title), y2=f"{high}:Q", color=color, tooltip=tips))
     r = reference.dropna(subset=[x, y]) if not reference.empty and {x, y} <= set(reference.columns) else pd.DataFrame()
     if not r.empty:
         layers.append(alt.Chart(r).mark_point(shape="diamond", size=110, filled=False, strokeWidth=2).encode(
@@ -194,3 +203,45 @@ def capacity_chart(cap) -> alt.HConcatChart | alt.Chart:
                 color="#2ca02c").encode(x="load:Q", tooltip=["what", "load"]))
         panels.append(alt.layer(*layers).properties(width=W, height=H, title=name))
     return alt.hconcat(*panels).properties(title=alt.Title("Capacity search", subtitle=[cap.sentence]))
+
+
+VERDICT_COLORS = alt.Scale(domain=["better", "worse", "no_difference", "not_measured"],
+                           range=["#2ca02c", "#d62728", "#7f7f7f", "#c7c7c7"])
+
+
+def forest_plot(exp) -> alt.LayerChart | alt.Chart:
+    """An experiment's B against A, a row per metric: the relative difference with its interval,
+    a zero line, coloured by verdict. `exp`: a `compare.Experiment`."""
+    if exp is None or not exp.comparisons:
+        return _empty("Experiment: none in the main run" if exp is None else f"Experiment: {exp.note or 'no result'}")
+    from showcase.bench.compare import NAMES
+
+    rows = []
+    for pair in exp.comparisons:
+        for metric, r in pair.metrics.items():
+            if r.rel is None or None in r.rel_ci:
+                continue
+            better = "lower is better" if r.lower_is_better else "higher is better"
+            rows.append({"metric": f"{NAMES.get(metric, metric)} ({better})", "arm": f"{pair.b} vs {pair.a}",
+                         "rel": r.rel * 100, "low": r.rel_ci[0] * 100, "high": r.rel_ci[1] * 100,
+                         "verdict": r.verdict})
+    if not rows:
+        return _empty("Experiment: no metric measured in both arms with 2 or more repeats")
+    df = pd.DataFrame(rows)
+    y = alt.Y("metric:N", title=None, sort=None)
+    color = alt.Color("verdict:N", scale=VERDICT_COLORS, title="verdict")
+    tips = ["arm", "metric", alt.Tooltip("rel:Q", title="difference %", format="+.1f"),
+            alt.Tooltip("low:Q", title="95 % CI from %", format="+.1f"),
+            alt.Tooltip("high:Q", title="95 % CI to %", format="+.1f"), "verdict"]
+    yo = alt.YOffset("arm:N") if df["arm"].nunique() > 1 else alt.Undefined
+    bars = alt.Chart(df).mark_rule(strokeWidth=3).encode(
+        x=alt.X("low:Q", title=(df["arm"].iloc[0].replace(" vs ", " relative to ") if df["arm"].nunique() == 1
+                                else "each arm relative to the first") + " (%), with its 95 % interval over repeats"),
+        x2="high:Q", y=y,
+        yOffset=yo, color=color, tooltip=tips)
+    dots = alt.Chart(df).mark_point(filled=True, size=80).encode(x="rel:Q", y=y, yOffset=yo, color=color,
+                                                                tooltip=tips)
+    zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(color=LIMIT_COLOR, strokeDash=[4, 3]).encode(x="x:Q")
+    title = alt.Title("Experiment: " + " vs ".join(a.name for a in exp.arms) + (" (A/A: noise only)" if exp.aa else ""),
+                      subtitle=[f"{exp.repeats} repeats an arm, order {' '.join(exp.order)}"])
+    return alt.layer(zero, bars, dots).properties(width=2 * W, height=max(120, 28 * len(df)), title=title)

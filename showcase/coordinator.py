@@ -15,17 +15,20 @@ import json
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from showcase import RUNS_DIR, cores, server
+from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus
 from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
 from showcase.measure import DeviceFigures
+from showcase.bench.compare import Experiment
+from showcase.experiment import PreparedExperiment
 from showcase.prepare import prepare_run
 from showcase.presets import Preset
 
@@ -54,6 +57,7 @@ class Snapshot:
     message: str
     folder: Path | None
     status: RunStatus | None  # the last run's, None before any
+    experiment: Experiment | None = None  # the last experiment's result, when the last run was one
 
 
 def is_smoke(srv: server.ServerHandle) -> bool:
@@ -94,16 +98,33 @@ class BenchmarkCoordinator:
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
                                measured=self.figures.result if self.figures else None, search=search, price=price,
                                limits=limits)
+        self._take(preset.name, self._run, prepared)
+        return prepared.preset
+
+    def start_experiment(self, preset: Preset, repeats: int, endpoints: tuple[str, str] | None = None,
+                         aa: bool = False, limits: Limits = VISITOR) -> PreparedExperiment:
+        """An experiment in the background: the preset's arms (the server restarted with each arm's
+        settings, after each arm's pre-flight check), two endpoints, or the preset twice (`aa`)."""
+        srv = self.server
+        launched = srv.endpoint is None and srv.launch_settings is not None
+        plan = experiment.plan_of(preset, endpoints, aa)
+        prep = experiment.prepare_experiment(preset, None, srv.launch_settings if launched else None, srv.device,
+                                             is_smoke(srv), repeats, plan, limits=limits,
+                                             measured=self.figures.result if self.figures else None)
+        self._take(preset.name, self._run_experiment, prep)
+        return prep
+
+    def _take(self, name: str, work, prepared) -> None:
         with self._lock:
             if not self._idle.is_set():
                 raise BenchmarkBusy(f"A benchmark ({self._snap.preset}) is already running; wait for it or stop it.")
             self._stop.clear()
             self._idle.clear()
-            self._update(running=True, preset=preset.name, phase=Phase.PREFLIGHT, progress=None,
-                         message="starting", folder=None, status=None)
-            self._thread = threading.Thread(target=self._run, args=(prepared,), daemon=True, name="benchmark")
+            self._update(running=True, preset=name, phase=Phase.PREFLIGHT, progress=None,
+                         message="starting", folder=None, status=None, experiment=None)
+            self._thread = threading.Thread(target=self._guarded, args=(work, prepared), daemon=True,
+                                            name="benchmark")
             self._thread.start()
-        return prepared.preset
 
     def stop(self) -> None:
         self._stop.set()
@@ -138,18 +159,38 @@ class BenchmarkCoordinator:
         if status.state is not server.State.READY:
             raise server.ServerNotReady(f"The server is not ready for {name}: {status.message}")
 
+    def _segment_runner(self):
+        log = self.server.log_dir / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        return partial(child.run_in_process, on_progress=lambda p: self._update(progress=p), log_path=log,
+                       cores=self._client_cores())
+
     def _run(self, prepared) -> None:
+        self._restart_if_needed(prepared.settings, prepared.preset.name)
+        base = self.server.require_ready()
+        target = Target(base, self.server.served_model_name, self.server.api_key)
+        self._update(phase=Phase.RUNNING, message="running")
+        result = self._segment_runner()(prepared.meta, target, out_root=self.runs_dir, stop=self._stop)
+        self._update(phase=Phase.DONE, message=result.message or "all points ran", folder=result.folder,
+                     status=result.status)
+
+    def _run_experiment(self, prep: PreparedExperiment) -> None:
+        switch = experiment.server_switch(self.server, self.server.api_key)
+
+        def ready(arm):
+            self._update(phase=Phase.RESTARTING if arm.settings is not None and arm.settings != self.server.settings
+                         else Phase.RUNNING, message=f"readying arm {arm.name}")
+            target = switch(arm)
+            self._update(phase=Phase.RUNNING, message=f"running arm {arm.name}")
+            return target
+
+        result, exp = experiment.run_experiment(prep, ready, self._segment_runner(), self.runs_dir, self._stop)
+        self._update(phase=Phase.DONE, message=result.message or ("experiment done" if exp.done else
+                                                                  "experiment ended early"),
+                     folder=result.folder, status=result.status, experiment=exp)
+
+    def _guarded(self, work, prepared) -> None:
         try:
-            self._restart_if_needed(prepared.settings, prepared.preset.name)
-            base = self.server.require_ready()
-            target = Target(base, self.server.served_model_name, self.server.api_key)
-            self._update(phase=Phase.RUNNING, message="running")
-            log = self.server.log_dir / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.log"
-            result = child.run_in_process(prepared.meta, target, out_root=self.runs_dir,
-                                          on_progress=lambda p: self._update(progress=p), stop=self._stop,
-                                          log_path=log, cores=self._client_cores())
-            self._update(phase=Phase.DONE, message=result.message or "all points ran", folder=result.folder,
-                         status=result.status)
+            work(prepared)
         except child.RunProcessError as exc:  # what it measured before it died is kept, and shown
             self._update(phase=Phase.DONE, message=str(exc), status=RunStatus.FAILED, folder=exc.folder)
         except UserError as exc:

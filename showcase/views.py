@@ -10,7 +10,9 @@ returns Markdown strings, DataFrames and Altair charts; it knows nothing about G
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,9 @@ import pandas as pd
 from showcase import charts, coordinator, roofline, server
 from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
-from showcase.bench.run import RunStatus, read_capacity, read_tables
+from showcase.bench import compare, stats
+from showcase.bench.compare import Experiment
+from showcase.bench.run import RunStatus, read_capacity, read_meta, read_tables
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
 
@@ -71,9 +75,18 @@ def banner(status: server.Status) -> str:
 
 
 def preset_markdown(p: Preset, smoke: bool, attached: bool) -> str:
-    text = f"**{p.title}** — {p.description}  \n*Source:* {p.source}"
+    """A preset's description; its fields are data from a file, so they are escaped, not rendered."""
+    e = partial(html.escape, quote=False)
+    text = f"**{e(p.title)}** — {e(p.description)}  \n*Source:* {e(p.source)}"
+    if p.experiment is not None:
+        arms = "; ".join(f"{e(a.name)}: " + (", ".join(f"{k}={v}" for k, v in (a.server | a.workload).items()) or "as is")
+                         for a in p.experiment.arms)
+        text += f"  \n*Experiment arms:* {arms}"
+        if p.experiment.claim is not None:
+            c = p.experiment.claim
+            text += f"  \n*The article ({e(c.section)}):* “{e(c.text)}”"
     if smoke and p.cpu is not None:
-        text += f"  \n⚠️ *{p.cpu.note}*"
+        text += f"  \n⚠️ *{e(p.cpu.note)}*"
     if attached:
         text += "  \n*Attached endpoint: the preset's server settings are not applied.*"
     return text
@@ -107,14 +120,42 @@ def parse_levels(text: str, field: str, kind=int) -> list:
 
 
 def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool,
-                   users: bool = False) -> dict:
+                   users: bool = False, repeats: float | None = None) -> dict:
     """The Benchmark tab's workload fields as overrides of the preset's workload; for a chat-users
     preset the levels are users, whose requests are users × turns (the requests field is ignored)."""
     levels = parse_levels(conc, "Chat users" if users else "Concurrency levels")
-    common = {"input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0)}
+    common = {"input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0),
+              "repeats": repeats_from(repeats)}
     if users:
         return {"users": levels, **common}
     return {"concurrency": levels, **common, "num_requests": int(nreq or 0), "stream": bool(stream)}
+
+
+def repeats_from(value: float | None, least: int = 1) -> int:
+    """The Repeats field: a whole number, at least `least` (an experiment needs 2)."""
+    if value in (None, "") or (isinstance(value, float) and value != value):
+        return max(1, least)
+    n = int(value)
+    if n != value or n < least:
+        raise WorkloadError(f"Repeats: give a whole number of at least {least}")
+    return n
+
+
+def endpoints_from(a: str | None, b: str | None) -> tuple[str, str] | None:
+    """The Experiment panel's two endpoint fields: both, or neither."""
+    a, b = (a or "").strip(), (b or "").strip()
+    if bool(a) != bool(b):
+        raise WorkloadError("Give both endpoints (A and B) to compare two deployments, or neither")
+    return (a, b) if a else None
+
+
+def experiment_choices(catalogue: dict[str, Preset]) -> list[tuple[str, str]]:
+    """The Experiment panel's choices: the experiment presets, and an A/A of the preset selected above."""
+    return [(p.title, n) for n, p in catalogue.items() if p.experiment is not None] + [
+        ("A/A: the preset selected above, twice (this server's noise)", AA_CHOICE)]
+
+
+AA_CHOICE = "__aa__"
 
 
 def search_for(p: Preset) -> dict:
@@ -164,7 +205,9 @@ def progress_markdown(snap: coordinator.Snapshot) -> str:
             total = f" of {p.total}" if p.total else ""
             rate = f" · {p.tokens_per_s:,.0f} output tokens/s so far" if p.tokens_per_s is not None else ""
             fail = f" · {p.failed} failed" if p.failed else ""
-            head += f": point {p.point} of {p.points}, {p.done}{total} requests done{rate}{fail}"
+            which = (f"arm {html.escape(p.arm)}, " if p.arm else "") + (
+                f"repeat {p.repeat + 1} of {p.repeats}, " if p.repeats > 1 else "")
+            head += f": {which}point {p.point} of {p.points}, {p.done}{total} requests done{rate}{fail}"
             if p.message:
                 head += f" · {p.message}"
         return head
@@ -257,25 +300,178 @@ class Views:
     files: list[str] | None
     reference_concurrency: pd.DataFrame
     reference_length: pd.DataFrame
+    uncertainty: str = ""  # how sure the main run can be: its repeats and intervals, or that it cannot say
+    aggregate: pd.DataFrame = field(default_factory=pd.DataFrame)  # the main run over its repeats
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)  # the main run against the others shown
+    comparison_note: str = ""
+    experiment: str = ""  # the main run's experiment: a sentence per metric, the article's claim
+    forest: object = None
 
 
 def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFrame, tuple, list[str]]:
-    """Every selected run's and upload's summary as one table (a `series` each), the main run's
-    three tables, and the reasons any upload was refused."""
+    """Every selected run's and upload's summary as one table (a `series` each: the run, and its
+    arm in an experiment), the main run's three tables, and the reasons any upload was refused."""
     measured, main, refused = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame()), []
     for i, folder in enumerate(folders):
         tables = read_tables(folder)
         main = tables if i == 0 else main
         if not tables[0].empty:
-            measured.append(tables[0].assign(series=folder.name))
+            measured.append(tables[0].assign(series=_series(tables[0], folder.name)))
     for path in uploads:
         try:
-            measured.append(coordinator.load_summary(path, f"uploaded: {path.name}"))
+            up = coordinator.load_summary(path, f"uploaded: {path.name}")
+            measured.append(up.assign(series=_series(up, up["series"].iloc[0] if not up.empty else path.name)))
         except coordinator.UploadError as exc:
             refused.append(str(exc))
     return (pd.concat(measured, ignore_index=True) if measured else pd.DataFrame()), main, refused
 
 
+def _series(summary: pd.DataFrame, name: str) -> pd.Series | str:
+    """A run's series label; an experiment's arms are series of their own."""
+    if "arm" not in summary.columns or summary["arm"].isna().all():
+        return name
+    return name + " · " + summary["arm"].astype(object).where(summary["arm"].notna(), "").astype(str)
+
+
+def averaged(measured: pd.DataFrame) -> pd.DataFrame:
+    """Each series over its repeats: a row per setting with each metric's mean and interval."""
+    if measured.empty:
+        return measured
+    parts = [compare.aggregate(group).assign(series=name) for name, group in measured.groupby("series", sort=False)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def uncertainty_markdown(summary: pd.DataFrame) -> str:
+    """What the main run can say about its own noise."""
+    if summary.empty:
+        return ""
+    n = compare.most_repeats(summary)
+    if n <= 1:
+        return ("*One repeat per point: this run cannot state an uncertainty. One run is one sample: identical "
+                "runs minutes apart can differ by ±15 % on a CPU server. Measure with 2 or more repeats (the "
+                "intervals then show), or run an A/A experiment to see this server's noise.*")
+    return (f"*Each point measured {n} times, interleaved across the points. Intervals: 95 % over the repeats "
+            f"(Student t; the repeat is the unit, not the request), drawn as error bars.*")
+
+
+AGGREGATE_SHOWN = ("mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "output_throughput", "goodput")
+
+
+def shown_aggregate(summary: pd.DataFrame) -> pd.DataFrame:
+    """The main run over its repeats: each headline metric as "mean (low–high)"; empty without repeats."""
+    if summary.empty or compare.most_repeats(summary) <= 1:
+        return pd.DataFrame()
+    agg = compare.aggregate(summary)
+    out = pd.DataFrame()
+    for c in ("arm", "max_concurrency", "users", "request_rate", "input_len", "output_len", "repeats"):
+        empty = agg[c].isna().all() if c in agg else True
+        empty |= c == "arm" and not agg[c].dropna().astype(str).str.len().gt(0).any() if c in agg else False
+        empty |= c == "request_rate" and bool((agg[c] == math.inf).all()) if c in agg else False
+        if not empty:
+            out[HEADLINE_COLUMNS.get(c, c)] = agg[c]
+    for m in AGGREGATE_SHOWN:
+        if m in agg and agg[m].notna().any():
+            out[f"{compare.NAMES.get(m, m)} {compare.unit(m)} (95 % CI)"] = [
+                _with_interval(v, lo, hi) for v, lo, hi in zip(agg[m], agg[f"{m}_ci_low"], agg[f"{m}_ci_high"])]
+    return out
+
+
+def _with_interval(v: float, lo: float, hi: float) -> str:
+    if pd.isna(v):
+        return "—"
+    digits = 0 if abs(v) >= 100 else 1
+    return f"{v:,.{digits}f}" + (f" ({lo:,.{digits}f}–{hi:,.{digits}f})" if pd.notna(lo) else "")
+
+
+COMPARED = ("mean_ttft_ms", "output_throughput", "mean_tpot_ms", "p99_itl_ms")
+
+
+def compare_runs(measured: pd.DataFrame, aa_noise: str = "") -> tuple[pd.DataFrame, str]:
+    """The main series against each other one shown: per point they share and per metric, whether
+    the difference exceeds what their repeats allow (Welch over repeats); with one repeat either
+    side, that it cannot tell. `aa_noise`: what an A/A experiment measured on this server."""
+    if measured.empty or measured["series"].nunique() < 2:
+        return pd.DataFrame(), ""
+    keys = [c for c in ("input_len", "output_len", "max_concurrency", "request_rate", "users") if c in measured]
+    names = list(dict.fromkeys(measured["series"]))
+    main, rows, single = names[0], [], False
+    a_all = measured[measured["series"] == main]
+    for other in names[1:]:
+        b_all = measured[measured["series"] == other]
+        for key, a in a_all.groupby(keys, dropna=False, sort=False):
+            b = b_all
+            for k, v in zip(keys, key if isinstance(key, tuple) else (key,)):
+                b = b[b[k].isna()] if pd.isna(v) else b[b[k] == v]
+            if b.empty:
+                continue
+            setting = ", ".join(f"{HEADLINE_COLUMNS.get(k, k)} {v:g}" for k, v in zip(keys, key)
+                                if pd.notna(v) and not (k == "request_rate" and v == float("inf")))
+            for m in COMPARED:
+                if m not in a or m not in b:
+                    continue
+                c = stats.compare(m, pd.to_numeric(a[m], errors="coerce"), pd.to_numeric(b[m], errors="coerce"))
+                if c.n_a == 0 or c.n_b == 0:
+                    continue
+                if c.verdict == "not_measured":
+                    single = True
+                    what = "one repeat: cannot tell"
+                else:
+                    what = c.verdict.replace("_", " ") + (f" ({c.rel_ci[0]:+.0%} to {c.rel_ci[1]:+.0%})"
+                                                          if math.isfinite(c.rel_ci[0]) else "")
+                rows.append({"point": setting, "metric": compare.NAMES.get(m, m), main: round(c.a, 1),
+                             "compared with": other, "value": round(c.b, 1),
+                             "difference": f"{c.rel:+.1%}" if math.isfinite(c.rel) else "—",
+                             f"{other if len(names) == 2 else 'other'} vs {main}": what})
+    note = ("Differences are called only where both runs have 2 or more repeats (Welch's t over repeats, 95 %).")
+    if single:
+        note += (" Where either has one repeat, nothing can be called: one run is one sample. "
+                 + (aa_noise or "No A/A experiment has been run on this server to show its noise (run one: "
+                    "`engine.py experiment --preset NAME --aa`, or the Experiment panel's A/A)."))
+    return pd.DataFrame(rows), note
+
+
+def aa_noise_text(runs_dir: Path, model: str) -> str:
+    """What the newest A/A experiment on this server's model measured: the widest relative
+    interval of its metrics, as this server's run-to-run noise."""
+    from showcase.experiment import read_experiment
+
+    for folder in sorted(Path(runs_dir).glob("*/experiment.json"), reverse=True):
+        try:
+            exp = read_experiment(folder.parent)
+            meta_model = read_meta(folder.parent).model
+        except (OSError, ValueError):
+            continue
+        if exp is None or not exp.aa or (model and meta_model != model) or not exp.metrics:
+            continue
+        parts = [f"{compare.NAMES.get(m, m)} ±{max(abs(r.rel_ci[0]), abs(r.rel_ci[1])):.0%}"
+                 for m, r in exp.metrics.items() if None not in r.rel_ci]
+        return (f"An A/A experiment on this server ({folder.parent.name}, {exp.repeats} repeats an arm) found "
+                f"differences between identical runs within: {', '.join(parts)}; smaller differences are noise here.")
+    return ""
+
+
+def _model_of(folder: Path) -> str:
+    try:
+        return read_meta(folder).model
+    except (OSError, ValueError):
+        return ""
+
+
+def experiment_markdown(exp: Experiment | None) -> str:
+    """The main run's experiment: the note, a sentence per metric, the article's claim beside its verdict."""
+    if exp is None:
+        return ""
+    lines = ["### Experiment: " + " vs ".join(html.escape(a.name) for a in exp.arms)
+             + (" (A/A)" if exp.aa else "") + ("" if exp.done else " — not finished")]
+    if exp.note:
+        lines.append(f"*{html.escape(exp.note)}*")
+    lines += [f"- {html.escape(a.name)} was skipped: {html.escape(a.skipped)}" for a in exp.arms if a.skipped]
+    lines += [f"- {html.escape(s, quote=False)}" for s in exp.sentences]
+    if exp.claim is not None:
+        lines.append(f"\n**The article ({html.escape(exp.claim.section)}):** “{html.escape(exp.claim.text)}”  \n"
+                     f"**Measured here:** {exp.claim_verdict} (on {compare.NAMES.get(exp.claim.metric, exp.claim.metric)})")
+    lines.append(f"\n*Order: {html.escape(' '.join(exp.order))}. Method: {html.escape(exp.method)}.*")
+    return "\n".join(lines)
 def _bounds(measured_r: roofline.Roofline | None, article_r: roofline.Roofline, levels: list[int],
             lengths: list[int], one_len: int, out_len: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The bound lines by concurrency and by prompt length: the article's datasheet bound, and the
@@ -289,7 +485,7 @@ def _bounds(measured_r: roofline.Roofline | None, article_r: roofline.Roofline, 
 
 
 def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit: Limit,
-               measured_r: roofline.Roofline | None = None) -> tuple[Views, list[str]]:
+               measured_r: roofline.Roofline | None = None, runs_dir: Path | None = None) -> tuple[Views, list[str]]:
     """Charts, the summary table and downloads for the selected runs (the first is the main one),
     with the article's numbers judged for `g`; and the reasons any upload was refused."""
     measured, (summary, requests, timeline), refused = measured_series(folders, uploads)
@@ -303,11 +499,20 @@ def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit:
     levels = sorted({*ARTICLE_LEVELS, *seen("max_concurrency")})
     lengths = sorted({ARTICLE_INPUT_LEN, ARTICLE_LONGEST_INPUT, *seen("input_len")})
     by_conc, by_len = _bounds(measured_r, roofline.Roofline(article_shape, g), levels, lengths, one_len, out_len)
-    files = [str(folders[0] / n) for n in ("summary.csv", "requests.csv", "run.json", "capacity.json", "report.html")
+    files = [str(folders[0] / n) for n in ("summary.csv", "aggregate.csv", "requests.csv", "run.json",
+                                           "capacity.json", "experiment.json", "report.html")
              if folders and (folders[0] / n).exists()]
     cap = read_capacity(folders[0]) if folders else None
-    views = Views(answer_markdown(cap), charts.capacity_chart(cap), charts.concurrency_chart(measured, ref_conc, by_conc),
-                  charts.input_length_chart(measured, ref_len, by_len), charts.ttft_by_turn(requests, summary),
+    from showcase.experiment import read_experiment
+
+    exp = read_experiment(folders[0]) if folders else None
+    mean = averaged(measured)
+    comparison, note = compare_runs(measured, aa_noise_text(runs_dir, _model_of(folders[0])) if runs_dir and folders
+                                    else "")
+    views = Views(answer_markdown(cap), charts.capacity_chart(cap), charts.concurrency_chart(mean, ref_conc, by_conc),
+                  charts.input_length_chart(mean, ref_len, by_len), charts.ttft_by_turn(requests, summary),
                   charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
-                  files or None, *reference_tables(*judged))
+                  files or None, *reference_tables(*judged), uncertainty=uncertainty_markdown(summary),
+                  aggregate=shown_aggregate(summary), comparison=comparison, comparison_note=note,
+                  experiment=experiment_markdown(exp), forest=charts.forest_plot(exp))
     return views, refused

@@ -39,7 +39,7 @@ def _repeat(rng, drift_sd: float = 0.1, own_sd: float = 0.02) -> dict[str, float
     d = rng.normal(1, drift_sd)
     own = lambda: rng.normal(1, own_sd)  # noqa: E731
     return {"mean_ttft_ms": 50 * d * own(), "p90_ttft_ms": 70 * d * own(), "mean_tpot_ms": 20 * d * own(),
-            "p99_itl_ms": 40 * d * own(), "output_throughput": 300 / d * own(), "goodput": 5 / d * own()}
+            "p99_itl_ms": 40 * d * own(), "mean_e2el_ms": 700 * d * own(), "output_throughput": 300 / d * own(), "goodput": 5 / d * own()}
 
 
 def _arm(rng, n: int, **kw) -> dict[str, list[float]]:

@@ -51,7 +51,15 @@ def test_the_summary_table_shows_the_headline_columns_with_short_headers():
 
 def test_workload_fields_are_parsed_or_refused_with_the_field_named():
     assert views.overrides_from("1, 4,8", "256", 64, 16, True) == {
-        "concurrency": [1, 4, 8], "input_len": [256], "output_len": 64, "num_requests": 16, "stream": True}
+        "concurrency": [1, 4, 8], "input_len": [256], "output_len": 64, "num_requests": 16, "stream": True,
+        "repeats": 1}
+    assert views.overrides_from("1", "256", 64, 16, True, repeats=3)["repeats"] == 3
+    with pytest.raises(WorkloadError, match="Repeats: give a whole number of at least 1"):
+        views.overrides_from("1", "256", 64, 16, True, repeats=0)
+    with pytest.raises(WorkloadError, match="at least 2"):
+        views.repeats_from(1, least=2)
+    with pytest.raises(WorkloadError, match="both endpoints"):
+        views.endpoints_from("http://a:1", "")
     with pytest.raises(WorkloadError, match="Concurrency levels: give numbers"):
         views.overrides_from("one", "256", 64, 16, True)
     with pytest.raises(WorkloadError, match="Prompt lengths: give at least one value"):
@@ -103,7 +111,7 @@ def test_the_presets_table_lists_every_preset():
 
 def test_a_chat_preset_takes_its_levels_as_users_and_no_request_count():
     assert views.overrides_from("1, 8", "64", 128, 99, True, users=True) == {
-        "users": [1, 8], "input_len": [64], "output_len": 128}
+        "users": [1, 8], "input_len": [64], "output_len": 128, "repeats": 1}
     with pytest.raises(WorkloadError, match="Chat users: give numbers"):
         views.overrides_from("many", "64", 128, 0, True, users=True)
     chat = presets.load_all()["chat-users"]

@@ -49,6 +49,9 @@ class Job(_Message):
     target: Target
     out_root: Path
     cores: tuple[int, ...] | None = None
+    resume: Path | None = None  # `run`'s: add to this run folder
+    only: tuple[int, ...] | None = None  # `run`'s: just these points
+    final: bool = True
 
 
 class ProgressMessage(_Message):
@@ -88,9 +91,12 @@ def run_in_process(
     stop: threading.Event | None = None,
     log_path: Path | None = None,
     cores: tuple[int, ...] | None = None,
+    resume: Path | None = None,
+    only: tuple[int, ...] | None = None,
+    final: bool = True,
 ) -> RunResult:
     """`run` in a child process, its log in `log_path`; `cores`: the child runs on these only
-    (the load generator's share of `cores.CoreSplit`)."""
+    (the load generator's share of `cores.CoreSplit`); `resume`, `only`, `final`: as `run`'s."""
     stop = stop or threading.Event()
     out_root = Path(out_root).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -99,7 +105,8 @@ def run_in_process(
     with log_path.open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "showcase.bench.child"], cwd=ROOT, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
-    proc.stdin.write(encode(Job(meta=meta, target=target, out_root=out_root, cores=cores)))
+    proc.stdin.write(encode(Job(meta=meta, target=target, out_root=out_root, cores=cores, resume=resume, only=only,
+                                final=final)))
     proc.stdin.flush()
     threading.Thread(target=_pass_stop_on, args=(proc, stop), daemon=True, name="bench-stop").start()
     outcome: Message | None = None
@@ -166,7 +173,8 @@ def main() -> None:
             send(ProgressMessage(progress=prog))
 
     try:
-        result = run_sync(job.meta, job.target, job.out_root, on_progress, stop)
+        result = run_sync(job.meta, job.target, job.out_root, on_progress, stop, resume=job.resume, only=job.only,
+                          final=job.final)
     except WorkloadError as exc:
         send(ErrorMessage(kind="workload", message=str(exc)))
         return

@@ -47,7 +47,7 @@ def aggregate(summary: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd
     for key, group in summary.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row["repeats"] = len(group)
-        row["points"] = ";".join(str(int(p)) for p in group["point"]) if "point" in group else ""
+        row["points"] = ";".join(str(int(p)) for p in group["point"].dropna()) if "point" in group else ""
         for metric in AGGREGATED:
             if metric not in group.columns:
                 continue

@@ -163,7 +163,7 @@ def shown_columns(summary) -> list[str]:
         if c == "repeat":
             return bool((values.fillna(0) > 0).any())
         if c == "arm":
-            return bool(values.fillna("").astype(str).str.len().gt(0).any())
+            return bool(values.dropna().astype(str).str.len().gt(0).any())
         return c not in OPTIONAL_COLUMNS or bool(values.notna().any())
 
     return [c for c in HEADLINE_COLUMNS if c in summary.columns and carries(c)]

@@ -35,7 +35,7 @@ METHOD = ("Student t over repeats (each repeat is one value; requests inside a r
 # Metrics judged in an experiment, and which way is better. Names as in summary.csv.
 LOWER_IS_BETTER = {"mean_ttft_ms": True, "p90_ttft_ms": True, "mean_tpot_ms": True, "p99_itl_ms": True,
                    "mean_e2el_ms": True, "output_throughput": False, "goodput": False}
-HEADLINE = ("mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "output_throughput", "goodput")
+HEADLINE = ("mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "mean_e2el_ms", "output_throughput", "goodput")
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
