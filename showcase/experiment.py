@@ -73,7 +73,7 @@ def plan_of(preset: Preset, endpoints: tuple[str, str] | None = None, aa: bool =
     if endpoints is not None:
         return ExperimentPlan(arms=[Arm(name="A", endpoint=endpoints[0]), Arm(name="B", endpoint=endpoints[1])])
     if aa:
-        return ExperimentPlan(arms=[Arm(name="A"), Arm(name="A again")])
+        return ExperimentPlan(arms=[Arm(name="A1"), Arm(name="A2")])
     if preset.experiment is None:
         raise WorkloadError(f"{preset.name} is not an experiment: choose an experiment preset, give two endpoints, "
                             "or ask for an A/A experiment of it (--aa)")
@@ -175,12 +175,6 @@ def _write(folder: Path, prep: PreparedExperiment, skipped: dict[str, str], done
     exp = compare.analyse(summary, prep.plan, prep.record(skipped), prep.order, prep.repeats, done)
     RunFolder.reopen(folder).write_model("experiment.json", exp)
     return exp
-
-
-def read_experiment(folder: Path) -> Experiment | None:
-    """A run folder's experiment.json; None for a run that was no experiment."""
-    path = Path(folder) / "experiment.json"
-    return Experiment.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def server_switch(srv: server.ServerHandle, api_key: str) -> Switch:

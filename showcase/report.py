@@ -18,7 +18,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from showcase import roofline, views
-from showcase.bench.run import RunMeta, read_capacity, read_meta, read_tables
+from showcase.bench.run import RunMeta, read_capacity, read_experiment, read_meta, read_tables
 from showcase.errors import UserError
 
 PAGE = """<!DOCTYPE html>
@@ -73,6 +73,14 @@ def _headline(summary: pd.DataFrame) -> str:
     return text + (f", at ${cost:,.2f} per million output tokens." if pd.notna(cost) else ".")
 
 
+def _experiment_headline(exp) -> str:
+    """An experiment's answer: the article's claim and what was measured, or the arms compared."""
+    arms = " vs ".join(a.name for a in exp.arms)
+    if exp.claim is not None:
+        return f"Experiment {arms}: the article's advice ({exp.claim.section}) is {exp.claim_verdict} on this machine."
+    return f"Experiment {arms}" + (" (A/A: the noise of this server)." if exp.aa else ".")
+
+
 def _metadata(meta: RunMeta) -> str:
     rows = {"run": meta.preset, "status": f"{meta.status.value} {meta.message}".strip(), "model": meta.model,
             "device": meta.device, "endpoint": meta.endpoint, "vLLM": meta.vllm_version or "unknown",
@@ -110,22 +118,29 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     g = gpu or _gpu_of(meta)
     limit, measured_r = _limit(meta)
     v, _ = views.load_views([Path(folder)], [], g, limit, measured_r)
-    charts = {"capacity": v.capacity, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
+    charts = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
               "latency": v.latency, "timeline": v.timeline}
     cap = read_capacity(folder)
     if cap is None:
         charts.pop("capacity")
+    if not v.experiment:
+        charts.pop("forest")
     if meta.workload is None or meta.workload.users is None:
         charts.pop("turns")
     specs = {f"chart-{k}": c.to_dict() for k, c in charts.items()}
-    answer = views.answer_text(cap) or _headline(read_tables(folder)[0])
+    exp = read_experiment(folder)
+    answer = views.answer_text(cap) or (_experiment_headline(exp) if exp else _headline(read_tables(folder)[0]))
     md = MarkdownIt()
     body = "".join([
         f"<h1>{html.escape(meta.preset)}: how fast it served</h1>",
         f'<p class="answer">{html.escape(answer)}</p>',
+        md.render(v.experiment) if v.experiment else "",
+        md.render(v.uncertainty) if v.uncertainty else "",
         f"<p>{html.escape(limit.note)} Physical limits are drawn for the {html.escape(g.name)}.</p>",
         *(f'<div class="chart" id="chart-{k}"></div>' for k in charts),
         "<h2>Summary (a row per point)</h2>", _table(v.summary),
+        *(["<h2>Over repeats: each setting's mean and 95 % interval</h2>", _table(v.aggregate)]
+          if not v.aggregate.empty else []),
         "<h2>The article's numbers beside the physical limit</h2>", md.render(views.reference_markdown()),
         _table(v.reference_concurrency), _table(v.reference_length),
         "<h2>Definitions</h2>", md.render(views.DEFINITIONS),

@@ -22,7 +22,7 @@ from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
-from showcase.bench.run import RunStatus, read_capacity, read_meta, read_tables
+from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta, read_tables
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
 
@@ -433,8 +433,6 @@ def compare_runs(measured: pd.DataFrame, aa_noise: str = "") -> tuple[pd.DataFra
 def aa_noise_text(runs_dir: Path, model: str) -> str:
     """What the newest A/A experiment on this server's model measured: the widest relative
     interval of its metrics, as this server's run-to-run noise."""
-    from showcase.experiment import read_experiment
-
     for folder in sorted(Path(runs_dir).glob("*/experiment.json"), reverse=True):
         try:
             exp = read_experiment(folder.parent)
@@ -503,8 +501,6 @@ def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit:
                                            "capacity.json", "experiment.json", "report.html")
              if folders and (folders[0] / n).exists()]
     cap = read_capacity(folders[0]) if folders else None
-    from showcase.experiment import read_experiment
-
     exp = read_experiment(folders[0]) if folders else None
     mean = averaged(measured)
     comparison, note = compare_runs(measured, aa_noise_text(runs_dir, _model_of(folders[0])) if runs_dir and folders

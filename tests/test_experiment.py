@@ -82,7 +82,7 @@ def test_a_preset_that_is_no_experiment_asks_for_arms_or_aa():
     with pytest.raises(experiment.WorkloadError, match="not an experiment"):
         experiment.plan_of(presets.load_all()["low-latency-chatbot"])
     plan = experiment.plan_of(presets.load_all()["low-latency-chatbot"], aa=True)
-    assert plan.is_aa and [a.name for a in plan.arms] == ["A", "A again"]
+    assert plan.is_aa and [a.name for a in plan.arms] == ["A1", "A2"]
 
 
 def test_every_experiment_preset_quotes_the_article_and_names_what_it_predicts():

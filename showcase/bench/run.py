@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 from showcase import RUNS_DIR, client_version, roofline
 from showcase.bench import capacity, compare, loadgen, metrics, samplers, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
-from showcase.bench.compare import ExperimentPlan
+from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
@@ -202,6 +202,12 @@ def read_capacity(folder: Path) -> Capacity | None:
     """A run folder's capacity.json; None for a run that searched nothing."""
     path = Path(folder) / "capacity.json"
     return Capacity.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def read_experiment(folder: Path) -> Experiment | None:
+    """A run folder's experiment.json; None for a run that was no experiment."""
+    path = Path(folder) / "experiment.json"
+    return Experiment.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
