@@ -31,6 +31,8 @@ from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError
 
 DEFAULT_PRESET = "article-concurrency-sweep"
+# Table headers break between words, never inside one ("conc urre ncy").
+CSS = "table th, table th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }"
 STATUS_PERIOD_S = 1.0  # the status panel and the benchmark progress refresh this often
 RUN_TIMEOUT_S = 24 * 3600  # /run_benchmark waits this long for the run it started
 
@@ -145,25 +147,45 @@ def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: f
     return views.progress_markdown(ctx.coord.snapshot())
 
 
-def start_experiment(ctx: Context, choice: str, main_preset: str, endpoint_a: str, endpoint_b: str, repeats,
-                     password: str):
-    """An experiment preset, an A/A of the preset selected above, or two endpoints on that preset's workload."""
+def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inlen: str, outlen: float, nreq: float,
+                     stream: bool, endpoint_a: str, endpoint_b: str, repeats, password: str):
+    """An experiment preset as it is, or an A/A of the preset selected above, or two endpoints, on
+    its workload as edited above."""
     limits = require_admin(ctx, password)
     with shown():
         endpoints = views.endpoints_from(endpoint_a, endpoint_b)
         aa = choice == views.AA_CHOICE
         p = preset_of(ctx, main_preset if endpoints or aa else choice)
-        ctx.coord.start_experiment(p, views.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits)
+        edits = views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users)) \
+            if endpoints or aa else None
+        ctx.coord.start_experiment(p, views.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits,
+                                   overrides=edits)
     return views.progress_markdown(ctx.coord.snapshot())
 
 
-def api_run_experiment(ctx: Context, preset: str, repeats: float, admin: str):
-    """Run an experiment preset (or "aa:NAME" for an A/A of any preset), wait for it, return experiment.json."""
+def _overrides(text: str) -> dict:
+    """Workload overrides from the API: a JSON object of workload fields."""
+    try:
+        changes = json.loads(text or "{}")
+    except ValueError as exc:
+        raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
+    if not isinstance(changes, dict):
+        raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
+                       f"not a {type(changes).__name__}")
+    return changes
+
+
+def api_run_experiment(ctx: Context, preset: str, overrides: str, repeats: float, admin: str):
+    """Run an experiment preset (or "aa:NAME", an A/A of any preset, with workload overrides as a JSON
+    object), wait for it, return experiment.json."""
     limits = require_admin(ctx, admin)
     aa = preset.startswith("aa:")
+    changes = _overrides(overrides)
+    if changes and not aa:
+        raise gr.Error("an experiment preset runs as it is; workload overrides apply to an A/A (aa:NAME)")
     with shown():
         ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), views.repeats_from(repeats, 2),
-                                   aa=aa, limits=limits)
+                                   aa=aa, limits=limits, overrides=changes or None)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     path = snap.folder / "experiment.json" if snap.folder is not None else None
     if path is None or not path.exists():
@@ -223,13 +245,7 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
 def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
     """Start a preset with workload overrides (a JSON object), wait for it, return its summary."""
     limits = require_admin(ctx, admin)
-    try:
-        changes = json.loads(overrides or "{}")
-    except ValueError as exc:
-        raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
-    if not isinstance(changes, dict):
-        raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
-                       f"not a {type(changes).__name__}")
+    changes = _overrides(overrides)
     with shown():
         ctx.coord.start(preset_of(ctx, preset), changes, limits=limits)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
@@ -290,12 +306,13 @@ def bench_controls(ctx: Context) -> dict:
                     "(the same arm twice) shows this server's noise: it should say no difference.")
         with gr.Row():
             exp_choice = gr.Dropdown(views.experiment_choices(ctx.catalogue), value=views.AA_CHOICE,
-                                     label="Experiment (the article's advice, or an A/A)", scale=2,
+                                     label="Experiment (the article's advice as its preset runs it, or an A/A of "
+                                           "the workload above, as edited)", scale=2,
                                      elem_id="experiment-choice")
             exp_repeats = gr.Number(label="Repeats of each arm", value=3, precision=0, minimum=2, scale=1,
                                     elem_id="experiment-repeats")
         with gr.Row():
-            endpoint_a = gr.Textbox(label="or endpoint A (two deployments; the workload of the preset above)",
+            endpoint_a = gr.Textbox(label="or endpoint A (two deployments; the workload above, as edited)",
                                     placeholder="http://host-a:8000", elem_id="endpoint-a")
             endpoint_b = gr.Textbox(label="endpoint B", placeholder="http://host-b:8000", elem_id="endpoint-b")
             exp_btn = gr.Button("Start experiment", variant="primary", elem_id="start-experiment")
@@ -366,7 +383,8 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
                 b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
     b["search"].click(partial(start, ctx, search=True), workload, b["progress"], concurrency_id="benchmark", **private)
-    b["experiment"].click(partial(start_experiment, ctx), [b["exp_choice"], b["preset"], b["endpoint_a"],
+    b["experiment"].click(partial(start_experiment, ctx), [b["exp_choice"], b["preset"], b["conc"], b["inlen"],
+                                                            b["outlen"], b["nreq"], b["stream"], b["endpoint_a"],
                                                             b["endpoint_b"], b["exp_repeats"], b["admin"]],
                           b["progress"], concurrency_id="benchmark", **private)
     r["report"].click(partial(report, ctx), [r["runs"], b["gpu"]], r["report_file"], **private)
@@ -382,7 +400,7 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
         api_out = [gr.Dataframe(), gr.File()]
         gr.Button().click(partial(api_run_benchmark, ctx), api_in, api_out, api_name="run_benchmark",
                           concurrency_limit=None)
-        gr.Button().click(partial(api_run_experiment, ctx), [gr.Textbox(), gr.Number(), gr.Textbox()],
+        gr.Button().click(partial(api_run_experiment, ctx), [gr.Textbox(), gr.Textbox(), gr.Number(), gr.Textbox()],
                           [gr.JSON(), gr.File()], api_name="run_experiment", concurrency_limit=None)
 
 
@@ -468,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(srv, BenchmarkCoordinator(srv, figures=figures), catalogue, admin)
     demo.queue(default_concurrency_limit=None).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], max_file_size=f"{coordinator.UPLOAD_MAX_MB}mb",
+        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], css=CSS, max_file_size=f"{coordinator.UPLOAD_MAX_MB}mb",
     )
 
 

@@ -102,13 +102,13 @@ class BenchmarkCoordinator:
         return prepared.preset
 
     def start_experiment(self, preset: Preset, repeats: int, endpoints: tuple[str, str] | None = None,
-                         aa: bool = False, limits: Limits = VISITOR) -> PreparedExperiment:
+                         aa: bool = False, limits: Limits = VISITOR, overrides: dict | None = None) -> PreparedExperiment:
         """An experiment in the background: the preset's arms (the server restarted with each arm's
         settings, after each arm's pre-flight check), two endpoints, or the preset twice (`aa`)."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         plan = experiment.plan_of(preset, endpoints, aa)
-        prep = experiment.prepare_experiment(preset, None, srv.launch_settings if launched else None, srv.device,
+        prep = experiment.prepare_experiment(preset, overrides, srv.launch_settings if launched else None, srv.device,
                                              is_smoke(srv), repeats, plan, limits=limits,
                                              measured=self.figures.result if self.figures else None)
         self._take(preset.name, self._run_experiment, prep)

@@ -418,16 +418,20 @@ def compare_runs(measured: pd.DataFrame, aa_noise: str = "") -> tuple[pd.DataFra
                 else:
                     what = c.verdict.replace("_", " ") + (f" ({c.rel_ci[0]:+.0%} to {c.rel_ci[1]:+.0%})"
                                                           if math.isfinite(c.rel_ci[0]) else "")
-                rows.append({"point": setting, "metric": compare.NAMES.get(m, m), main: round(c.a, 1),
-                             "compared with": other, "value": round(c.b, 1),
-                             "difference": f"{c.rel:+.1%}" if math.isfinite(c.rel) else "—",
-                             f"{other if len(names) == 2 else 'other'} vs {main}": what})
-    note = ("Differences are called only where both runs have 2 or more repeats (Welch's t over repeats, 95 %).")
+                rows.append({"point": setting, "metric": compare.NAMES.get(m, m), "main run": round(c.a, 1),
+                             "compared with": other, "its value": round(c.b, 1),
+                             "difference": f"{c.rel:+.1%}" if math.isfinite(c.rel) else "—", "verdict": what})
+    return pd.DataFrame(rows), _comparison_note(main, single, aa_noise)
+
+
+def _comparison_note(main: str, single: bool, aa_noise: str) -> str:
+    note = (f"Main run: {html.escape(main, quote=False)}. Differences are called only where both runs have 2 or "
+            "more repeats (Welch's t over repeats, 95 %).")
     if single:
         note += (" Where either has one repeat, nothing can be called: one run is one sample. "
                  + (aa_noise or "No A/A experiment has been run on this server to show its noise (run one: "
                     "`engine.py experiment --preset NAME --aa`, or the Experiment panel's A/A)."))
-    return pd.DataFrame(rows), note
+    return note
 
 
 def aa_noise_text(runs_dir: Path, model: str) -> str:

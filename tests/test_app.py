@@ -65,6 +65,18 @@ def test_a_small_preset_run_returns_its_csv(client):
     assert summary["data"] and len(summary["data"]) == 2
 
 
+def test_an_aa_experiment_through_the_api_returns_its_experiment_json(client):
+    one = json.dumps({"concurrency": [2], "input_len": [64], "output_len": 8, "num_requests": 4})
+    exp, path = client.predict("aa:article-concurrency-sweep", one, 2, ADMIN, api_name="/run_experiment")
+    assert exp["aa"] and exp["done"] and exp["repeats"] == 2 and sorted(exp["order"]) == ["A1", "A1", "A2", "A2"]
+    assert path.endswith("experiment.json")
+    assert exp["metrics"]["mean_ttft_ms"]["n_a"] == 2 and "A/A experiment" in exp["note"]
+    with pytest.raises(Exception, match="at least 2"):
+        client.predict("aa:article-concurrency-sweep", one, 1, ADMIN, api_name="/run_experiment")
+    with pytest.raises(Exception, match="runs as it is"):
+        client.predict("exp-output-cap", one, 2, ADMIN, api_name="/run_experiment")
+
+
 def test_a_second_benchmark_while_one_runs_is_refused(client, app_url, vllm_server):
     long_run = json.dumps({"concurrency": [1], "input_len": [64], "output_len": 64, "num_requests": 40})  # ~45 s
     first = client.submit("article-concurrency-sweep", long_run, ADMIN, api_name="/run_benchmark")

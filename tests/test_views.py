@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,3 +148,39 @@ def test_a_capacity_answer_is_said_in_one_line_and_nothing_for_other_runs():
     assert views.answer_markdown(None) == ""
     cap = Capacity(plan=CapacityPlan(), slos=SLOs(ttft_ms=500), max_passing=12, sentence="serves up to 12 x", done=True)
     assert views.answer_markdown(cap) == "### 🎯 This deployment serves up to 12 x."
+
+
+def _run_folder(root: Path, name: str, ttfts: list[float]) -> Path:
+    folder = root / name
+    folder.mkdir()
+    pd.DataFrame([{"point": i, "repeat": i, "arm": math.nan, "input_len": 64, "output_len": 8, "max_concurrency": 4,
+                   "request_rate": math.inf, "users": math.nan, "mean_ttft_ms": t, "output_throughput": 1000 / t,
+                   "mean_tpot_ms": 10.0 + i % 2, "p99_itl_ms": 12.0, "flags": math.nan}
+                  for i, t in enumerate(ttfts)]).to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def test_runs_side_by_side_say_whether_their_difference_exceeds_their_repeats(tmp_path):
+    fast = _run_folder(tmp_path, "fast", [50.0, 51.0, 49.0])
+    slow = _run_folder(tmp_path, "slow", [80.0, 82.0, 81.0])
+    measured, _, _ = views.measured_series([fast, slow], [])
+    table, note = views.compare_runs(measured)
+    ttft = table[table["metric"] == "mean TTFT"].iloc[0]
+    assert ttft["verdict"].startswith("worse") and ttft["main run"] == 50.0 and ttft["its value"] == 81.0
+    assert table[table["metric"] == "p99 ITL"].iloc[0]["verdict"].startswith("no difference")
+    assert "Main run: fast" in note and "cannot" not in note
+    one_a, one_b = _run_folder(tmp_path, "one-a", [50.0]), _run_folder(tmp_path, "one-b", [80.0])
+    table, note = views.compare_runs(views.measured_series([one_a, one_b], [])[0], "An A/A experiment found ±6 %.")
+    assert set(table["verdict"]) == {"one repeat: cannot tell"}
+    assert "one run is one sample" in note and "An A/A experiment found ±6 %." in note
+    assert "No A/A experiment" in views.compare_runs(views.measured_series([one_a, one_b], [])[0])[1]
+
+
+def test_the_uncertainty_line_says_when_a_run_cannot_state_one(tmp_path):
+    one = pd.read_csv(_run_folder(tmp_path, "one", [50.0]) / "summary.csv")
+    three = pd.read_csv(_run_folder(tmp_path, "three", [50.0, 51.0, 52.0]) / "summary.csv")
+    assert "cannot state an uncertainty" in views.uncertainty_markdown(one)
+    assert views.shown_aggregate(one).empty
+    assert "measured 3 times" in views.uncertainty_markdown(three)
+    shown = views.shown_aggregate(three)
+    assert shown["mean TTFT ms (95 % CI)"].iloc[0].startswith("51.0 (")

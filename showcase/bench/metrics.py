@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from showcase.bench.workload import SLOs, Point
 
@@ -164,6 +165,8 @@ def shown_columns(summary) -> list[str]:
             return bool((values.fillna(0) > 0).any())
         if c == "arm":
             return bool(values.dropna().astype(str).str.len().gt(0).any())
+        if c == "request_rate":  # a closed loop's rate is infinite: the column says nothing then
+            return bool((pd.to_numeric(values, errors="coerce") != math.inf).any())
         return c not in OPTIONAL_COLUMNS or bool(values.notna().any())
 
     return [c for c in HEADLINE_COLUMNS if c in summary.columns and carries(c)]
