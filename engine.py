@@ -232,12 +232,12 @@ def bench_command(args: argparse.Namespace) -> int:
     out_root = writable(args.out or RUNS_DIR)
     srv = _launch(prepared, device, source) if source is not None else None
     stop = threading.Event()
-    # SIGTERM (a scheduler, `kill`): stop after the requests in flight, keep and say what was measured.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         target = (Target(srv.base_url, srv.served_model_name, srv.api_key) if srv is not None
                   else Target(args.endpoint, args.model, args.api_key))
-        result = run_sync(prepared.meta, target, out_root=out_root, on_progress=_progress_bar(), stop=stop)
+        # SIGTERM (a scheduler, `kill`) and a first Ctrl-C: stop, keep and say what was measured.
+        result = run_sync(prepared.meta, target, out_root=out_root, on_progress=_progress_bar(), stop=stop,
+                          signals=True)
     finally:
         if srv is not None:
             srv.stop()
@@ -270,7 +270,7 @@ def experiment_command(args: argparse.Namespace) -> int:
                                          **facts)
     out_root = writable(args.out or RUNS_DIR)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _stop_on_signals(stop)  # between arms; while an arm runs, `run_sync`'s own handlers do the same
     srv = server.VLLMServer(device, source) if source is not None else None
     if source is not None and source.is_smoke:
         print(f"note: {sources.SMOKE_WARNING}", file=sys.stderr)
@@ -291,7 +291,7 @@ def experiment_command(args: argparse.Namespace) -> int:
     print(f"experiment: {len(prep.arms)} arms, {prep.repeats} repeats each, in the order {order}", file=sys.stderr)
     try:
         result, exp = experiment.run_experiment(
-            prep, ready, partial(run_sync, on_progress=_progress_bar()), out_root, stop,
+            prep, ready, partial(_segment, stop), out_root, stop,
             on_arm=lambda name, i: print(f"arm {name} (segment {i + 1} of {len(prep.segments)})", file=sys.stderr))
     finally:
         if srv is not None:
@@ -301,6 +301,26 @@ def experiment_command(args: argparse.Namespace) -> int:
     print("\n".join(experiment_lines(exp)))
     print(f"results: {result.folder}")
     return 0 if result.status is RunStatus.COMPLETED else 1
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and a first Ctrl-C set `stop`; a second Ctrl-C interrupts."""
+    def handler(signum, _frame) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this arm's requests in flight; Ctrl-C again to abort", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _segment(stop: threading.Event, *args, **kwargs) -> RunResult:
+    """One segment of an experiment, with the run's own signal handling while it runs."""
+    try:
+        return run_sync(*args, on_progress=_progress_bar(), signals=True, **kwargs)
+    finally:
+        _stop_on_signals(stop)
 
 
 def experiment_lines(exp) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import enum
-import json
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ import pandas as pd
 from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunStatus
+from showcase.bench.run import Progress, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
 from showcase.measure import DeviceFigures
@@ -217,10 +216,10 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunInfo]:
     for folder in sorted(Path(runs_dir).glob("*/summary.csv"), reverse=True):
         folder = folder.parent
         try:
-            meta = json.loads((folder / "run.json").read_text())
-        except (OSError, ValueError):  # a run.json being written or damaged: the run is still listed
-            meta = {}
-        label = f"{folder.name} · {meta.get('model', '?')} on {meta.get('device', '?')} · {meta.get('status', '?')}"
+            meta = read_meta(folder)
+            label = f"{folder.name} · {meta.model or '?'} on {meta.device} · {meta.status.value}"
+        except (OSError, ValueError, UnicodeDecodeError):  # being written or damaged: still listed, and says so
+            label = f"{folder.name} · run.json unreadable"
         out.append(RunInfo(folder, label))
     return out
 

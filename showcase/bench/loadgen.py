@@ -48,12 +48,41 @@ def measuring_session() -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace])
 
 
+SIDE_TIMEOUT_S = 30.0  # any request off the measured path (/tokenize, /v1/models, /version, /metrics)
+CONNECT_TIMEOUT_S = 10.0
+STOP_GRACE_S = 3.0  # after a stop, requests in flight get this long to finish; then they are abandoned
+
+
 def side_session() -> aiohttp.ClientSession:
-    """A new connection for every request: health checks, /metrics, /tokenize, and retries.
+    """A new connection for every request: health checks, /metrics, /tokenize, and retries; each
+    bounded by `SIDE_TIMEOUT_S` (a retry of a measured request keeps its own timeout).
 
     A health check that met a stale pooled connection would call a live server dead."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=32),
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+                                 timeout=aiohttp.ClientTimeout(total=SIDE_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
+
+
+async def stoppable(coro, should_stop: Callable[[], bool], grace_s: float = STOP_GRACE_S) -> bool:
+    """Run `coro`; once `should_stop()` is true, give it `grace_s` to finish, then cancel it.
+    Whether it was cut short. What it finished before (records appended) stays."""
+    task = asyncio.ensure_future(coro)
+    stopped_at = None
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.1)
+            if done:
+                task.result()
+                return False
+            if should_stop():
+                stopped_at = stopped_at or time.perf_counter()
+                if time.perf_counter() - stopped_at >= grace_s:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    return True
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 FILES_SPARE = 256  # open files beyond one a stream: logs, the run folder, side connections, the loop
@@ -83,18 +112,24 @@ def base_url(url: str) -> str:
 
 def only_model(base: str, api_key: str) -> str:
     """The one model a server serves (as `vllm bench serve` takes it); refused when it serves
-    none or several, naming them."""
+    none or several, naming them, or answers something that is no list of models."""
     import urllib.error
     import urllib.request
 
     req = urllib.request.Request(f"{base}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            names = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
+        with urllib.request.urlopen(req, timeout=CONNECT_TIMEOUT_S) as resp:
+            data = json.loads(resp.read(2**20))
     except (OSError, ValueError, urllib.error.URLError) as exc:
         raise WorkloadError(f"Cannot reach the server at {base} to ask which model it serves: {exc}") from exc
+    models = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise WorkloadError(f"{base}/v1/models answered no list of models: {str(data)[:ERROR_CHARS]}")
+    names = [m.get("id") for m in models]
     if len(names) != 1:
         raise WorkloadError(f"{base} serves {', '.join(map(str, names)) or 'no model'}: say which with --model.")
+    if not isinstance(names[0], str) or not names[0]:
+        raise WorkloadError(f"{base}/v1/models lists a model without a name (id): say which with --model.")
     return names[0]
 
 
@@ -112,25 +147,41 @@ class Target:
 # -- SSE --------------------------------------------------------------------------------------------
 
 
+MAX_EVENT_BYTES = 4 * 1024 * 1024  # one SSE event this long is no token chunk: a broken or hostile server
+
+
+class MalformedAnswer(ValueError):
+    """An answer that is not what an OpenAI-compatible server sends: that request fails with the reason."""
+
+
 class SSESplitter:
-    """Splits a byte stream into SSE `data:` payloads; any chunking, any line length."""
+    """Splits a byte stream into SSE `data:` payloads; any chunking, any line length up to
+    `MAX_EVENT_BYTES` (beyond it `MalformedAnswer`). Each read is scanned once: the buffer is
+    searched only from where the last search ended."""
 
     def __init__(self) -> None:
         self._buf = b""
+        self._cr = b""  # a read that ended in \r: its \n may start the next
 
     def feed(self, data: bytes) -> list[str]:
-        self._buf += data
-        self._buf = self._buf.replace(b"\r\n", b"\n")
-        *events, self._buf = self._buf.split(b"\n\n")
+        data = self._cr + data
+        self._cr = b"\r" if data.endswith(b"\r") else b""
+        data = data[:-1] if self._cr else data
+        start = max(0, len(self._buf) - 1)
+        self._buf += data.replace(b"\r\n", b"\n")
         payloads = []
-        for event in events:
+        while (cut := self._buf.find(b"\n\n", start)) >= 0:
+            event, self._buf, start = self._buf[:cut], self._buf[cut + 2:], 0
             lines = [ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:")]
             if lines:
                 payloads.append(b"\n".join(lines).decode("utf-8", "replace"))
+        if len(self._buf) > MAX_EVENT_BYTES:
+            raise MalformedAnswer(f"a stream event longer than {MAX_EVENT_BYTES // 2**20} MiB")
         return payloads
 
 
 ERROR_CHARS = 300  # an error reason is cut here: enough to read, short enough for a table cell
+ERROR_BYTES = 16 * 1024  # of an error response's body, read at most
 
 
 def _error_text(obj: object) -> str:
@@ -142,11 +193,54 @@ def _error_text(obj: object) -> str:
     return str(obj)[:ERROR_CHARS]
 
 
+def _count(usage: dict, key: str) -> int | None:
+    """A usage count: a whole number of 0 or more, or absent; anything else is malformed."""
+    value = usage.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
+        raise MalformedAnswer(f"usage {key} is {value!r}, not a count of tokens")
+    return value
+
+
+def _checked_usage(obj: dict, asked: int) -> dict | None:
+    usage = obj.get("usage")
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise MalformedAnswer(f"usage is {type(usage).__name__}, not an object")
+    out = _count(usage, "completion_tokens")
+    if out is not None and out > asked:
+        raise MalformedAnswer(f"usage says {out} output tokens where {asked} were asked")
+    _count(usage, "prompt_tokens")
+    details = usage.get("prompt_tokens_details")
+    if details is not None and not isinstance(details, dict):
+        raise MalformedAnswer("usage prompt_tokens_details is not an object")
+    if details:
+        _count(details, "cached_tokens")
+    return usage
+
+
+def _choices(obj: object) -> list[dict]:
+    """A chunk's or response's choices, checked: an object with a list of (at most one) objects."""
+    if not isinstance(obj, dict):
+        raise MalformedAnswer(f"a {type(obj).__name__}, not a JSON object")
+    choices = obj.get("choices") or []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise MalformedAnswer("choices is not a list of objects")
+    if len(choices) > 1:
+        raise MalformedAnswer(f"{len(choices)} choices where one was asked")
+    return choices
+
+
 def _content(choice: dict) -> str:
-    delta = choice.get("delta") or {}
-    return (delta.get("content") or "") + (delta.get("reasoning") or delta.get("reasoning_content") or "") + (
-        choice.get("text") or ""
-    )
+    delta = choice.get("delta") or choice.get("message") or {}
+    if not isinstance(delta, dict):
+        raise MalformedAnswer("delta is not an object")
+    parts = (delta.get("content"), delta.get("reasoning") or delta.get("reasoning_content"), choice.get("text"))
+    if not all(p is None or isinstance(p, str) for p in parts):
+        raise MalformedAnswer("content is not text")
+    return "".join(p for p in parts if p)
 
 
 async def send(session: aiohttp.ClientSession, target: Target, messages: list[dict], rec: RequestRecord,
@@ -184,7 +278,8 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
             async with session.post(url, json=body, headers=target.headers, trace_request_ctx=conn) as resp:
                 conn.responded = True
                 if resp.status != 200:
-                    text = await resp.text()
+                    # At most a few kB of an error body, whatever its encoding: a reason, not a download.
+                    text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
                     try:
                         detail = _error_text(json.loads(text))
                     except ValueError:
@@ -193,10 +288,17 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
                 elif rec.stream:
                     await _read_stream(resp, rec)
                 else:
-                    data = await resp.json(content_type=None)
-                    if "error" in data or not data.get("choices"):
+                    try:
+                        data = json.loads(await resp.read())
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise MalformedAnswer(f"the response is not JSON ({exc})") from exc
+                    choices = _choices(data)
+                    if "error" in data or not choices:
                         rec.error = f"error in response: {_error_text(data)}"
-                    _usage(rec, data.get("usage") or {})
+                    _content(choices[0]) if choices else None
+                    _usage(rec, _checked_usage(data, rec.output_len) or {})
+    except MalformedAnswer as exc:
+        rec.error = f"malformed answer: {exc}"[:ERROR_CHARS]
     except TimeoutError:
         rec.error = f"timeout after {timeout_s:g} s"
     except aiohttp.ClientConnectorError:
@@ -223,11 +325,11 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
             except ValueError:
                 rec.error = f"unparseable stream event: {payload[:100]}"
                 return
-            if "error" in obj:
+            if isinstance(obj, dict) and "error" in obj:
                 rec.error = f"error in stream: {_error_text(obj)}"
                 return
-            usage = obj.get("usage")
-            choices = obj.get("choices") or []
+            choices = _choices(obj)
+            usage = _checked_usage(obj, rec.output_len)
             text = "".join(_content(c) for c in choices)
             if text:
                 rec.chunk_times.append(now)
@@ -300,15 +402,24 @@ class PromptFactory:
         self.overhead = 0  # template tokens around an empty user message
 
     async def _tokenize(self, **body) -> dict:
+        url = f"{self.target.base_url}/tokenize"
         try:
-            async with self.session.post(f"{self.target.base_url}/tokenize", json={"model": self.target.model, **body},
+            async with self.session.post(url, json={"model": self.target.model, **body},
                                          headers=self.target.headers) as resp:
                 if resp.status != 200:
-                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: "
-                                        f"{(await resp.text())[:ERROR_CHARS]}")
-                return await resp.json()
+                    text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
+                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: {text[:ERROR_CHARS]}")
+                data = json.loads(await resp.read())
+        except TimeoutError as exc:
+            raise WorkloadError(f"The server's /tokenize did not answer within {SIDE_TIMEOUT_S:g} s.") from exc
         except aiohttp.ClientError as exc:
             raise WorkloadError(f"Cannot reach the server's /tokenize: {exc}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WorkloadError(f"The server's /tokenize answered something that is not JSON ({exc}).") from exc
+        count = data.get("count") if isinstance(data, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise WorkloadError(f"The server's /tokenize answered without a token count: {str(data)[:ERROR_CHARS]}")
+        return data
 
     async def count(self, content: str) -> int:
         data = await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
@@ -357,17 +468,26 @@ class PromptFactory:
 
 async def server_max_model_len(session: aiohttp.ClientSession, target: Target) -> int | None:
     """The served model's context length; refuses a server that is unreachable or lacks the model."""
+    url = f"{target.base_url}/v1/models"
     try:
-        async with session.get(f"{target.base_url}/v1/models", headers=target.headers) as resp:
+        async with session.get(url, headers=target.headers) as resp:
             if resp.status != 200:
-                raise WorkloadError(f"{target.base_url}/v1/models answered HTTP {resp.status}")
-            models = (await resp.json()).get("data", [])
-    except (aiohttp.ClientError, ValueError) as exc:
+                raise WorkloadError(f"{url} answered HTTP {resp.status}")
+            data = json.loads(await resp.read())
+    except TimeoutError as exc:
+        raise WorkloadError(f"{url} did not answer within {SIDE_TIMEOUT_S:g} s.") from exc
+    except (aiohttp.ClientError, ValueError, UnicodeDecodeError) as exc:
         raise WorkloadError(f"Cannot reach the server at {target.base_url}: {exc}") from exc
+    models = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise WorkloadError(f"{url} answered no list of models: {str(data)[:ERROR_CHARS]}")
     for m in models:
         if m.get("id") == target.model:
-            return m.get("max_model_len")
-    names = ", ".join(m.get("id", "?") for m in models)
+            length = m.get("max_model_len")
+            if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+                raise WorkloadError(f"{url} gives {target.model!r} a max_model_len of {length!r}, not a length")
+            return length
+    names = ", ".join(str(m.get("id", "?")) for m in models)
     raise WorkloadError(f"The server does not serve {target.model!r} (it serves: {names or 'nothing'}).")
 
 
@@ -501,7 +621,7 @@ async def warm_up(session: aiohttp.ClientSession, target: Target, point: Point, 
     """The point's warm-up requests, at its concurrency, left out of its statistics."""
     job = _PointRun(session, target, point, on_done, should_stop, fresh)
     if prompts:
-        await job.closed_loop(prompts, True, None)
+        await stoppable(job.closed_loop(prompts, True, None), should_stop)
     return job.records
 
 
@@ -515,22 +635,28 @@ async def run_point(
     should_stop: Callable[[], bool],
     fresh: aiohttp.ClientSession | None = None,
     conversations: tuple[str, list[list[str]], int] | None = None,
+    sink: list[RequestRecord] | None = None,
 ) -> tuple[list[RequestRecord], float]:
     """Run warm-up, then the measured requests; returns all records and the measured wall time.
 
     Chat users' points take `conversations`: the system prompt, each user's messages, a seed.
+    `sink`: the list records are appended to as they finish (so a caller that is cancelled keeps them).
 
     The wall time runs from the first measured send to the last measured completion. `fresh`
     carries the one retry of a request lost on a stale connection (see `send`).
     """
-    job = _PointRun(session, target, point, on_done, should_stop, fresh)
-    job.records = await warm_up(session, target, point, warmup_prompts, on_done, should_stop, fresh)
+    job = _PointRun(session, target, point, on_done, should_stop, fresh, sink if sink is not None else [])
+    if warmup_prompts:
+        await stoppable(job.closed_loop(warmup_prompts, True, None), should_stop)
     t0 = time.perf_counter()
     if conversations is not None:
-        await job.users_loop(*conversations)
+        measured = job.users_loop(*conversations)
     elif point.request_rate is None:
-        await job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
+        measured = job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
     else:
-        await job.open_loop(prompts, t0)
+        measured = job.open_loop(prompts, t0)
+    # A stop lets the requests in flight finish for a few seconds, then abandons them: they are
+    # neither completed nor failed (the server did not fail them), and the point says `stopped`.
+    await stoppable(measured, should_stop)
     t1 = max((r.end for r in job.records if not r.warmup), default=time.perf_counter())
     return job.records, t1 - t0

@@ -16,6 +16,8 @@ import enum
 import gc
 import math
 import random
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,7 @@ from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
+from showcase.errors import UserError
 
 PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
 HEALTH_MISSES = 3  # consecutive /health failures (one a second) that mean the server died
@@ -186,11 +189,32 @@ def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     return read("summary.csv"), read("requests.csv"), read("timeline.csv")
 
 
+class StorageError(UserError):
+    """The run folder cannot be written (a full disk, a folder gone read-only); the message names
+    the file and the disk. What was written before stays as it was."""
+
+
 def _replace(path: Path, text: str) -> None:
     """Write a whole file at once: readers see the old one or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    _replace_all({path: text})
+
+
+def _replace_all(files: dict[Path, str]) -> None:
+    """Write several files as one: every new text goes to a temporary file first, and only when all
+    were written are they renamed into place (a rename needs no room). If any cannot be written, none
+    is replaced and the temporary files are removed, so the folder stays as consistent as it was."""
+    tmps = {path: path.with_name(f".{path.name}.tmp") for path in files}
+    try:
+        for path, text in files.items():
+            tmps[path].write_text(text)
+    except OSError as exc:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        folder = next(iter(files)).parent
+        raise StorageError(f"cannot write the run folder {folder}: {exc.strerror or exc} (the disk of {folder}); "
+                           "what was written before is kept") from exc
+    for path, tmp in tmps.items():
+        tmp.replace(path)
 
 
 def read_meta(folder: Path) -> RunMeta:
@@ -245,11 +269,14 @@ def _now() -> str:
 
 
 async def _vllm_version(session: aiohttp.ClientSession, target: Target) -> str | None:
+    """The server's vLLM version; None when it does not say (another server, a router, no answer)."""
     try:
         async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
-            return (await resp.json()).get("version") if resp.status == 200 else None
-    except (aiohttp.ClientError, ValueError):
+            data = await resp.json(content_type=None) if resp.status == 200 else None
+    except (aiohttp.ClientError, ValueError, TimeoutError):
         return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return str(version)[:100] if version is not None else None
 
 
 async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None:
@@ -270,6 +297,10 @@ async def _answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) 
         if i + 1 < tries:
             await asyncio.sleep(0.5)
     return False
+
+
+class _Stopped(Exception):
+    """The run was stopped while a point was being prepared."""
 
 
 class _Run:
@@ -294,6 +325,7 @@ class _Run:
         self.requests: list[dict] = list(earlier[1])
         self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
+        self.current: tuple[Point, list[metrics.RequestRecord], float] | None = None  # the point being measured
 
     def ended(self) -> bool:
         return self.stop.is_set() or self.dead.is_set()
@@ -309,6 +341,8 @@ class _Run:
                     if self.ended():
                         break
                     await self._point(point)
+        except _Stopped:
+            pass  # said below: the stop is set
         except WorkloadError as exc:
             status, message = RunStatus.FAILED, str(exc)
             if not await _answers(self.side, self.target):
@@ -371,11 +405,19 @@ class _Run:
         self.folder.write_model("capacity.json", cap)
 
     async def _prompts(self, point: Point) -> tuple[list[list[dict]], list[list[dict]]]:
-        """The point's measured prompts and its warm-up prompts, all distinct."""
+        """The point's measured prompts and its warm-up prompts, all distinct (`_Stopped` when the
+        run is stopped meanwhile)."""
         self._progress(point, 0, 0, 0, f"building prompts of {point.input_len} tokens")
         count = point.num_requests or (min(PROMPT_POOL, point.arrivals_bound()) if point.request_rate else PROMPT_POOL)
         seeds = [hash((self.salt, point.index, i)) & 0x7FFFFFFF for i in range(-point.warmup_requests, count)]
-        prompts = await self.factory.build(point.input_len, seeds, point.shared_prefix_len)
+        built: list[list[list[dict]]] = []
+
+        async def build() -> None:
+            built.append(await self.factory.build(point.input_len, seeds, point.shared_prefix_len))
+
+        if await loadgen.stoppable(build(), self.ended, grace_s=0):
+            raise _Stopped()
+        prompts = built[0]
         return prompts[point.warmup_requests:], prompts[:point.warmup_requests]
 
     def _conversations(self, point: Point) -> tuple[str, list[list[str]], int]:
@@ -391,9 +433,15 @@ class _Run:
         """What each chat turn's history should cost as a prompt, asked of the server's tokenizer
         after the point (off the clock); the messages are dropped then."""
         turns = [r for r in records if r.messages is not None]
-        counts = await asyncio.gather(*(self.factory.count_messages(r.messages) for r in turns))
-        for rec, count in zip(turns, counts):
-            rec.expected_prompt_tokens, rec.messages, rec.reply = count, None, None
+        counts: list[int] = []
+
+        async def ask() -> None:
+            counts.extend(await asyncio.gather(*(self.factory.count_messages(r.messages) for r in turns)))
+
+        await loadgen.stoppable(ask(), self.ended, grace_s=0)  # stopped: the expected counts stay unknown
+        for i, rec in enumerate(turns):
+            rec.expected_prompt_tokens = counts[i] if i < len(counts) else None
+            rec.messages, rec.reply = None, None
 
     def _progress(self, point: Point, done: int, failed: int, tokens: int, message: str = "",
                   started: float | None = None) -> None:
@@ -430,9 +478,12 @@ class _Run:
                                                                     n, chats)
                 records = warmed + records
             else:
+                self.current = (point, [], time.perf_counter())
                 records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
-                                                            self.ended, fresh=self.side, conversations=chats)
+                                                            self.ended, fresh=self.side, conversations=chats,
+                                                            sink=self.current[1])
                 health = self.lag.take()
+        self.current = None
         await self._check_histories(records)
         if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
             self.dead.set()
@@ -476,12 +527,26 @@ class _Run:
             "prefix_cache_hit_rate": samplers.hit_rate(timeline[0], timeline[-1]) if len(timeline) > 1 else math.nan,
         }
 
+    def keep_partial(self) -> None:
+        """The point in progress when the run was aborted: its finished requests, as a stopped point."""
+        if self.current is None:
+            return
+        point, records, _ = self.current
+        self.current = None
+        measured = [r for r in records if not r.warmup]
+        if not measured:
+            return
+        duration = max(r.end for r in measured) - min(r.start for r in measured)
+        self.summary.append(metrics.summarize(point, records, duration, self.meta.slos, flags={Flag.STOPPED}))
+        self.requests.extend(metrics.request_rows(records, self.t0))
+
     def write(self) -> None:
-        self.folder.write_csv("summary.csv", self.summary)
-        self.folder.write_csv("requests.csv", self.requests)
-        self.folder.write_csv("timeline.csv", self.earlier_timeline + self.sampler.rows)
+        """The tables, all or none (a point's summary row never without its requests)."""
         aggregated = compare.aggregate(pd.DataFrame(self.summary))
-        self.folder.write_csv("aggregate.csv", aggregated.to_dict("records"))
+        tables = {"summary.csv": self.summary, "requests.csv": self.requests,
+                  "timeline.csv": self.earlier_timeline + self.sampler.rows,
+                  "aggregate.csv": aggregated.to_dict("records")}
+        _replace_all({self.folder.path / name: pd.DataFrame(rows).to_csv(index=False) for name, rows in tables.items()})
 
 
 async def run(
@@ -526,28 +591,68 @@ async def run(
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event(), todo, since, earlier)
         try:
             status, message = await job.execute()
+        except StorageError as exc:
+            status, message = RunStatus.FAILED, str(exc)
+            raise
         except (asyncio.CancelledError, KeyboardInterrupt):
-            status, message = RunStatus.STOPPED, "Interrupted; what was measured is kept."
+            job.keep_partial()
+            status, message = RunStatus.STOPPED, "Interrupted; the requests that had finished are kept."
             raise
         except BaseException as exc:  # keep what was measured, say what broke, and let it surface
             status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            with contextlib.suppress(StorageError):  # the disk that failed may still take run.json's ending
+                job.write()
             if final or status is not RunStatus.COMPLETED:
-                folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status,
-                                                               "message": message}))
-            job.write()
+                with contextlib.suppress(StorageError):
+                    folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status,
+                                                                   "message": message}))
     return RunResult(folder.path, status, message, *read_tables(folder.path), read_capacity(folder.path))
 
 
-def run_sync(*args, **kwargs) -> RunResult:
+def run_sync(meta: RunMeta, target: Target, *args, signals: bool = False, **kwargs) -> RunResult:
     """`run` on a fresh event loop: uvloop where installed (vLLM depends on it), as its faster
-    wake-ups keep the client's own timing error small at high concurrency."""
+    wake-ups keep the client's own timing error small at high concurrency.
+
+    `signals` (the command line): SIGTERM and a first Ctrl-C stop the run as its stop event does
+    (the requests in flight get a few seconds, what was measured is kept, the run says `stopped`);
+    a second Ctrl-C aborts at once, still keeping the requests that had finished, and raises
+    `KeyboardInterrupt`."""
     try:
         import uvloop
 
         factory = uvloop.new_event_loop
     except ImportError:
         factory = None
+    stop = kwargs.get("stop") or (args[2] if len(args) > 2 else None) or threading.Event()
+    kwargs["stop"] = stop
+    args = args[:2]
+
+    async def main() -> RunResult:
+        if not signals:
+            return await run(meta, target, *args, **kwargs)
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if signum == signal.SIGINT and stop.is_set():
+                task.cancel()  # the second Ctrl-C: abort now
+                return
+            stop.set()
+            again = "; Ctrl-C again to abort" if signum == signal.SIGINT else ""
+            print(f"\nstopping: the requests in flight get {loadgen.STOP_GRACE_S:g} s, what was measured is kept"
+                  f"{again}", file=sys.stderr, flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await run(meta, target, *args, **kwargs)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run(*args, **kwargs))
+        try:
+            return runner.run(main())
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None

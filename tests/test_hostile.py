@@ -1,0 +1,192 @@
+"""Servers that misbehave, signals and a full disk: a run neither hangs nor crashes, and keeps what it measured."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import engine
+from showcase import ROOT, coordinator, server
+from showcase.bench import loadgen
+from showcase.bench import run as bench
+from showcase.bench.loadgen import Target
+from showcase.bench.workload import Workload
+
+HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """Start hostile_server.py with a fault; stopped after the test."""
+    procs = []
+
+    def start(fault: str) -> str:
+        port = server.free_port()
+        procs.append(subprocess.Popen([sys.executable, str(HOSTILE), "--port", str(port), "--fault", fault],
+                                      stdout=(tmp_path / f"hostile-{port}.log").open("w"), stderr=subprocess.STDOUT))
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                return url
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the hostile server did not start")
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def small(**changes) -> bench.RunMeta:
+    w = Workload(**({"concurrency": [1], "input_len": [16], "output_len": 4, "num_requests": 6, "warmup_requests": 0}
+                    | changes))
+    return bench.plan("hostile", w)
+
+
+@pytest.mark.parametrize("event", [
+    "42", "null", "[1, 2]", '"text"', '{"choices": {"a": 1}}', '{"choices": "x"}', '{"choices": [null]}',
+    '{"choices": [{"delta": {"content": 7}}]}', '{"choices": [{"delta": [1]}]}', '{"choices": [], "usage": "lots"}',
+    '{"choices": [{"delta": {"content": "a"}}, {"delta": {"content": "b"}}]}',
+])
+def test_a_malformed_stream_event_fails_that_request_with_the_reason_and_the_run_goes_on(hostile, tmp_path, event):
+    result = bench.run_sync(small(), Target(hostile(f"event:{event}"), "stub"), out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert result.status is bench.RunStatus.COMPLETED
+    assert row["completed"] == 3 and row["failed"] == 3, row["errors"]
+    assert "malformed answer" in row["errors"]
+
+
+@pytest.mark.parametrize("count, says", [
+    ("Infinity", "not a count"), ("-7", "not a count"), ("1e30", "not a count"), ('"7"', "not a count"),
+    ("9", "9 output tokens where 4 were asked"),
+])
+def test_absurd_usage_fails_the_request_instead_of_becoming_a_number(hostile, tmp_path, count, says):
+    result = bench.run_sync(small(), Target(hostile(f"usage:{count}"), "stub"), out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert row["failed"] == 3 and says in row["errors"], row["errors"]
+    assert math.isfinite(row["output_throughput"]) and row["output_throughput"] > 0
+
+
+@pytest.mark.parametrize("fault, stream, says", [
+    ("http500-binary", True, "HTTP 500"),
+    ("body:not json at all", False, "not JSON"),
+    ("body:[1, 2, 3]", False, "not a JSON object"),
+    ('body:{"choices": "x"}', False, "choices is not a list"),
+    ('body:{"choices": [{"message": {"content": "x"}}], "usage": {"completion_tokens": -1}}', False, "not a count"),
+])
+def test_a_broken_response_fails_that_request_with_the_reason(hostile, tmp_path, fault, stream, says):
+    result = bench.run_sync(small(stream=stream), Target(hostile(fault), "stub"), out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert row["completed"] == 3 and row["failed"] == 3 and says in row["errors"], row["errors"]
+
+
+def test_a_tokenizer_that_never_answers_fails_the_run_naming_the_route_and_the_wait(hostile, tmp_path, monkeypatch):
+    monkeypatch.setattr(loadgen, "SIDE_TIMEOUT_S", 1.0)
+    started = time.monotonic()
+    result = bench.run_sync(small(), Target(hostile("tokenize-hang"), "stub"), out_root=tmp_path)
+    assert time.monotonic() - started < 15
+    assert result.status is bench.RunStatus.FAILED and "/tokenize did not answer within 1 s" in result.message
+
+
+def test_a_stop_ends_a_run_hung_on_its_server_within_seconds(hostile, tmp_path):
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    result = bench.run_sync(small(), Target(hostile("tokenize-hang"), "stub"), out_root=tmp_path, stop=stop)
+    assert time.monotonic() - started < 10
+    assert result.status is bench.RunStatus.STOPPED
+    assert json.loads((result.folder / "run.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.parametrize("answer, says", [
+    ("[1, 2]", "no list of models"), ('{"data": ["a", "b"]}', "no list of models"), ('{"data": null}', "no list"),
+    ('{"data": [{"id": "stub", "max_model_len": "lots"}]}', "not a length"),
+])
+def test_side_answers_of_the_wrong_shape_are_one_line_and_exit_2(hostile, tmp_path, capsys, answer, says):
+    code = engine.main(["bench", "--endpoint", hostile(f"models:{answer}"), "--model", "stub", "--concurrency", "1",
+                        "--input-len", "16", "--output-len", "4", "--num-requests", "2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_first_ctrl_c_or_sigterm_stops_keeps_the_point_in_progress_and_says_stopped(stub, tmp_path, sig):
+    url = stub(ttft_ms=20, itl_ms=40)  # a request takes about 0.3 s
+    proc = subprocess.Popen([sys.executable, "engine.py", "bench", "--endpoint", url, "--model", "stub",
+                             "--concurrency", "2", "--input-len", "16", "--output-len", "8", "--num-requests", "400",
+                             "--warmup", "0", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(json.loads(urllib.request.urlopen(url + "/stub/served").read())) < 4:  # some requests done
+        assert time.monotonic() < deadline and proc.poll() is None, "no request finished"
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10 and proc.returncode == 1, err
+    folder = next(tmp_path.glob("*-ad-hoc"))
+    assert json.loads((folder / "run.json").read_text())["status"] == "stopped"
+    summary = pd.read_csv(folder / "summary.csv")
+    assert len(summary) == 1 and summary["completed"].iloc[0] >= 4 and "stopped" in summary["flags"].iloc[0]
+    assert summary["failed"].iloc[0] == 0  # the requests a stop abandoned are no failures of the server
+    assert len(pd.read_csv(folder / "requests.csv")) == summary["completed"].iloc[0]
+    assert "Traceback" not in err
+
+
+def test_a_full_disk_fails_the_run_in_one_line_and_leaves_a_consistent_folder(stub, tmp_path, monkeypatch):
+    url = stub(ttft_ms=5, itl_ms=2)
+    real = Path.write_text
+    state = {"csv": 0}
+
+    def full_after_a_point(self, text, *args, **kwargs):
+        if self.name.endswith(".csv.tmp"):
+            state["csv"] += 1
+            if state["csv"] > 4:  # the first point's four tables fit; nothing after
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_after_a_point)
+    w = Workload(concurrency=[1, 2, 3], input_len=[16], output_len=4, num_requests=3, warmup_requests=0)
+    with pytest.raises(bench.StorageError, match="No space left on device"):
+        bench.run_sync(bench.plan("disk", w), Target(url, "stub"), out_root=tmp_path / "runs")
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert not list(folder.glob(".*.tmp"))
+    summary, requests = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "requests.csv")
+    assert list(summary["point"]) == [0] and set(requests["point"]) == {0}
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["status"] == "failed" and "No space left on device" in meta["message"]
+
+
+@pytest.mark.parametrize("text", ['"hello"', "[1, 2, 3]", "{broken", ""])
+def test_a_run_folder_whose_run_json_is_broken_is_listed_and_says_so(tmp_path, text):
+    folder = tmp_path / "20260101-000000-x"
+    folder.mkdir()
+    (folder / "summary.csv").write_text("point\n0\n")
+    (folder / "run.json").write_text(text)
+    (info,) = coordinator.list_runs(tmp_path)
+    assert "run.json unreadable" in info.label
+
+
+def test_a_capacity_search_whose_level_has_no_value_fails_it_with_the_reason(stub, tmp_path, capsys):
+    code = engine.main(["capacity", "--endpoint", stub(ttft_ms=5, itl_ms=2), "--input-len", "16", "--output-len", "4",
+                        "--num-requests", "2", "--no-stream", "--slo-ttft-ms", "100", "--upper", "4",
+                        "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "does not meet p90 TTFT ≤ 100 ms even at 1 concurrent stream" in out and "has no value" in out
+    folder = next(tmp_path.glob("*-ad-hoc"))
+    cap = bench.read_capacity(folder)
+    assert cap is not None and cap.max_passing is None and cap.probes[0].values_ms["ttft_ms"] is None
+    assert "NaN" not in (folder / "capacity.json").read_text()
