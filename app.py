@@ -109,7 +109,7 @@ async def api_chat(ctx: Context, message: str, system_prompt: str = "", max_toke
     with shown():
         sampling = chat.Sampling.of(temperature, 0.9, max_tokens)
         base = ctx.server.require_ready()
-        messages = chat.to_openai([{"role": "user", "content": message}], system_prompt)
+        messages = chat.to_openai([{"role": "user", "content": chat.clean(message)}], system_prompt)
         async for text, _ in chat.stream_reply(base, ctx.server.api_key, ctx.server.served_model_name, messages,
                                                sampling):
             yield text
@@ -169,6 +169,8 @@ def _overrides(text: str) -> dict:
         changes = json.loads(text or "{}")
     except ValueError as exc:
         raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
+    except RecursionError:
+        raise gr.Error("overrides are nested too deeply: give a flat JSON object of workload fields") from None
     if not isinstance(changes, dict):
         raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
                        f"not a {type(changes).__name__}")

@@ -29,6 +29,17 @@ class ChatError(UserError):
     """The reply failed; the message says why in words for the person chatting."""
 
 
+MAX_TOKENS = 1_048_576  # a reply longer than any served context is a typo, not a request
+
+
+def clean(text: object, what: str = "message") -> str:
+    """Text to send: a string, with any lone surrogate (invalid in UTF-8, as a broken client may
+    send) replaced, so it cannot fail deep in the SDK; anything else is a `ChatError`."""
+    if not isinstance(text, str):
+        raise ChatError(f"the {what} must be text, not {type(text).__name__}.")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = 0.7
@@ -46,8 +57,8 @@ class Sampling:
             raise ChatError(f"temperature must be between 0 and 2, not {temperature!r}.")
         if not (math.isfinite(p) and 0 < p <= 1):
             raise ChatError(f"top_p must be above 0 and at most 1, not {top_p!r}.")
-        if not (math.isfinite(n) and n >= 1 and n == int(n)):
-            raise ChatError(f"max_tokens must be a whole number of at least 1, not {max_tokens!r}.")
+        if not (math.isfinite(n) and 1 <= n <= MAX_TOKENS and n == int(n)):
+            raise ChatError(f"max_tokens must be a whole number from 1 to {MAX_TOKENS:,}, not {max_tokens!r}.")
         return cls(t, p, int(n))
 
 
@@ -92,11 +103,12 @@ def text_of(content: object) -> str:
 
 def to_openai(history: list[dict], system_prompt: str = "") -> list[dict]:
     """Plain {role, content} messages; the stats lines under answers (they carry metadata) are left out."""
+    system_prompt = clean(system_prompt, "system prompt")
     messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     for m in history:
         if m.get("metadata") or m.get("role") not in ("user", "assistant"):
             continue
-        text = text_of(m.get("content"))
+        text = clean(text_of(m.get("content")))
         if text:
             messages.append({"role": m["role"], "content": text})
     return messages

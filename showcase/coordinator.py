@@ -22,7 +22,7 @@ import pandas as pd
 from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunStatus, read_meta
+from showcase.bench.run import Progress, RunFolderError, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
 from showcase.measure import DeviceFigures
@@ -218,7 +218,7 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunInfo]:
         try:
             meta = read_meta(folder)
             label = f"{folder.name} · {meta.model or '?'} on {meta.device} · {meta.status.value}"
-        except (OSError, ValueError, UnicodeDecodeError):  # being written or damaged: still listed, and says so
+        except RunFolderError:  # being written or damaged: still listed, and says so
             label = f"{folder.name} · run.json unreadable"
         out.append(RunInfo(folder, label))
     return out
@@ -231,20 +231,42 @@ class UploadError(UserError):
 UPLOAD_MAX_MB = 5  # an uploaded summary: a run of 64 points is a few kB; this leaves room, not memory, to spare
 UPLOAD_MAX_ROWS = 10_000
 UPLOAD_COLUMNS = ("max_concurrency", "concurrency", "input_len", "output_len", "output_throughput", "mean_ttft_ms",
-                  "flags")  # all the compare view draws: nothing else is read
+                  "mean_tpot_ms", "p99_itl_ms", "request_rate", "users", "repeat", "arm",
+                  "flags")  # all the compare view draws and compares: nothing else is read
+UPLOAD_NUMERIC = ("input_len", "max_concurrency", "output_len", "mean_ttft_ms", "output_throughput", "mean_tpot_ms",
+                  "p99_itl_ms", "request_rate", "users", "repeat")
+
+
+def _upload_text(path: Path) -> str:
+    """An upload's text: UTF-8 (with or without a BOM) or UTF-16 with its BOM; binary is refused."""
+    import codecs
+
+    size = path.stat().st_size
+    if size > UPLOAD_MAX_MB * 1e6:
+        raise UploadError(f"{path.name} is {size / 1e6:.1f} MB; a summary to compare may have at most "
+                          f"{UPLOAD_MAX_MB} MB.")
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    if b"\0" in raw:
+        raise UploadError(f"{path.name} is a binary file, not a CSV summary.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UploadError(f"{path.name} is not UTF-8 or UTF-16 text: save it as UTF-8 CSV") from exc
 
 
 def load_summary(path: Path, label: str) -> pd.DataFrame:
     """A summary.csv (ours, or uploaded from another machine) tagged with a series label: at most
-    `UPLOAD_MAX_MB` and `UPLOAD_MAX_ROWS`, only the columns drawn, numbers where numbers belong."""
+    `UPLOAD_MAX_MB` and `UPLOAD_MAX_ROWS`, only the columns drawn, numbers where numbers belong,
+    finite and positive where a load or length belongs."""
+    import io
+
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > UPLOAD_MAX_MB * 1e6:
-            raise UploadError(f"{path.name} is {size / 1e6:.1f} MB; a summary to compare may have at most "
-                              f"{UPLOAD_MAX_MB} MB.")
-        df = pd.read_csv(path, usecols=lambda c: c in UPLOAD_COLUMNS, nrows=UPLOAD_MAX_ROWS + 1)
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        text = _upload_text(path)
+        df = pd.read_csv(io.StringIO(text), usecols=lambda c: c in UPLOAD_COLUMNS, nrows=UPLOAD_MAX_ROWS + 1)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise UploadError(f"{path.name} cannot be read as CSV: {exc}") from exc
     if len(df) > UPLOAD_MAX_ROWS:
         raise UploadError(f"{path.name} has more than {UPLOAD_MAX_ROWS:,} rows; a summary has one row per point.")
@@ -254,11 +276,18 @@ def load_summary(path: Path, label: str) -> pd.DataFrame:
     if not set(needed) <= set(df.columns):
         raise UploadError(f"{path.name} is not a benchmark summary: it lacks "
                           f"{', '.join(sorted(set(needed) - set(df.columns)))}")
-    for col in needed:
+    if df.empty:
+        raise UploadError(f"{path.name} has a header but no rows: nothing to compare.")
+    for col in [c for c in UPLOAD_NUMERIC if c in df.columns]:
         values = pd.to_numeric(df[col], errors="coerce")
         if values.isna().any() and not df[col].isna().equals(values.isna()):
             raise UploadError(f"{path.name}: column {col} holds values that are not numbers, e.g. "
                               f"{df[col][values.isna() & df[col].notna()].iloc[0]!r}")
         df[col] = values
+    for col in ("input_len", "max_concurrency"):
+        wrong = ~((df[col] > 0) & (df[col] < 1e9))  # NaN too: a point without its load or length cannot be drawn
+        if wrong.any():
+            raise UploadError(f"{path.name}: column {col} holds {df[col][wrong].iloc[0]!r}; a {col} is a positive "
+                              "whole number")
     df["series"] = label
     return df

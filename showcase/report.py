@@ -18,7 +18,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from showcase import roofline, views
-from showcase.bench.run import RunMeta, read_capacity, read_experiment, read_meta, read_tables
+from showcase.bench.run import RunFolderError, RunMeta, read_capacity, read_experiment, read_meta, read_tables
 from showcase.errors import UserError
 
 PAGE = """<!DOCTYPE html>
@@ -113,7 +113,7 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     (default: the run's own GPU when it names a known one, else the article's stated GPU)."""
     try:
         meta = read_meta(folder)
-    except (OSError, ValueError) as exc:
+    except RunFolderError as exc:
         raise ReportError(f"{folder}: not a run folder with a readable run.json ({exc})") from exc
     g = gpu or _gpu_of(meta)
     limit, measured_r = _limit(meta)
@@ -162,6 +162,10 @@ def write(folder: Path, gpu: roofline.GPU | None = None) -> Path:
     path = Path(folder) / "report.html"
     text = render(Path(folder), gpu)
     tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path

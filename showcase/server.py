@@ -476,7 +476,10 @@ class VLLMServer:
 
     def _watch_endpoint(self, generation: int) -> None:
         while generation == self._generation:
-            ok = self._probe(self.endpoint, None)
+            try:
+                ok = self._probe(self.endpoint, None)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any answer; not ready is the verdict
+                ok = False
             if ok:
                 self._set(State.READY, f"attached to {self.endpoint}", generation)
             else:  # never answered yet: still starting; answered before: failed until it answers again
@@ -495,10 +498,16 @@ class VLLMServer:
                     return False
             req = urllib.request.Request(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {self.api_key}"})
             with urllib.request.urlopen(req, timeout=5) as resp:
-                data = json.loads(resp.read())["data"]
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
+                data = json.loads(resp.read(2**20))
+        except (OSError, urllib.error.URLError, ValueError):
             return False
-        names = {m.get("id"): m for m in data}
+        # Any answer at all (a list, entries that are no objects or have no id) leaves the watcher
+        # running: such a server is simply not ready.
+        data = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(data, list):
+            return False
+        data = [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
+        names = {m["id"]: m for m in data}
         if expect_model is None:
             if not names:
                 return False

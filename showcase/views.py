@@ -22,7 +22,7 @@ from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
-from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta, read_tables
+from showcase.bench.run import RunFolderError, RunStatus, read_capacity, read_experiment, read_meta, read_tables
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
 
@@ -313,7 +313,13 @@ def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFr
     arm in an experiment), the main run's three tables, and the reasons any upload was refused."""
     measured, main, refused = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame()), []
     for i, folder in enumerate(folders):
-        tables = read_tables(folder)
+        try:
+            tables = read_tables(folder)
+        except RunFolderError as exc:
+            if i == 0:  # the main run: nothing to show but why
+                raise
+            refused.append(str(exc))
+            continue
         main = tables if i == 0 else main
         if not tables[0].empty:
             measured.append(tables[0].assign(series=_series(tables[0], folder.name)))
@@ -441,7 +447,7 @@ def aa_noise_text(runs_dir: Path, model: str) -> str:
         try:
             exp = read_experiment(folder.parent)
             meta_model = read_meta(folder.parent).model
-        except (OSError, ValueError):
+        except RunFolderError:
             continue
         if exp is None or not exp.aa or (model and meta_model != model) or not exp.metrics:
             continue
@@ -455,7 +461,7 @@ def aa_noise_text(runs_dir: Path, model: str) -> str:
 def _model_of(folder: Path) -> str:
     try:
         return read_meta(folder).model
-    except (OSError, ValueError):
+    except RunFolderError:
         return ""
 
 

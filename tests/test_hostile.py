@@ -190,3 +190,111 @@ def test_a_capacity_search_whose_level_has_no_value_fails_it_with_the_reason(stu
     cap = bench.read_capacity(folder)
     assert cap is not None and cap.max_passing is None and cap.probes[0].values_ms["ttft_ms"] is None
     assert "NaN" not in (folder / "capacity.json").read_text()
+
+
+def _folder(tmp_path: Path, summary: bytes | str | None = None) -> Path:
+    folder = tmp_path / "20260101-000000-run"
+    folder.mkdir()
+    meta = bench.plan("run", Workload(concurrency=[1], input_len=[16], output_len=4))
+    (folder / "run.json").write_text(meta.model_dump_json())
+    if summary is not None:
+        (folder / "summary.csv").write_bytes(summary.encode() if isinstance(summary, str) else summary)
+    return folder
+
+
+ROW = "point,input_len,output_len,max_concurrency,request_rate,completed,output_throughput,mean_ttft_ms\n"
+
+
+@pytest.mark.parametrize("summary, says", [
+    (b"\x00\x01\xff\xfe binary", "cannot be read as CSV"),
+    (ROW + "0,16,4,1,inf,three,10,5\n", "column completed holds 'three'"),
+    (ROW + "0,16,4,1,inf,3,1e308,5\n", "beyond anything measured"),
+])
+def test_a_damaged_summary_is_refused_naming_the_file_and_what_is_wrong(tmp_path, capsys, summary, says):
+    folder = _folder(tmp_path, summary)
+    code = engine.main(["report", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "summary.csv" in err and says in err and "Traceback" not in err, err
+
+
+def test_a_folder_or_a_link_as_summary_and_a_damaged_capacity_json_are_refused(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    (folder / "summary.csv").mkdir()
+    assert engine.main(["report", str(folder)]) == 2 and "not a plain file" in capsys.readouterr().err
+    (folder / "summary.csv").rmdir()
+    (folder / "summary.csv").symlink_to("/dev/zero")
+    assert engine.main(["report", str(folder)]) == 2 and "not a plain file" in capsys.readouterr().err
+    (folder / "summary.csv").unlink()
+    (folder / "summary.csv").write_text(ROW + "0,16,4,1,inf,3,10,5\n")
+    (folder / "capacity.json").write_text('{"plan": 3}')
+    code = engine.main(["report", str(folder)])
+    assert code == 2 and "capacity.json: damaged" in capsys.readouterr().err
+
+
+def test_a_summary_missing_optional_columns_still_makes_a_report(tmp_path):
+    from showcase import report
+
+    folder = _folder(tmp_path, ROW + "0,16,4,1,inf,3,10,5\n")
+    assert report.write(folder).exists()
+
+
+def test_a_report_into_a_read_only_folder_says_so(tmp_path, capsys, monkeypatch):
+    folder = _folder(tmp_path, ROW + "0,16,4,1,inf,3,10,5\n")
+    real = Path.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.name == ".report.html.tmp":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert engine.main(["report", str(folder)]) == 2 and "Permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, says", [
+    ("max_concurrency,input_len,mean_ttft_ms,output_throughput\ninf,16,5,10\n", "positive whole number"),
+    ("max_concurrency,input_len,mean_ttft_ms,output_throughput\nnan,16,5,10\n", "positive whole number"),
+    ("max_concurrency,input_len,mean_ttft_ms,output_throughput\n", "no rows"),
+    (b"max_concurrency\x00\x00", "binary"),
+])
+def test_an_upload_that_cannot_be_drawn_is_refused_with_the_reason(tmp_path, content, says):
+    path = tmp_path / "up.csv"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(coordinator.UploadError, match=says):
+        coordinator.load_summary(path, "up")
+
+
+def test_a_utf16_upload_is_read(tmp_path):
+    path = tmp_path / "up.csv"
+    path.write_text("max_concurrency,input_len,mean_ttft_ms,output_throughput\n4,16,5,10\n", encoding="utf-16")
+    assert coordinator.load_summary(path, "up")["max_concurrency"].tolist() == [4]
+
+
+def test_visitors_get_no_more_workers_than_cores():
+    from showcase.bench.workload import ENGINE, VISITOR, WorkloadError
+
+    w = Workload(concurrency=[1], input_len=[16], output_len=4, workers=256)
+    with pytest.raises(WorkloadError, match="workers: at most"):
+        VISITOR.check(w)
+    ENGINE.check(w)
+
+
+def test_the_endpoint_watcher_survives_any_models_answer(hostile):
+    from showcase import sources
+
+    srv = server.VLLMServer(sources.Device("cpu", "cpu"), endpoint=hostile("models:[1, 2]"))
+    srv.start()
+    time.sleep(3)
+    assert srv.status().state is server.State.STARTING  # not ready, and still watching
+    assert any(t.name == "vllm-supervisor" and t.is_alive() for t in threading.enumerate())
+    srv.stop()
+
+
+def test_chat_text_that_is_not_text_or_not_valid_unicode_is_handled():
+    from showcase import chat
+
+    assert chat.clean("a\ud800b") == "a?b"
+    with pytest.raises(chat.ChatError, match="must be text"):
+        chat.clean(["a list"])
+    with pytest.raises(chat.ChatError, match="max_tokens must be a whole number from 1"):
+        chat.Sampling.of(0.7, 0.9, 10**18)

@@ -39,17 +39,31 @@ class FakeContent:
     def iter_any(self):
         return self.stream
 
-    async def read(self) -> bytes:
+    async def read(self, n: int = -1) -> bytes:
         """The rest of the body, as a client draining a finished stream reads it."""
         return b"".join([data async for data in self.stream])
 
 
+class BodyContent:
+    """A whole body, read at most `n` bytes at a time as a client reading an error reads it."""
+
+    def __init__(self, body: str):
+        self.body = body.encode()
+
+    async def read(self, n: int = -1) -> bytes:
+        return self.body if n < 0 else self.body[:n]
+
+
 class FakeResponse:
     def __init__(self, status: int, content: FakeContent | None = None, body: str = ""):
-        self.status, self.content, self.body = status, content, body
+        self.status, self.body = status, body
+        self.content = content if content is not None else BodyContent(body)
 
     async def text(self) -> str:
         return self.body
+
+    async def read(self) -> bytes:
+        return self.body.encode()
 
     async def json(self, content_type=None):
         return json.loads(self.body)
@@ -89,7 +103,7 @@ def final(n: int) -> dict:
 
 def run_send(monkeypatch, response, output_len: int = 4, stream: bool = True) -> RequestRecord:
     clock = FakeClock()
-    if isinstance(response, FakeResponse) and response.content is not None:
+    if isinstance(response, FakeResponse) and isinstance(response.content, FakeContent):
         response.content.clock = clock
     monkeypatch.setattr(loadgen.time, "perf_counter", clock)
     rec = RequestRecord(0, 0, False, stream, 10, output_len)

@@ -177,16 +177,54 @@ class RunFolder:
         self._write(name, model.model_dump_json(indent=2))
 
 
+class RunFolderError(UserError):
+    """A run folder's file that cannot be read as what it should be; the message names the file and what is wrong."""
+
+
+# Columns read as numbers; a cell that is not one is refused, a column that is missing (an older
+# run, another tool's summary) is empty.
+NUMERIC = {
+    "summary.csv": ("point", "repeat", "input_len", "output_len", "max_concurrency", "users", "request_rate",
+                    "completed", "failed", "duration", "request_throughput", "output_throughput",
+                    "total_token_throughput", "mean_ttft_ms", "p90_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                    "p99_itl_ms", "mean_e2el_ms", "goodput", "efficiency", "cached_prompt_share",
+                    "usd_per_m_output_tokens", "usd_per_user_hour"),
+    "requests.csv": ("point", "index", "ttft_ms", "tpot_ms", "e2el_ms", "turn", "prompt_tokens", "output_tokens"),
+    "timeline.csv": ("t_s", "point", "kv_cache_usage", "running", "waiting"),
+}
+PLAUSIBLE = 1e12  # larger than any count, time or rate a benchmark can measure
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """One of a run folder's tables, checked: plain file, CSV text, numbers where numbers belong.
+    A table not written yet, or without rows, is empty; one that is damaged is `RunFolderError`."""
+    path = Path(folder) / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RunFolderError(f"{path}: not a plain file (a link or a folder); a run folder's tables are files")
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise RunFolderError(f"{path}: cannot be read as CSV ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    for col in NUMERIC.get(name, ()):
+        if col not in df.columns:
+            df[col] = math.nan
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            raise RunFolderError(f"{path}: column {col} holds {df[col][bad].iloc[0]!r} where a number belongs")
+        huge = values.abs().gt(PLAUSIBLE) & ~(values == math.inf) if col == "request_rate" else values.abs().gt(PLAUSIBLE)
+        if huge.any():
+            raise RunFolderError(f"{path}: column {col} holds {values[huge].iloc[0]:g}, beyond anything measured")
+        df[col] = values
+    return df
+
+
 def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A run folder's summary, requests and timeline; one not written yet, or without rows, is empty."""
-
-    def read(name: str) -> pd.DataFrame:
-        try:
-            return pd.read_csv(Path(folder) / name)
-        except (FileNotFoundError, pd.errors.EmptyDataError):
-            return pd.DataFrame()
-
-    return read("summary.csv"), read("requests.csv"), read("timeline.csv")
+    """A run folder's summary, requests and timeline (see `read_table`)."""
+    return read_table(folder, "summary.csv"), read_table(folder, "requests.csv"), read_table(folder, "timeline.csv")
 
 
 class StorageError(UserError):
@@ -217,21 +255,29 @@ def _replace_all(files: dict[Path, str]) -> None:
         tmp.replace(path)
 
 
+def _read_model(path: Path, model: type[BaseModel]):
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RunFolderError(f"{path}: damaged or not a {path.name} ({detail})") from exc
+
+
 def read_meta(folder: Path) -> RunMeta:
-    """A run folder's run.json."""
-    return RunMeta.model_validate_json((Path(folder) / "run.json").read_text())
+    """A run folder's run.json (`RunFolderError` when missing or damaged)."""
+    return _read_model(Path(folder) / "run.json", RunMeta)
 
 
 def read_capacity(folder: Path) -> Capacity | None:
     """A run folder's capacity.json; None for a run that searched nothing."""
     path = Path(folder) / "capacity.json"
-    return Capacity.model_validate_json(path.read_text()) if path.exists() else None
+    return _read_model(path, Capacity) if path.exists() else None
 
 
 def read_experiment(folder: Path) -> Experiment | None:
     """A run folder's experiment.json; None for a run that was no experiment."""
     path = Path(folder) / "experiment.json"
-    return Experiment.model_validate_json(path.read_text()) if path.exists() else None
+    return _read_model(path, Experiment) if path.exists() else None
 
 
 def mark_ended(folder: Path, status: RunStatus, message: str) -> None:

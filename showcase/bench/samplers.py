@@ -19,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import ClientHealth
 
+MAX_METRICS_BYTES = 8 * 2**20  # a /metrics body beyond this is no vLLM's (its own are tens of kB)
+
 SERVER_GAUGES = {
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
     "vllm:num_requests_running": "running",
@@ -54,6 +56,7 @@ class ServerSampler:
         self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
         self.rows: list[dict[str, float]] = []
         self.point = -1
+        self.note = ""  # why the timeline stopped early, if it did
 
     async def run(self) -> None:
         while True:
@@ -62,7 +65,13 @@ class ServerSampler:
                                             timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
                         return
-                    values = parse_server_metrics(await resp.text()) if resp.status == 200 else {}
+                    body = await resp.content.read(MAX_METRICS_BYTES + 1) if resp.status == 200 else b""
+                if len(body) > MAX_METRICS_BYTES:
+                    self.note = f"/metrics answered more than {MAX_METRICS_BYTES // 2**20} MiB: its timeline stops here"
+                    return
+                # Parsed off the event loop: a realistic body costs 9–44 ms to parse, which would land
+                # in the latencies of the requests in flight.
+                values = await asyncio.to_thread(parse_server_metrics, body.decode("utf-8", "replace")) if body else {}
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 values = {}
             if values:

@@ -9,6 +9,7 @@ about servers, HTTP or files.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
@@ -37,6 +38,7 @@ class Limits(Strict):
     run_s: float  # of a run's arrivals
     turns: int
     think_time_s: float
+    workers: int  # load-generator processes a run may spawn (each ~100 MB)
 
     def check(self, w: Workload) -> None:
         """Refuse `w` with a `WorkloadError` naming the first limit it passes."""
@@ -55,6 +57,7 @@ class Limits(Strict):
             (w.num_requests is not None and w.num_requests > self.num_requests,
              f"num_requests: at most {self.num_requests:,} a point"),
             (w.warmup_requests > self.concurrency, f"warmup_requests: at most {self.concurrency:,}"),
+            (w.workers is not None and w.workers > self.workers, f"workers: at most {self.workers}"),
             (w.chat.turns > self.turns or w.chat.think_time_s > self.think_time_s
              or w.chat.system_prompt_len > self.input_len,
              f"chat: at most {self.turns} turns, {self.think_time_s:g} s think time, a system prompt of "
@@ -74,13 +77,13 @@ class Limits(Strict):
 # Whoever reaches the app without its admin password: generous for a GPU, bounded so a shared link
 # cannot queue a day of work.
 VISITOR = Limits(who="visitors of the app", concurrency=256, num_requests=2000, input_len=262_144, output_len=8192,
-                 duration_s=3600, points=64, total_requests=20_000, run_s=4 * 3600, turns=64, think_time_s=600)
+                 duration_s=3600, points=64, total_requests=20_000, run_s=4 * 3600, turns=64, think_time_s=600,
+                 workers=os.cpu_count() or 1)
 # The command line and the admin: what one load generator can be asked to drive (a data-parallel
 # cluster at 10,000 streams, a million requests); prompts are bounded by the server's context.
 ENGINE = Limits(who="the command line and the admin", concurrency=100_000, num_requests=10_000_000,
                 input_len=16_777_216, output_len=1_048_576, duration_s=7 * 86400, points=10_000,
-                total_requests=100_000_000, run_s=30 * 86400, turns=10_000, think_time_s=86400)
-LIMITS = VISITOR.model_dump(exclude={"who"})  # the visitors' limits by name, for messages and forms
+                total_requests=100_000_000, run_s=30 * 86400, turns=10_000, think_time_s=86400, workers=1024)
 
 
 ARRIVALS_SLACK, ARRIVALS_MARGIN = 2, 10  # a Poisson count over a short time runs well above its mean
