@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import openai
 
 from showcase.errors import UserError
@@ -29,6 +30,9 @@ class ChatError(UserError):
     """The reply failed; the message says why in words for the person chatting."""
 
 
+CHAT_CONNECT_S = 10.0
+CHAT_STALL_S = 120.0  # the longest wait for the first token or between two; a long prompt's prefill fits
+CHAT_TOTAL_S = 3600.0
 MAX_TOKENS = 1_048_576  # a reply longer than any served context is a typo, not a request
 
 
@@ -156,7 +160,7 @@ def _explain(exc: Exception) -> str:
     if isinstance(exc, openai.APIConnectionError):
         return "The model server cannot be reached: it may be starting or down. Try again in a moment."
     if isinstance(exc, openai.APITimeoutError):
-        return "The model server did not answer in time."
+        return f"The model server sent nothing for {CHAT_STALL_S:g} s (no first token, or the stream stalled)."
     if isinstance(exc, openai.APIStatusError):
         try:
             detail = exc.response.json().get("error", {}).get("message") or exc.message
@@ -176,7 +180,10 @@ async def stream_reply(
     (the stats still time every chunk). If the caller stops iterating (Gradio's stop cancels the
     task), the stream is closed, so the server sees the disconnect and aborts the request.
     """
-    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=600)
+    # No answer, or a stream that stops, for CHAT_STALL_S (to the first token or between two) ends the
+    # reply with that reason instead of holding the chat for the SDK's 10 minutes.
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0,
+                                timeout=httpx.Timeout(CHAT_TOTAL_S, connect=CHAT_CONNECT_S, read=CHAT_STALL_S))
     start = time.perf_counter()
     ttft = last_update = None
     text, tokens, finish = "", None, None
@@ -190,13 +197,19 @@ async def stream_reply(
                 # Chunks already buffered are parsed without any real wait; without this, one fast
                 # stream holds the event loop (other visitors, and a stop) for as long as its backlog.
                 await asyncio.sleep(0)
-                if chunk.usage is not None:
-                    tokens = chunk.usage.completion_tokens
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                finish = choice.finish_reason or finish
-                piece = choice.delta.content or ""
+                try:
+                    usage, choices = chunk.usage, chunk.choices
+                    if usage is not None:
+                        tokens = usage.completion_tokens
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    finish = choice.finish_reason or finish
+                    piece = choice.delta.content or ""
+                    if not isinstance(piece, str):
+                        raise TypeError(f"content is {type(piece).__name__}")
+                except (AttributeError, TypeError, IndexError) as exc:
+                    raise ChatError(f"The model server sent a malformed stream ({exc}); the reply stops here.") from exc
                 if piece:
                     now = time.perf_counter()
                     ttft = ttft if ttft is not None else now - start
@@ -208,8 +221,12 @@ async def stream_reply(
             await stream.close()
     except openai.OpenAIError as exc:
         raise ChatError(_explain(exc)) from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # an event the SDK cannot parse
+        raise ChatError(f"The model server sent a malformed stream ({exc}); the reply stops here.") from exc
     finally:
         await client.close()
+    if finish is None:
+        raise ChatError("The stream ended before the model server said the reply was complete: it may be cut short.")
     yield text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish)
 
 

@@ -75,7 +75,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
     async def answer(request: web.Request, received: float) -> web.StreamResponse:
         body = await request.json()
         prompt = count(body["messages"])
-        n = int(body.get("max_tokens") or 16)
+        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)  # vLLM honours both
         if prompt + n > MAX_MODEL_LEN:
             return web.json_response({"error": {"message": "too long", "code": 400}}, status=400)
         start = time.perf_counter()
@@ -96,6 +96,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
             def usage(done: int) -> dict:
                 return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
+            # vLLM's chunk fields; some clients (AIPerf) fail every request without them.
+            head = {"id": f"chatcmpl-{id(request)}", "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": MODEL}
             first = last = None
             sent: list[float] = []
             due = start + ttft_ms / 1000
@@ -116,8 +119,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 last = time.perf_counter()
                 first = first or last
                 sent.append(last)
-                await event({"choices": [{"index": 0, "delta": {"content": " tok"}}], "usage": usage(i + 1),
-                             "stub_received": received, "stub_sent": last})
+                finish = "length" if i == n - 1 else None  # as vLLM: the last token's chunk says why it ended
+                await event({**head, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": finish}],
+                             "usage": usage(i + 1), "stub_received": received, "stub_sent": last})
             await event({"choices": [], "usage": usage(n)})
             await event("[DONE]")
             # The body's closing chunk follows [DONE] in a write of its own, a moment later, as from

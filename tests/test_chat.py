@@ -30,7 +30,7 @@ def test_first_token_at_once_then_updates_at_most_once_per_interval(stub):
     assert partial[0][0] - start < 0.5
     assert 3 <= len(partial) <= 1.1 / 0.2 + 2  # not one update per token
     assert final_text == " tok" * 100  # nothing held back at the end
-    assert stats.tokens == 100 and stats.finish_reason is None
+    assert stats.tokens == 100 and stats.finish_reason == "length"
     assert 0.09 < stats.ttft_s < 0.3  # timed on the chunk, not on the update
     assert stats.tokens_per_s == pytest.approx(1 / 0.010, rel=0.3)
 
@@ -125,3 +125,33 @@ def test_sampling_out_of_range_is_refused_naming_the_parameter(t, p, n, says):
     with pytest.raises(chat.ChatError, match=says):
         chat.Sampling.of(t, p, n)
     assert chat.Sampling.of("0.5", 1, "64") == chat.Sampling(0.5, 1.0, 64)
+
+
+def test_a_stream_without_its_end_or_with_a_malformed_chunk_is_said_not_shown_complete(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from showcase import server
+
+    hostile = Path(__file__).resolve().parent / "hostile_server.py"
+    port = server.free_port()
+    proc = subprocess.Popen([sys.executable, str(hostile), "--port", str(port), "--fault", "event:{\"choices\": 42}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        # The hostile server's good replies carry no finish_reason: not shown as complete.
+        with pytest.raises(chat.ChatError, match="ended before the model server said the reply was complete"):
+            asyncio.run(collect(url, 4, 0.05))
+        with pytest.raises(chat.ChatError, match="malformed stream"):  # its every other reply
+            asyncio.run(collect(url, 4, 0.05))
+    finally:
+        proc.kill()
+        proc.wait()
