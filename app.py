@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import secrets
@@ -58,8 +59,8 @@ def shown() -> Iterator[None]:
     """The one place a `UserError` becomes a message in the UI."""
     try:
         yield
-    except UserError as exc:
-        raise gr.Error(str(exc)) from exc
+    except UserError as exc:  # its text may carry a server's or a file's words: shown as text, not markup
+        raise gr.Error(html.escape(str(exc), quote=False)) from exc
 
 
 def require_admin(ctx: Context, password: str) -> Limits:
@@ -238,7 +239,7 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
         v, refused = views.load_views([Path(f) for f in selected or []], [Path(u) for u in uploads or []],
                                       roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline(), ctx.coord.runs_dir)
     for reason in refused:
-        gr.Warning(reason)
+        gr.Warning(html.escape(reason, quote=False))
     return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,
             v.by_turn, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
             v.reference_concurrency, v.reference_length)

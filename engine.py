@@ -377,7 +377,8 @@ def _progress_bar():
             if state["bar"] is not None:
                 state["bar"].close()
             which = (f" arm {p.arm}" if p.arm else "") + (f" repeat {p.repeat + 1}/{p.repeats}" if p.repeats > 1 else "")
-            state["bar"] = tqdm(total=p.total, desc=f"point {p.point}/{p.points}{which}", unit="req", file=sys.stderr)
+            where = f"probe {p.point}" if p.searching else f"point {p.point}/{p.points}"
+            state["bar"] = tqdm(total=p.total, desc=where + which, unit="req", file=sys.stderr)
             state["point"] = p.point
         bar = state["bar"]
         bar.n = p.done

@@ -207,7 +207,8 @@ def progress_markdown(snap: coordinator.Snapshot) -> str:
             fail = f" · {p.failed} failed" if p.failed else ""
             which = (f"arm {html.escape(p.arm)}, " if p.arm else "") + (
                 f"repeat {p.repeat + 1} of {p.repeats}, " if p.repeats > 1 else "")
-            head += f": {which}point {p.point} of {p.points}, {p.done}{total} requests done{rate}{fail}"
+            where = f"capacity search, probe {p.point}" if p.searching else f"point {p.point} of {p.points}"
+            head += f": {which}{where}, {p.done}{total} requests done{rate}{fail}"
             if p.message:
                 head += f" · {p.message}"
         return head
@@ -265,7 +266,17 @@ def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataF
                  "verdict", "factor"]]
     length = length[["input_len", "mean_ttft_ms", "throughput", "bound_min_ttft_ms", "bound_output_throughput",
                      "bound_total_throughput", "verdict", "factor"]]
-    return conc, length
+    return conc.rename(columns=REFERENCE_HEADERS), length.rename(columns=REFERENCE_HEADERS)
+
+
+# The reference tables' headers as a reader reads them, units included (the CSV keeps the names).
+REFERENCE_HEADERS = {
+    "concurrency": "concurrency", "input_len": "prompt tokens", "mean_ttft_ms": "article's mean TTFT ms",
+    "request_throughput": "article's req/s", "output_throughput": "article's output tok/s",
+    "throughput": "article's throughput (tok/s)", "bound_output_throughput": "limit: output tok/s",
+    "bound_min_ttft_ms": "limit: least TTFT ms", "bound_total_throughput": "limit: total tok/s",
+    "verdict": "verdict", "factor": "times the limit",
+}
 
 
 def answer_text(cap) -> str:

@@ -131,6 +131,7 @@ class Progress(BaseModel):
     repeat: int = 0  # of the point's setting, 0-based
     repeats: int = 1
     arm: str | None = None  # an experiment's arm
+    searching: bool = False  # a capacity search: its points are chosen as it goes, so there is no "of n"
 
 
 @dataclass
@@ -497,7 +498,8 @@ class _Run:
             repeats = max(p.repeat for p in self.meta.points) + 1
         self.on_progress(Progress(point=point.index + 1, points=len(self.meta.points), done=done,
                                   total=point.num_requests, failed=failed, tokens_per_s=rate, message=message,
-                                  folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm))
+                                  folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm,
+                                  searching=self.meta.capacity is not None))
 
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
         """Measure one point; its records and its summary row (also written)."""
