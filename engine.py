@@ -315,12 +315,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _segment(stop: threading.Event, *args, **kwargs) -> RunResult:
+def _segment(experiment_stop: threading.Event, *args, **kwargs) -> RunResult:
     """One segment of an experiment, with the run's own signal handling while it runs."""
     try:
         return run_sync(*args, on_progress=_progress_bar(), signals=True, **kwargs)
     finally:
-        _stop_on_signals(stop)
+        _stop_on_signals(experiment_stop)
 
 
 def experiment_lines(exp) -> list[str]:

@@ -162,9 +162,9 @@ def test_find_capacity_starts_the_presets_search_with_the_price_given():
                             snapshot=lambda: coordinator.Snapshot(True, "chat-users", coordinator.Phase.RUNNING, None,
                                                                   "", None, None))
     ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
-    app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 2.5, "", search=True)
-    app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, None, "")
+    app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 1, 2.5, "", search=True)
+    app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 3, None, "")
     (p1, overrides1, search1, price1, limits1), (p2, overrides2, search2, price2, _) = started
     assert limits1.who == "visitors of the app"  # no admin password: whoever reaches the app
     assert p1.name == "chat-users" and overrides1["users"] == [1, 2] and search1 == {"by": "users"} and price1 == 2.5
-    assert overrides2["concurrency"] == [1] and search2 is None and price2 is None
+    assert overrides2["concurrency"] == [1] and search2 is None and price2 is None and overrides2["repeats"] == 3

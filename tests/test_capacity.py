@@ -156,3 +156,29 @@ def test_the_capacity_search_finds_the_known_answer_of_a_loaded_server(stub, tmp
     assert cap.sentence.startswith("serves up to 5 concurrent streams with p90 TPOT ≤ 32 ms; at 6, p90 TPOT is")
     assert "per million output tokens" in cap.sentence
     assert bench.read_meta(result.folder).points[-1].concurrency == 5
+
+
+def test_with_repeats_each_level_is_judged_on_the_upper_bound_of_its_repeats(stub, tmp_path):
+    url = stub(ttft_ms=10, itl_ms=5, itl_per_stream_ms=6)  # as above: 5 streams pass, 6 fail
+    w = Workload(concurrency=[1], input_len=[32], output_len=16, num_requests=8, warmup_requests=0, repeats=2)
+    result = bench.run_sync(bench.plan("capacity", w, SLOs(tpot_ms=32), capacity=CapacityPlan(upper=64)),
+                            Target(url, "stub"), out_root=tmp_path)
+    cap = result.capacity
+    assert cap.done and cap.repeats == 2 and cap.max_passing == 5
+    assert all(len(p.points) == 2 for p in cap.probes) and len(result.summary) == 2 * len(cap.probes)
+    assert list(result.summary["repeat"]) == [0, 1] * len(cap.probes)  # each level's repeats
+    five = next(p for p in cap.probes if p.level == 5)
+    assert five.upper_ms["tpot_ms"] >= five.values_ms["tpot_ms"]
+    assert "each level measured 2 times; a level passes when the upper end" in cap.sentence
+    saved = json.loads((result.folder / "capacity.json").read_text())
+    assert saved["max_passing"] == 5 and isinstance(saved["max_passing"], int)  # a whole level, written as one
+
+
+def test_a_level_is_judged_on_the_upper_end_of_its_interval_not_its_mean():
+    plan, slos = CapacityPlan(), SLOs(tpot_ms=30)
+    tight = capacity.judge_repeats(4, plan, [{"tpot_ms": 27.0}, {"tpot_ms": 27.5}, {"tpot_ms": 26.5}], [8, 8, 8],
+                                   [0, 0, 0], [0, 1, 2], slos)
+    wide = capacity.judge_repeats(4, plan, [{"tpot_ms": 20.0}, {"tpot_ms": 34.0}, {"tpot_ms": 27.0}], [8, 8, 8],
+                                  [0, 0, 0], [0, 1, 2], slos)
+    assert tight.passed and not wide.passed and wide.binding == "tpot_ms"
+    assert wide.values_ms["tpot_ms"] == pytest.approx(27.0) and wide.upper_ms["tpot_ms"] > 30
