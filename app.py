@@ -471,7 +471,9 @@ def main(argv: list[str] | None = None) -> None:
     if server.port_is_taken(args.port, "127.0.0.1" if args.host == "localhost" else args.host):  # before vLLM starts
         raise SystemExit(f"error: port {args.port} is already in use by another program; choose one with --port.")
     try:
-        catalogue = presets.load_all()
+        catalogue, broken = presets.load_catalogue()
+        for reason in broken.values():  # the app starts with the others; each bad file is named
+            print(f"note: preset skipped: {reason}", flush=True)
         srv = make_server(args)
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -159,7 +159,9 @@ def _preset(args: argparse.Namespace) -> tuple[presets.Preset, dict]:
     overrides = _workload_overrides(args)
     attached = args.endpoint or getattr(args, "endpoint_a", None)
     if args.preset:
-        catalogue = presets.load_all()
+        catalogue, broken = presets.load_catalogue()
+        if args.preset in broken:
+            raise presets.PresetError(broken[args.preset])
         if args.preset not in catalogue:
             raise presets.PresetError(f"unknown preset {args.preset!r}; known: {', '.join(catalogue)}")
         preset = catalogue[args.preset]

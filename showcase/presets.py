@@ -107,14 +107,16 @@ class Preset(Strict):
 def load(path: Path) -> Preset:
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PresetError(f"{path.name}: cannot be read as YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PresetError(f"{path.name}: cannot be read as YAML text: {str(exc).splitlines()[0][:200]}") from exc
     if not isinstance(data, dict):
         raise PresetError(f"{path.name}: a preset is a mapping of fields")
     try:
         preset = Preset.model_validate(data)
     except ValidationError as exc:
         raise PresetError(explain(exc, path.name)) from exc
+    except RecursionError:
+        raise PresetError(f"{path.name}: nested too deeply to be a preset") from None
     if preset.name != path.stem:
         raise PresetError(f"{path.name}: name: {preset.name!r} must match the file name {path.stem!r}")
     if preset.cpu is not None:
@@ -125,6 +127,27 @@ def load(path: Path) -> Preset:
     return preset
 
 
+def preset_files(folder: Path = PRESET_DIR) -> list[Path]:
+    """The preset files of a folder: `*.yaml` and `*.yml`."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_catalogue(folder: Path = PRESET_DIR) -> tuple[dict[str, Preset], dict[str, str]]:
+    """Every preset file of `folder` that validates, by name, and the reason for each that does not
+    (by file stem): one bad file costs that preset, not the catalogue."""
+    good: dict[str, Preset] = {}
+    bad: dict[str, str] = {}
+    for path in preset_files(folder):
+        try:
+            good[path.stem] = load(path)
+        except PresetError as exc:
+            bad[path.stem] = str(exc)
+    return good, bad
+
+
 def load_all(folder: Path = PRESET_DIR) -> dict[str, Preset]:
-    """The catalogue: every preset file of `folder` by name; the first bad file raises."""
-    return {p.stem: load(p) for p in sorted(folder.glob("*.yaml"))}
+    """The catalogue, strictly: every preset file of `folder` by name; any bad file raises, naming every one."""
+    good, bad = load_catalogue(folder)
+    if bad:
+        raise PresetError("; ".join(bad.values()))
+    return good

@@ -298,3 +298,30 @@ def test_chat_text_that_is_not_text_or_not_valid_unicode_is_handled():
         chat.clean(["a list"])
     with pytest.raises(chat.ChatError, match="max_tokens must be a whole number from 1"):
         chat.Sampling.of(0.7, 0.9, 10**18)
+
+
+def test_a_redirect_to_another_port_is_an_answer_not_followed(hostile, tmp_path):
+    result = bench.run_sync(small(), Target(hostile("redirect"), "stub"), out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert row["completed"] == 3 and row["failed"] == 3 and "HTTP 307" in row["errors"], row["errors"]
+
+
+def test_one_bad_preset_costs_that_preset_only_and_every_bad_one_is_named(tmp_path):
+    from showcase import presets
+
+    good = (ROOT / "presets" / "low-latency-chatbot.yaml").read_text()
+    (tmp_path / "low-latency-chatbot.yaml").write_text(good)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01")
+    (tmp_path / "other.yml").write_text("name: other\n")
+    catalogue, broken = presets.load_catalogue(tmp_path)
+    assert list(catalogue) == ["low-latency-chatbot"] and set(broken) == {"binary", "other"}
+    assert "cannot be read as YAML text" in broken["binary"] and "other.yml" in broken["other"]
+    with pytest.raises(presets.PresetError, match="binary.yaml.*other.yml"):
+        presets.load_all(tmp_path)
+
+
+def test_true_is_no_number_of_streams():
+    from showcase.bench.workload import WorkloadError, validated
+
+    with pytest.raises(WorkloadError, match="concurrency: \\[True\\] is not a number"):
+        validated(Workload, {"concurrency": [True], "input_len": [16], "output_len": 4}, "overrides")

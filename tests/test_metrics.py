@@ -80,7 +80,7 @@ class FakeSession:
         self.response = response
         self.sent: list[dict] = []
 
-    def post(self, url, json=None, headers=None, trace_request_ctx=None):
+    def post(self, url, json=None, headers=None, trace_request_ctx=None, allow_redirects=True):
         self.sent.append(json)
         if isinstance(self.response, Exception):
             raise self.response

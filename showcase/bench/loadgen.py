@@ -275,7 +275,9 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
     rec.start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, json=body, headers=target.headers, trace_request_ctx=conn) as resp:
+            # A redirect is an answer of its own (HTTP 3xx, said as such), never followed to another server.
+            async with session.post(url, json=body, headers=target.headers, trace_request_ctx=conn,
+                                    allow_redirects=False) as resp:
                 conn.responded = True
                 if resp.status != 200:
                     # At most a few kB of an error body, whatever its encoding: a reason, not a download.

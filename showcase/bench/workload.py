@@ -154,6 +154,17 @@ class Workload(Strict):
     workers: int | None = Field(None, ge=1, le=1024)  # load generator processes; None: chosen per point
     repeats: int = Field(1, ge=1, le=100)  # every point measured this many times, interleaved across the points
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: object) -> object:
+        """`true` is no number of streams or tokens (pydantic would take it as 1)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                values = value if isinstance(value, list) else [value]
+                if key not in ("stream",) and any(isinstance(v, bool) for v in values):
+                    raise ValueError(f"{key}: {value!r} is not a number")
+        return data
+
     @field_validator("concurrency", "input_len", "request_rate", "users")
     @classmethod
     def _once_each(cls, levels: list | None) -> list | None:
