@@ -18,13 +18,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+import functools
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
+from showcase import RUNS_DIR, access, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
 from showcase import report as html_report
 from showcase.bench.run import read_tables
 from showcase.bench.workload import ENGINE, VISITOR, Limits
@@ -49,6 +50,10 @@ class Context:
     limit: views.Limit
     figures: measure.DeviceFigures | None  # this device measured in the background; None when attached
 
+    @functools.cached_property
+    def admin_guard(self) -> access.SecretGuard:
+        return access.SecretGuard(self.admin_password or "", "admin password")
+
     def measured_roofline(self):
         result = self.figures.result if self.figures else None
         return views.measured_roofline(self.limit, result, self.server.settings.dtype if self.server.settings else "auto")
@@ -66,7 +71,7 @@ def shown() -> Iterator[None]:
 def require_admin(ctx: Context, password: str) -> Limits:
     """Refuse a wrong admin password; the limits a run started by this caller is held to (the
     engine's for the admin, the visitors' in an app without an admin password: anyone reaching it)."""
-    if ctx.admin_password is not None and not secrets.compare_digest(password or "", ctx.admin_password):
+    if ctx.admin_password is not None and not ctx.admin_guard.check(password or ""):
         raise gr.Error("This needs the admin password: a shared link can chat but cannot start, stop or "
                        "restart anything.")
     return ENGINE if ctx.admin_password is not None else VISITOR
@@ -483,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
     if admin is None and (args.share or args.host not in ("127.0.0.1", "localhost")):
         admin = secrets.token_urlsafe(9)
         print(f"Admin password for benchmarks and restarts (set --admin-password to choose one): {admin}", flush=True)
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    auth = access.login_check(tuple(args.auth.split(":", 1))) if args.auth else None
     # SIGTERM (a service manager, `kill`) exits through atexit, which stops vLLM; after SIGKILL
     # the server's watchdog process does it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

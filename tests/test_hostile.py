@@ -325,3 +325,39 @@ def test_true_is_no_number_of_streams():
 
     with pytest.raises(WorkloadError, match="concurrency: \\[True\\] is not a number"):
         validated(Workload, {"concurrency": [True], "input_len": [16], "output_len": 4}, "overrides")
+
+
+def test_wrong_passwords_are_answered_one_at_a_time_and_logged_in_one_line_each(caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from showcase import access
+
+    guard = access.SecretGuard("s3cret", "admin password", wait_s=0.2)
+    started = time.monotonic()
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(guard.check, ["a", "b", "c", "d", "e"]))
+    assert results == [False] * 5 and time.monotonic() - started >= 0.95  # not 5 guesses in 0.2 s
+    quick = time.monotonic()
+    assert guard.check("s3cret") and time.monotonic() - quick < 0.1  # the right one never waits
+    lines = [r for r in caplog.records if r.name == "showcase.access"]
+    assert len(lines) == 5 and all("\n" not in r.getMessage() for r in lines)
+    login = access.login_check(("ann", "pw"), wait_s=0)
+    assert login("ann", "pw") and not login("ann", "wrong") and not login("ann\0pw", "")
+
+
+def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_run_goes_on(stub, tmp_path):
+    url = stub(ttft_ms=5, itl_ms=5)
+    proc = stub.procs[-1]
+    w = Workload(concurrency=[1], input_len=[16], output_len=20, num_requests=30, warmup_requests=0)
+
+    def pause() -> None:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(15.0)  # the old rule called a server dead after ~12 s without an answer
+        proc.send_signal(signal.SIGCONT)
+
+    threading.Thread(target=pause, daemon=True).start()
+    result = bench.run_sync(bench.plan("paused", w), Target(url, "stub"), out_root=tmp_path)
+    row = result.summary.iloc[0]
+    assert result.status is bench.RunStatus.COMPLETED, result.message
+    assert row["completed"] == 30 and "server_died" not in str(row["flags"])

@@ -39,7 +39,8 @@ from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
 from showcase.errors import UserError
 
 PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
-HEALTH_MISSES = 3  # consecutive /health failures (one a second) that mean the server died
+HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
+HEALTH_PATIENCE_S = 120.0  # a server that accepts connections but answers nothing this long is dead too
 
 
 class RunStatus(str, enum.Enum):
@@ -326,12 +327,15 @@ async def _vllm_version(session: aiohttp.ClientSession, target: Target) -> str |
     return str(version)[:100] if version is not None else None
 
 
-async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None:
-    """True/False for a vLLM /health; None when the server has no such route."""
+async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None | str:
+    """True/False for a vLLM /health (False: refused, or an error); None when the server has no such
+    route; "silent" when it did not answer in time (paused or swamped, not yet dead)."""
     try:
         async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
             return None if resp.status == 404 else resp.status == 200
-    except (aiohttp.ClientError, TimeoutError):
+    except TimeoutError:
+        return "silent"
+    except aiohttp.ClientError:
         return False
 
 
@@ -339,7 +343,7 @@ async def _answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) 
     """Whether the server still answers /health on a new connection (a few failed requests do not
     make a dead server); a server without the route counts as answering."""
     for i in range(tries):
-        if await _health(side, target) is not False:
+        if await _health(side, target) not in (False, "silent"):
             return True
         if i + 1 < tries:
             await asyncio.sleep(0.5)
@@ -405,9 +409,18 @@ class _Run:
         return status, message
 
     async def _watch_health(self) -> None:
-        misses = 0
+        """A server is dead when it refuses /health `HEALTH_MISSES` times in a row, or has not answered
+        at all for `HEALTH_PATIENCE_S` (a paused or swamped server that answers again goes on)."""
+        misses, silent_since = 0, None
         while misses < HEALTH_MISSES:
-            misses = misses + 1 if await _health(self.side, self.target) is False else 0
+            answer = await _health(self.side, self.target)
+            misses = misses + 1 if answer is False else 0
+            if answer == "silent":
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since >= HEALTH_PATIENCE_S:
+                    break
+            else:
+                silent_since = None
             await asyncio.sleep(1.0)
         self.dead.set()
 
