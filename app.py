@@ -153,6 +153,18 @@ def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: f
     return views.progress_markdown(ctx.coord.snapshot())
 
 
+def find_capacity(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats,
+                  price, percentile, failed_share, upper, ttft_ms, tpot_ms, e2el_ms, password: str):
+    """The preset as a capacity search, with the search's fields and SLOs as given (empty: the preset's)."""
+    limits = require_admin(ctx, password)
+    p = preset_of(ctx, name)
+    with shown():
+        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users), repeats),
+                        views.search_for(p, percentile, failed_share, upper), views.price_from(price), limits,
+                        slos=views.slos_from(ttft_ms, tpot_ms, e2el_ms))
+    return views.progress_markdown(ctx.coord.snapshot())
+
+
 def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inlen: str, outlen: float, nreq: float,
                      stream: bool, endpoint_a: str, endpoint_b: str, repeats, password: str):
     """An experiment preset as it is, or an A/A of the preset selected above, or two endpoints, on
@@ -251,11 +263,18 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
 
 
 def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
-    """Start a preset with workload overrides (a JSON object), wait for it, return its summary."""
+    """Start a preset with workload overrides (a JSON object), wait for it, return its summary. The
+    object may also hold "slos" (ms) and "capacity" (the search's fields, `{}` for the preset's own or
+    its kind of level): a capacity search."""
     limits = require_admin(ctx, admin)
     changes = _overrides(overrides)
+    slos, search = changes.pop("slos", None), changes.pop("capacity", None)
+    if not isinstance(slos, (dict, type(None))) or not isinstance(search, (dict, type(None))):
+        raise gr.Error('"slos" and "capacity" must be JSON objects, like {"slos": {"ttft_ms": 500}, "capacity": {}}')
     with shown():
-        ctx.coord.start(preset_of(ctx, preset), changes, limits=limits)
+        p = preset_of(ctx, preset)
+        ctx.coord.start(p, changes, (views.search_for(p) | search) if search is not None else None, limits=limits,
+                        slos=slos)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
     if summary is None or summary.empty:
@@ -307,6 +326,15 @@ def bench_controls(ctx: Context) -> dict:
         search_btn = gr.Button("Find capacity", variant="primary", scale=1, elem_id="capacity")
         stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         restart_btn = gr.Button("Restart server", scale=1, elem_id="restart")
+    with gr.Accordion("Capacity search settings (Find capacity; empty: the preset's)", open=False,
+                      elem_id="capacity-settings"):
+        with gr.Row():
+            percentile = gr.Number(label="Percentile judged", value=None, elem_id="c-percentile")
+            slo_ttft = gr.Number(label="TTFT target (ms)", value=None, elem_id="c-slo-ttft")
+            slo_tpot = gr.Number(label="TPOT target (ms)", value=None, elem_id="c-slo-tpot")
+            slo_e2el = gr.Number(label="E2E target (ms)", value=None, elem_id="c-slo-e2el")
+            failed_share = gr.Number(label="Failed share allowed (0–1)", value=None, elem_id="c-failed")
+            upper = gr.Number(label="Highest level probed", value=None, precision=0, elem_id="c-upper")
     with gr.Accordion("Experiment: is B better than A? (restarts the server for each arm)", open=False,
                       elem_id="experiment-panel"):
         gr.Markdown("Two or more arms on one workload, run in ABBA order, each run a repeat of its arm; for each "
@@ -326,7 +354,8 @@ def bench_controls(ctx: Context) -> dict:
             exp_btn = gr.Button("Start experiment", variant="primary", elem_id="start-experiment")
     return dict(preset=preset, gpu=gpu, info=info, conc=conc, inlen=inlen, outlen=outlen, nreq=nreq, stream=stream,
                 repeats=repeats, price=price, admin=admin, start=start_btn, search=search_btn, stop=stop_btn,
-                restart=restart_btn, exp_choice=exp_choice, exp_repeats=exp_repeats, endpoint_a=endpoint_a,
+                restart=restart_btn, percentile=percentile, failed_share=failed_share, upper=upper, slo_ttft=slo_ttft,
+                slo_tpot=slo_tpot, slo_e2el=slo_e2el, exp_choice=exp_choice, exp_repeats=exp_repeats, endpoint_a=endpoint_a,
                 endpoint_b=endpoint_b, experiment=exp_btn, progress=gr.Markdown(elem_id="bench-progress"))
 
 
@@ -390,7 +419,9 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
     workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["repeats"], b["price"],
                 b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
-    b["search"].click(partial(start, ctx, search=True), workload, b["progress"], concurrency_id="benchmark", **private)
+    capacity = [*workload[:-1], b["percentile"], b["failed_share"], b["upper"], b["slo_ttft"], b["slo_tpot"],
+                b["slo_e2el"], b["admin"]]
+    b["search"].click(partial(find_capacity, ctx), capacity, b["progress"], concurrency_id="benchmark", **private)
     b["experiment"].click(partial(start_experiment, ctx), [b["exp_choice"], b["preset"], b["conc"], b["inlen"],
                                                             b["outlen"], b["nreq"], b["stream"], b["endpoint_a"],
                                                             b["endpoint_b"], b["exp_repeats"], b["admin"]],

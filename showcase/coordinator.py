@@ -88,14 +88,14 @@ class BenchmarkCoordinator:
         self._snap = replace(self._snap, **changes)
 
     def start(self, preset: Preset, overrides: dict | None = None, search: dict | None = None,
-              price: float | None = None, limits: Limits = VISITOR) -> Preset:
+              price: float | None = None, limits: Limits = VISITOR, slos: dict | None = None) -> Preset:
         """Validate, take the slot and start in the background; returns the preset as it will run.
         `search`: run it as a capacity search (see `prepare_run`); `price`: dollars per GPU-hour;
         `limits`: the visitors' unless the caller proved to be the admin."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
-                               measured=self.figures.result if self.figures else None, search=search, price=price,
+                               slos, measured=self.figures.result if self.figures else None, search=search, price=price,
                                limits=limits)
         self._take(preset.name, self._run, prepared)
         return prepared.preset

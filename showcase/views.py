@@ -158,9 +158,35 @@ def experiment_choices(catalogue: dict[str, Preset]) -> list[tuple[str, str]]:
 AA_CHOICE = "__aa__"
 
 
-def search_for(p: Preset) -> dict:
-    """The capacity search the Find-capacity button runs: the preset's own, or by its kind of level."""
-    return {} if p.capacity is not None else {"by": "users" if p.workload.users else "concurrency"}
+def search_for(p: Preset, percentile: float | None = None, max_failed_share: float | None = None,
+               upper: float | None = None) -> dict:
+    """The capacity search the Find-capacity button runs: the preset's own, or by its kind of level,
+    with the fields given (empty: the preset's, or the defaults)."""
+    fields = {"percentile": _number(percentile, "Percentile"), "max_failed_share": _number(max_failed_share,
+              "Failed share allowed"), "upper": _number(upper, "Highest level probed", whole=True)}
+    base = {} if p.capacity is not None else {"by": "users" if p.workload.users else "concurrency"}
+    return base | {k: v for k, v in fields.items() if v is not None}
+
+
+def slos_from(ttft_ms: float | None, tpot_ms: float | None, e2el_ms: float | None) -> dict:
+    """The SLO fields (ms; empty keeps the preset's)."""
+    return {"ttft_ms": _number(ttft_ms, "TTFT target"), "tpot_ms": _number(tpot_ms, "TPOT target"),
+            "e2el_ms": _number(e2el_ms, "E2E target")}
+
+
+def _number(value: float | str | None, field: str, whole: bool = False) -> float | int | None:
+    """A number field: empty (which a number field may send as None or NaN) is None."""
+    if value in (None, "") or (isinstance(value, float) and value != value):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise WorkloadError(f"{field}: give a number, or leave it empty") from None
+    if whole:
+        if x != int(x):
+            raise WorkloadError(f"{field}: give a whole number, or leave it empty")
+        return int(x)
+    return x
 
 
 def price_hint(g: roofline.GPU | None) -> str:

@@ -168,3 +168,24 @@ def test_find_capacity_starts_the_presets_search_with_the_price_given():
     assert limits1.who == "visitors of the app"  # no admin password: whoever reaches the app
     assert p1.name == "chat-users" and overrides1["users"] == [1, 2] and search1 == {"by": "users"} and price1 == 2.5
     assert overrides2["concurrency"] == [1] and search2 is None and price2 is None and overrides2["repeats"] == 3
+
+
+def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_the_tab():
+    from types import SimpleNamespace
+
+    import app as app_module
+    from showcase import coordinator, presets, views
+    from showcase.bench.workload import WorkloadError
+
+    started = []
+    coord = SimpleNamespace(start=lambda *a, **k: started.append((a, k)),
+                            snapshot=lambda: coordinator.Snapshot(True, "x", coordinator.Phase.RUNNING, None,
+                                                                  "", None, None))
+    ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
+    app_module.find_capacity(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 2, None, 99, 0.05, 64, 400, None,
+                             None, "")
+    (p, overrides, search, price, _), kwargs = started[0]
+    assert search == {"by": "concurrency", "percentile": 99.0, "max_failed_share": 0.05, "upper": 64}
+    assert kwargs["slos"] == {"ttft_ms": 400.0, "tpot_ms": None, "e2el_ms": None} and overrides["repeats"] == 2
+    with pytest.raises(WorkloadError, match="Highest level probed: give a whole number"):
+        views.search_for(p, None, None, 2.5)
