@@ -59,27 +59,33 @@ class Context:
         return views.measured_roofline(self.limit, result, self.server.settings.dtype if self.server.settings else "auto")
 
 
+def refusal(text: str) -> gr.Error:
+    """What a user got wrong (or may not do), for the UI: a message, not an error of the app, so
+    Gradio logs no traceback for it."""
+    return gr.Error(text, print_exception=False)
+
+
 @contextlib.contextmanager
 def shown() -> Iterator[None]:
     """The one place a `UserError` becomes a message in the UI."""
     try:
         yield
     except UserError as exc:  # its text may carry a server's or a file's words: shown as text, not markup
-        raise gr.Error(html.escape(str(exc), quote=False)) from exc
+        raise refusal(html.escape(str(exc), quote=False)) from exc
 
 
 def require_admin(ctx: Context, password: str) -> Limits:
     """Refuse a wrong admin password; the limits a run started by this caller is held to (the
     engine's for the admin, the visitors' in an app without an admin password: anyone reaching it)."""
     if ctx.admin_password is not None and not ctx.admin_guard.check(password or ""):
-        raise gr.Error("This needs the admin password: a shared link can chat but cannot start, stop or "
+        raise refusal("This needs the admin password: a shared link can chat but cannot start, stop or "
                        "restart anything.")
     return ENGINE if ctx.admin_password is not None else VISITOR
 
 
 def preset_of(ctx: Context, name: str) -> presets.Preset:
     if name not in ctx.catalogue:
-        raise gr.Error(f"Unknown preset {name!r}; known: {', '.join(ctx.catalogue)}")
+        raise refusal(f"Unknown preset {name!r}; known: {', '.join(ctx.catalogue)}")
     return ctx.catalogue[name]
 
 
@@ -186,11 +192,11 @@ def _overrides(text: str) -> dict:
     try:
         changes = json.loads(text or "{}")
     except ValueError as exc:
-        raise gr.Error(f"overrides must be a JSON object: {exc}") from exc
+        raise refusal(f"overrides must be a JSON object: {exc}") from exc
     except RecursionError:
-        raise gr.Error("overrides are nested too deeply: give a flat JSON object of workload fields") from None
+        raise refusal("overrides are nested too deeply: give a flat JSON object of workload fields") from None
     if not isinstance(changes, dict):
-        raise gr.Error(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
+        raise refusal(f"overrides must be a JSON object of workload fields, like {{\"concurrency\": [1, 2]}}, "
                        f"not a {type(changes).__name__}")
     return changes
 
@@ -202,21 +208,21 @@ def api_run_experiment(ctx: Context, preset: str, overrides: str, repeats: float
     aa = preset.startswith("aa:")
     changes = _overrides(overrides)
     if changes and not aa:
-        raise gr.Error("an experiment preset runs as it is; workload overrides apply to an A/A (aa:NAME)")
+        raise refusal("an experiment preset runs as it is; workload overrides apply to an A/A (aa:NAME)")
     with shown():
         ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), views.repeats_from(repeats, 2),
                                    aa=aa, limits=limits, overrides=changes or None)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     path = snap.folder / "experiment.json" if snap.folder is not None else None
     if path is None or not path.exists():
-        raise gr.Error(f"The experiment ended without results: {snap.message}")
+        raise refusal(f"The experiment ended without results: {snap.message}")
     return json.loads(path.read_text()), str(path)
 
 
 def report(ctx: Context, selected: list[str] | None, gpu_name: str):
     """The main run's report.html, written now, to download."""
     if not selected:
-        raise gr.Error("Select a run first: its report is made from its folder.")
+        raise refusal("Select a run first: its report is made from its folder.")
     with shown():
         return str(html_report.write(Path(selected[0]), roofline.gpu(gpu_name)))
 
@@ -231,7 +237,7 @@ def restart_server(ctx: Context, password: str):
     """An admin starts the server again (with its current settings), say after it gave up restarting."""
     require_admin(ctx, password)
     if ctx.coord.snapshot().running:
-        raise gr.Error("A benchmark is running: stop it first, then restart the server.")
+        raise refusal("A benchmark is running: stop it first, then restart the server.")
     ctx.server.start(ctx.server.settings)
     return "🔄 Restarting the model server; the status above follows it."
 
@@ -270,7 +276,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
     changes = _overrides(overrides)
     slos, search = changes.pop("slos", None), changes.pop("capacity", None)
     if not isinstance(slos, (dict, type(None))) or not isinstance(search, (dict, type(None))):
-        raise gr.Error('"slos" and "capacity" must be JSON objects, like {"slos": {"ttft_ms": 500}, "capacity": {}}')
+        raise refusal('"slos" and "capacity" must be JSON objects, like {"slos": {"ttft_ms": 500}, "capacity": {}}')
     with shown():
         p = preset_of(ctx, preset)
         ctx.coord.start(p, changes, (views.search_for(p) | search) if search is not None else None, limits=limits,
@@ -278,7 +284,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
     if summary is None or summary.empty:
-        raise gr.Error(f"The benchmark ended without results: {snap.message}")
+        raise refusal(f"The benchmark ended without results: {snap.message}")
     return summary, str(snap.folder / "summary.csv")
 
 

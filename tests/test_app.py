@@ -189,3 +189,27 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
     assert kwargs["slos"] == {"ttft_ms": 400.0, "tpot_ms": None, "e2el_ms": None} and overrides["repeats"] == 2
     with pytest.raises(WorkloadError, match="Highest level probed: give a whole number"):
         views.search_for(p, None, None, 2.5)
+
+
+def test_a_wrong_admin_password_is_one_line_in_the_log_not_a_traceback(stub, tmp_path, capfd, caplog):
+    import app as app_module
+    from showcase import coordinator, presets, server, sources
+    from test_coordinator import FakeServer
+
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    srv = FakeServer(stub(), sources.Device("cpu", "cpu"), base, tmp_path / "logs")
+    demo = app_module.build_demo(srv, coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path), presets.load_all(),
+                                 admin_password="right")
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=server.free_port(), quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        for _ in range(2):
+            with pytest.raises(Exception, match="needs the admin password"):
+                client.predict("low-latency-chatbot", "{}", "wrong", api_name="/run_benchmark")
+    finally:
+        demo.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    assert [r.getMessage() for r in caplog.records if r.name == "showcase.access"] == [
+        "wrong admin password (1 so far)", "wrong admin password (2 so far)"]
