@@ -223,8 +223,9 @@ def report(ctx: Context, selected: list[str] | None, gpu_name: str):
     """The main run's report.html, written now, to download."""
     if not selected:
         raise refusal("Select a run first: its report is made from its folder.")
+    folder = run_folders(ctx, selected[:1])[0]
     with shown():
-        return str(html_report.write(Path(selected[0]), roofline.gpu(gpu_name)))
+        return str(html_report.write(folder, roofline.gpu(gpu_name)))
 
 
 def stop(ctx: Context, password: str):
@@ -243,7 +244,14 @@ def restart_server(ctx: Context, password: str):
 
 
 def run_choices(ctx: Context) -> list[tuple[str, str]]:
-    return [(r.label, str(r.folder)) for r in coordinator.list_runs(ctx.coord.runs_dir)]
+    """The runs picker's choices: each run by its folder's name (the page never carries our paths)."""
+    return [(r.label, r.folder.name) for r in coordinator.list_runs(ctx.coord.runs_dir)]
+
+
+def run_folders(ctx: Context, selected: list[str] | None) -> list[Path]:
+    """The runs picked, as folders of the runs folder; a name that is not one of its runs is refused."""
+    with shown():
+        return [coordinator.run_folder(ctx.coord.runs_dir, name) for name in selected or []]
 
 
 def tick(ctx: Context, seen: str):
@@ -252,14 +260,15 @@ def tick(ctx: Context, seen: str):
     folder = snap.progress.folder if snap.progress and snap.progress.folder else snap.folder
     key = f"{folder}|{snap.progress.point if snap.progress else ''}|{snap.running}|{snap.status}"
     choices = run_choices(ctx) if key != seen and folder is not None else []
-    if str(folder) not in {value for _, value in choices}:
+    name = folder.name if folder is not None else None
+    if name not in {value for _, value in choices}:
         return views.progress_markdown(snap), seen, gr.skip()
-    return views.progress_markdown(snap), key, gr.update(value=[str(folder)], choices=choices)
+    return views.progress_markdown(snap), key, gr.update(value=[name], choices=choices)
 
 
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
     with shown():
-        v, refused = views.load_views([Path(f) for f in selected or []], [Path(u) for u in uploads or []],
+        v, refused = views.load_views(run_folders(ctx, selected), [Path(u) for u in uploads or []],
                                       roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline(), ctx.coord.runs_dir)
     for reason in refused:
         gr.Warning(html.escape(reason, quote=False))

@@ -224,6 +224,18 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunInfo]:
     return out
 
 
+def run_folder(runs_dir: Path, name: str) -> Path:
+    """The run folder `name` of `runs_dir`; anything else (a path, `..`, a run that is gone) is refused."""
+    folder = Path(runs_dir) / str(name)
+    if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not (folder / "summary.csv").exists():
+        raise RunNotFound(f"{name!r} is not a run of this app")
+    return folder
+
+
+class RunNotFound(UserError):
+    """A run picked that is not one of the app's run folders."""
+
+
 class UploadError(UserError):
     """An uploaded file that is not a benchmark summary."""
 

@@ -361,3 +361,11 @@ def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_
     row = result.summary.iloc[0]
     assert result.status is bench.RunStatus.COMPLETED, result.message
     assert row["completed"] == 30 and "server_died" not in str(row["flags"])
+
+
+def test_the_runs_picker_names_runs_by_folder_and_refuses_any_other_path(tmp_path):
+    folder = _folder(tmp_path, ROW + "0,16,4,1,inf,3,10,5\n")
+    assert coordinator.run_folder(tmp_path, folder.name) == folder
+    for name in ("/etc", "../x", "..", "", str(folder), "gone"):
+        with pytest.raises(coordinator.RunNotFound):
+            coordinator.run_folder(tmp_path, name)
