@@ -33,6 +33,7 @@ class ChatError(UserError):
 CHAT_CONNECT_S = 10.0
 CHAT_STALL_S = 120.0  # the longest wait for the first token or between two; a long prompt's prefill fits
 CHAT_TOTAL_S = 3600.0
+MAX_LINE_BYTES = 1 << 20  # one SSE line this long is no token chunk: the stream is given up, not buffered
 MAX_TOKENS = 1_048_576  # a reply longer than any served context is a typo, not a request
 
 
@@ -156,6 +157,37 @@ def with_error(history: list[dict], text: str) -> list[dict]:
     return history + [note(f"⚠️ {text}")]
 
 
+class _LineTooLong(Exception):
+    pass
+
+
+class _CappedLines(httpx.AsyncByteStream):
+    """A response body that fails once a single line grows past `MAX_LINE_BYTES`: an endless SSE
+    line would otherwise be buffered whole by the SDK (hundreds of MB in seconds)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self.inner = inner
+
+    async def __aiter__(self):
+        run = 0
+        async for chunk in self.inner:
+            cut = chunk.rfind(b"\n")
+            run = len(chunk) - cut - 1 if cut >= 0 else run + len(chunk)
+            if run > MAX_LINE_BYTES:
+                raise _LineTooLong()
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _CappedTransport(httpx.AsyncHTTPTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await super().handle_async_request(request)
+        return httpx.Response(resp.status_code, headers=resp.headers, stream=_CappedLines(resp.stream),
+                              extensions=resp.extensions)
+
+
 def _explain(exc: Exception) -> str:
     if isinstance(exc, openai.APIConnectionError):
         return "The model server cannot be reached: it may be starting or down. Try again in a moment."
@@ -182,8 +214,9 @@ async def stream_reply(
     """
     # No answer, or a stream that stops, for CHAT_STALL_S (to the first token or between two) ends the
     # reply with that reason instead of holding the chat for the SDK's 10 minutes.
-    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0,
-                                timeout=httpx.Timeout(CHAT_TOTAL_S, connect=CHAT_CONNECT_S, read=CHAT_STALL_S))
+    timeout = httpx.Timeout(CHAT_TOTAL_S, connect=CHAT_CONNECT_S, read=CHAT_STALL_S)
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=timeout,
+                                http_client=httpx.AsyncClient(transport=_CappedTransport(), timeout=timeout))
     start = time.perf_counter()
     ttft = last_update = None
     text, tokens, finish = "", None, None
@@ -221,6 +254,9 @@ async def stream_reply(
             await stream.close()
     except openai.OpenAIError as exc:
         raise ChatError(_explain(exc)) from exc
+    except _LineTooLong as exc:
+        raise ChatError(f"The model server sent a stream line longer than {MAX_LINE_BYTES >> 20} MiB; "
+                        "the reply stops here.") from exc
     except (ValueError, UnicodeDecodeError) as exc:  # an event the SDK cannot parse
         raise ChatError(f"The model server sent a malformed stream ({exc}); the reply stops here.") from exc
     finally:

@@ -8,7 +8,7 @@ which hits every other chat request (so good and bad answers mix in one point) o
 Faults: `event:RAW` (a streamed reply's content event is RAW), `usage:RAW` (its completion_tokens
 is RAW, written as is), `http500-binary` (HTTP 500 with a body that is not UTF-8), `body:RAW` (a
 non-streamed reply's body is RAW), `tokenize-hang` (/tokenize never answers), `models-hang`,
-`version-hang`, `redirect` (a 307 to another port), `models:RAW` and `tokenize:RAW` (those routes answer RAW). It knows nothing of the
+`version-hang`, `endless` (a streamed reply whose one line never ends), `redirect` (a 307 to another port), `models:RAW` and `tokenize:RAW` (those routes answer RAW). It knows nothing of the
 project.
 """
 
@@ -46,6 +46,11 @@ def make_app(fault: str) -> web.Application:
                                       "usage": {"prompt_tokens": prompt, "completion_tokens": n}})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if kind == "endless":  # one SSE line that never ends (64 MiB at most, then the connection closes)
+            await resp.write(b"data: ")
+            for _ in range(1024):
+                await resp.write(b"a" * 65536)
+            return resp
         for i in range(n):
             await asyncio.sleep(0.002)
             done = str(i + 1) if not (bad and kind == "usage") else raw

@@ -155,3 +155,34 @@ def test_a_stream_without_its_end_or_with_a_malformed_chunk_is_said_not_shown_co
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_endless_stream_line_ends_the_reply_instead_of_filling_memory():
+    import resource
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from showcase import server
+
+    hostile = Path(__file__).resolve().parent / "hostile_server.py"
+    port = server.free_port()
+    proc = subprocess.Popen([sys.executable, str(hostile), "--port", str(port), "--fault", "endless"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(chat.ChatError, match="stream line longer than 1 MiB"):
+            asyncio.run(collect(url, 4, 0.05))
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert grown_mb < 40  # the endless line is not buffered (it would be 64 MB)
+    finally:
+        proc.kill()
+        proc.wait()
