@@ -13,6 +13,7 @@ import altair as alt
 import pandas as pd
 
 W, H = 340, 230
+TIMELINE_ROWS = 2000  # samples drawn of a run's timeline at most (one every 0.5 s: 16 minutes in full)
 LIMIT_COLOR = "#555"
 MEASURED_BOUND_COLOR = "#2ca02c"
 EXCEEDS_COLOR = "#d62728"
@@ -120,16 +121,28 @@ def latency_distribution(requests: pd.DataFrame, summary: pd.DataFrame) -> alt.C
     for row in summary.to_dict("records"):
         rate = row.get("request_rate")
         load = f"{rate:g} req/s" if isinstance(rate, float) and rate != float("inf") else f"C={row['max_concurrency']}"
-        labels[row["point"]] = f"{row['point'] + 1}: {load}, in {row['input_len']}"
+        arm = row.get("arm")
+        which = (f"{arm} " if isinstance(arm, str) and arm else "") + (
+            f"r{int(row['repeat']) + 1} " if row.get("repeat", 0) == row.get("repeat", 0) and row.get("repeat", 0) else "")
+        labels[row["point"]] = f"{row['point'] + 1}: {which}{load}, in {row['input_len']:g}"
     df["point_label"] = df["point"].map(labels).fillna(df["point"].astype(str))
     long = df.melt(id_vars=["point_label"], value_vars=[c for c in ("ttft_ms", "e2el_ms") if c in df.columns],
                    var_name="metric", value_name="ms").dropna()
     long["metric"] = long["metric"].map({"ttft_ms": "TTFT", "e2el_ms": "end-to-end"})
-    return alt.Chart(long).mark_boxplot(extent="min-max", size=18).encode(
-        x=alt.X("point_label:N", title="point", sort=None, axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("ms:Q", title="ms"),
-        color=alt.Color("metric:N", title=None),
-        xOffset="metric:N",
+    # The five numbers of each box, computed here: a run of many requests would otherwise put every
+    # request into the chart's data (past Altair's row limit, and megabytes in the page).
+    q = long.groupby(["point_label", "metric"], sort=False)["ms"]
+    box = pd.DataFrame({"lo": q.min(), "q1": q.quantile(0.25), "median": q.median(), "q3": q.quantile(0.75),
+                        "hi": q.max(), "requests": q.size()}).reset_index()
+    x = alt.X("point_label:N", title="point", sort=None, axis=alt.Axis(labelAngle=-30))
+    color, tips = alt.Color("metric:N", title=None), ["point_label", "metric", "requests",
+                                                      *(alt.Tooltip(f"{c}:Q", format=",.1f") for c in
+                                                        ("lo", "q1", "median", "q3", "hi"))]
+    base = alt.Chart(box).encode(x=x, xOffset="metric:N", color=color, tooltip=tips)
+    return alt.layer(
+        base.mark_rule().encode(y=alt.Y("lo:Q", title="ms"), y2="hi:Q"),
+        base.mark_bar(size=14).encode(y="q1:Q", y2="q3:Q"),
+        base.mark_tick(color="white", size=14, thickness=2).encode(y="median:Q"),
     ).properties(width=2 * W, height=H, title="Latency per request, by point (box: quartiles, whiskers: min–max)")
 
 
@@ -138,6 +151,8 @@ def timeline_chart(timeline: pd.DataFrame) -> alt.VConcatChart | alt.Chart:
     if timeline.empty or "kv_cache_usage" not in timeline.columns:
         return _empty("Server timeline: no data yet (the server's /metrics during a run)")
     df = timeline.copy()
+    if len(df) > TIMELINE_ROWS:  # a long run: every k-th sample, so the chart stays within Altair's row limit
+        df = df.iloc[:: -(-len(df) // TIMELINE_ROWS)]
     df["kv_cache_pct"] = df["kv_cache_usage"] * 100
     kv = alt.Chart(df).mark_area(opacity=0.35, line=True).encode(
         x=alt.X("t_s:Q", title="seconds since the run started"), y=alt.Y("kv_cache_pct:Q", title="KV cache used (%)"),

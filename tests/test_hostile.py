@@ -369,3 +369,20 @@ def test_the_runs_picker_names_runs_by_folder_and_refuses_any_other_path(tmp_pat
     for name in ("/etc", "../x", "..", "", str(folder), "gone"):
         with pytest.raises(coordinator.RunNotFound):
             coordinator.run_folder(tmp_path, name)
+
+
+def test_a_run_of_100000_requests_and_a_long_timeline_still_draw(tmp_path):
+    import numpy as np
+
+    from showcase import charts
+
+    n = 100_000
+    requests = pd.DataFrame({"point": np.arange(n) % 4, "warmup": False, "ttft_ms": np.linspace(1, 100, n),
+                             "e2el_ms": np.linspace(10, 1000, n)})
+    summary = pd.DataFrame({"point": range(4), "max_concurrency": [1, 2, 4, 8], "input_len": 16,
+                            "request_rate": math.inf})
+    spec = charts.latency_distribution(requests, summary).to_dict()
+    assert len(json.dumps(spec)) < 200_000  # five numbers a box, not a row a request
+    timeline = pd.DataFrame({"t_s": np.arange(20_000) * 0.5, "point": 0, "kv_cache_usage": 0.5, "running": 1,
+                             "waiting": 0})
+    charts.timeline_chart(timeline).to_dict()  # within Altair's row limit
