@@ -9,6 +9,8 @@ on this device a dotted green one. Log axes get no zero-based marks
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
@@ -118,12 +120,13 @@ def latency_distribution(requests: pd.DataFrame, summary: pd.DataFrame) -> alt.C
     if df.empty:
         return _empty("Latency distribution: no completed request")
     labels = {}
+    repeated = "repeat" in summary and bool((summary["repeat"].fillna(0) > 0).any())
     for row in summary.to_dict("records"):
         rate = row.get("request_rate")
         load = f"{rate:g} req/s" if isinstance(rate, float) and rate != float("inf") else f"C={row['max_concurrency']}"
-        arm = row.get("arm")
+        arm, rep = row.get("arm"), row.get("repeat")
         which = (f"{arm} " if isinstance(arm, str) and arm else "") + (
-            f"r{int(row['repeat']) + 1} " if row.get("repeat", 0) == row.get("repeat", 0) and row.get("repeat", 0) else "")
+            f"repeat {int(rep) + 1} " if repeated and isinstance(rep, (int, float)) and math.isfinite(rep) else "")
         labels[row["point"]] = f"{row['point'] + 1}: {which}{load}, in {row['input_len']:g}"
     df["point_label"] = df["point"].map(labels).fillna(df["point"].astype(str))
     long = df.melt(id_vars=["point_label"], value_vars=[c for c in ("ttft_ms", "e2el_ms") if c in df.columns],
