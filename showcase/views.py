@@ -55,7 +55,7 @@ DEFINITIONS = """
 
 def status_markdown(status: server.Status, device_note: str = "", measured: str = "") -> str:
     lines = [f"**Server:** {STATE_BADGE[status.state]} — {html.escape(status.message)}",
-             f"**Model:** `{status.model}` · **Device:** {status.device}" + (f" ({device_note})" if device_note else "")]
+             f"**Model:** `{html.escape(status.model, quote=False).replace(chr(96), chr(39))}` · **Device:** {status.device}" + (f" ({device_note})" if device_note else "")]
     if measured:
         lines.append(f"**Measured:** {html.escape(measured)}")
     if status.settings:
