@@ -8,7 +8,7 @@ which hits every other chat request (so good and bad answers mix in one point) o
 Faults: `event:RAW` (a streamed reply's content event is RAW), `usage:RAW` (its completion_tokens
 is RAW, written as is), `http500-binary` (HTTP 500 with a body that is not UTF-8), `body:RAW` (a
 non-streamed reply's body is RAW), `tokenize-hang` (/tokenize never answers), `models-hang`,
-`version-hang`, `endless` (a streamed reply whose one line never ends), `redirect` (a 307 to another port), `models:RAW` and `tokenize:RAW` (those routes answer RAW). It knows nothing of the
+`version-hang`, `chat-hang` (every chat request waits for ever), `endless` (a streamed reply whose one line never ends), `redirect` (a 307 to another port), `models:RAW` and `tokenize:RAW` (those routes answer RAW). It knows nothing of the
 project.
 """
 
@@ -35,6 +35,8 @@ def make_app(fault: str) -> web.Application:
         calls["chat"] += 1
         bad = calls["chat"] % 2 == 0
         n, prompt = int(body.get("max_completion_tokens") or body.get("max_tokens") or 8), words(body["messages"])
+        if kind == "chat-hang":  # accepts every request and never answers
+            await asyncio.sleep(3600)
         if bad and kind == "redirect":  # to another port: a client must not follow it silently
             raise web.HTTPTemporaryRedirect(location="http://127.0.0.1:9/v1/chat/completions")
         if bad and kind == "http500-binary":

@@ -386,3 +386,16 @@ def test_a_run_of_100000_requests_and_a_long_timeline_still_draw(tmp_path):
     timeline = pd.DataFrame({"t_s": np.arange(20_000) * 0.5, "point": 0, "kv_cache_usage": 0.5, "running": 1,
                              "waiting": 0})
     charts.timeline_chart(timeline).to_dict()  # within Altair's row limit
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_ends_a_run_whose_requests_never_answer_on_one_worker_or_several(hostile, tmp_path, workers):
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    started = time.monotonic()
+    result = bench.run_sync(small(concurrency=[4], num_requests=8, workers=workers),
+                            Target(hostile("chat-hang"), "stub"), out_root=tmp_path, stop=stop)
+    assert time.monotonic() - started < 20
+    assert result.status is bench.RunStatus.STOPPED
+    row = result.summary.iloc[0]
+    assert row["failed"] == 0 and "stopped" in row["flags"]  # abandoned, not failed by the server

@@ -114,14 +114,15 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
         run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
                                 stop.is_set, side)
         if job.conversations is not None:
-            await run.users_loop(*job.conversations, users=list(share.users))
+            measured = run.users_loop(*job.conversations, users=list(share.users))
         elif point.request_rate is not None:
-            await run.open_loop(job.prompts, t0, list(share.arrivals))
+            measured = run.open_loop(job.prompts, t0, list(share.arrivals))
         elif point.duration_s is not None:
-            await run.closed_loop(job.prompts, False, t0 + point.duration_s,
-                                  itertools.count(share.worker, job.workers), share.streams)
+            measured = run.closed_loop(job.prompts, False, t0 + point.duration_s,
+                                       itertools.count(share.worker, job.workers), share.streams)
         else:
-            await run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
+            measured = run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
+        await loadgen.stoppable(measured, stop.is_set)  # as on one worker: a stop ends it within seconds
         health = lag.take()
         sampler.cancel()
     out.put(("done", share.worker, health))
