@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from showcase import cores, server, sources
+from benchmarks import smoke
+from showcase import cores
 from showcase.bench import agreement
 from showcase.bench.loadgen import Target
 
@@ -30,14 +31,9 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--num-requests", type=int, default=16)
     args = p.parse_args()
-    device = sources.detect_device()
-    source = sources.resolve(None, "real", device)
-    srv = server.VLLMServer(device, source)
-    settings = server.default_settings(source, device)
-    srv.start(settings)
-    status = srv.wait_ready(srv.ready_timeout_s)
-    if status.state is not server.State.READY:
-        print(status.message, *status.log_tail, sep="\n", file=sys.stderr)
+    device, _, srv, settings = smoke.this_machines_server()
+    status = smoke.started(srv, settings)
+    if status is None:
         return 1
     print(f"# {status.model} on {status.device}; {cores.pin_load_generator(device)}; log {status.log_path}")
     target = Target(status.base_url, srv.served_model_name, srv.api_key)

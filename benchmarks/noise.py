@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from showcase import cores, experiment, server, sources
+from benchmarks import smoke
+from showcase import cores, experiment
 from showcase.bench import compare, stats
 from showcase.bench.run import run_sync
 from showcase.prepare import ad_hoc
@@ -38,18 +39,13 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=64)
     p.add_argument("--num-requests", type=int, default=16)
     args = p.parse_args()
-    device = sources.detect_device()
-    source = sources.resolve(None, "real", device)
-    srv = server.VLLMServer(device, source)
-    settings = server.default_settings(source, device)
+    device, source, srv, settings = smoke.this_machines_server()
     preset = ad_hoc({"concurrency": [args.concurrency], "input_len": [args.input_len], "output_len": args.output_len,
                      "num_requests": args.num_requests, "warmup_requests": args.concurrency})
     plan = experiment.plan_of(preset, aa=True)
     prep = experiment.prepare_experiment(preset, None, settings, device, source.is_smoke, args.repeats, plan)
-    srv.start(settings)
-    status = srv.wait_ready(srv.ready_timeout_s)
-    if status.state is not server.State.READY:
-        print(status.message, *status.log_tail, sep="\n", file=sys.stderr)
+    status = smoke.started(srv, settings)
+    if status is None:
         return 1
     print(f"# {status.model} on {status.device}; {cores.pin_load_generator(device)}")
     print(f"# A/A: {args.concurrency} streams, {args.input_len}-token prompts, {args.output_len}-token replies, "

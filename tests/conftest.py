@@ -12,6 +12,7 @@ from showcase import ROOT, processes, server, sources  # noqa: F401 (ROOT: for t
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 STUB = Path(__file__).resolve().parent / "stub_server.py"
+HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +46,6 @@ def vllm_server(device, model_cache, tmp_path_factory):
 @pytest.fixture
 def stub(tmp_path):
     """Start stub_server.py in its own process with the given latencies; stopped after the test."""
-    import subprocess
-    import time
-    import urllib.request
 
     procs = []
 
@@ -64,18 +62,42 @@ def stub(tmp_path):
             cmd += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
         if batch_clock:
             cmd.append("--batch-clock")
-        proc = subprocess.Popen(cmd, stdout=(tmp_path / f"stub-{port}.log").open("w"), stderr=subprocess.STDOUT)
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                return url
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the stub server did not start")
+        return serve(cmd, port, tmp_path / f"stub-{port}.log", procs)
 
     start.procs = procs
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def serve(cmd: list[str], port: int, log: Path, procs: list) -> str:
+    """Start a test server's process (kept in `procs`, to be killed) and wait until its /health answers."""
+    import subprocess
+    import time
+    import urllib.request
+
+    procs.append(subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            return url
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{Path(cmd[1]).name} did not start")
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """Start hostile_server.py with a fault (see its docstring); stopped after the test."""
+    procs: list = []
+
+    def start(fault: str) -> str:
+        port = server.free_port()
+        return serve([sys.executable, str(HOSTILE), "--port", str(port), "--fault", fault], port,
+                     tmp_path / f"hostile-{port}.log", procs)
+
     yield start
     for proc in procs:
         proc.kill()

@@ -127,62 +127,21 @@ def test_sampling_out_of_range_is_refused_naming_the_parameter(t, p, n, says):
     assert chat.Sampling.of("0.5", 1, "64") == chat.Sampling(0.5, 1.0, 64)
 
 
-def test_a_stream_without_its_end_or_with_a_malformed_chunk_is_said_not_shown_complete(tmp_path):
-    import subprocess
-    import sys
-    import urllib.request
-    from pathlib import Path
-
-    from showcase import server
-
-    hostile = Path(__file__).resolve().parent / "hostile_server.py"
-    port = server.free_port()
-    proc = subprocess.Popen([sys.executable, str(hostile), "--port", str(port), "--fault", "event:{\"choices\": 42}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        # The hostile server's good replies carry no finish_reason: not shown as complete.
-        with pytest.raises(chat.ChatError, match="ended before the model server said the reply was complete"):
-            asyncio.run(collect(url, 4, 0.05))
-        with pytest.raises(chat.ChatError, match="malformed stream"):  # its every other reply
-            asyncio.run(collect(url, 4, 0.05))
-    finally:
-        proc.kill()
-        proc.wait()
+def test_a_stream_without_its_end_or_with_a_malformed_chunk_is_said_not_shown_complete(hostile):
+    url = hostile('event:{"choices": 42}')
+    # The hostile server's good replies carry no finish_reason: not shown as complete.
+    with pytest.raises(chat.ChatError, match="ended before the model server said the reply was complete"):
+        asyncio.run(collect(url, 4, 0.05))
+    with pytest.raises(chat.ChatError, match="malformed stream"):  # its every other reply
+        asyncio.run(collect(url, 4, 0.05))
 
 
-def test_an_endless_stream_line_ends_the_reply_instead_of_filling_memory():
+def test_an_endless_stream_line_ends_the_reply_instead_of_filling_memory(hostile):
     import resource
-    import subprocess
-    import sys
-    import urllib.request
-    from pathlib import Path
 
-    from showcase import server
-
-    hostile = Path(__file__).resolve().parent / "hostile_server.py"
-    port = server.free_port()
-    proc = subprocess.Popen([sys.executable, str(hostile), "--port", str(port), "--fault", "endless"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        with pytest.raises(chat.ChatError, match="stream line longer than 1 MiB"):
-            asyncio.run(collect(url, 4, 0.05))
-        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-        assert grown_mb < 40  # the endless line is not buffered (it would be 64 MB)
-    finally:
-        proc.kill()
-        proc.wait()
+    url = hostile("endless")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(chat.ChatError, match="stream line longer than 1 MiB"):
+        asyncio.run(collect(url, 4, 0.05))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 40  # the endless line is not buffered (it would be 64 MB)
