@@ -30,6 +30,7 @@ from showcase.bench.workload import Point
 STREAMS_PER_WORKER = 256  # one event loop stays exact to about this many streams (README: client overhead)
 READY_TIMEOUT_S = 120.0  # a worker imports and opens its sessions within this
 START_MARGIN_S = 0.05  # from "go" to the shared first instant: every worker is waiting by then
+GO_POLL_S = 0.005  # how often a ready worker looks for "go" (well inside START_MARGIN_S)
 
 
 def auto_workers(point: Point, cores: int | None = None) -> int:
@@ -106,7 +107,10 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     lag = samplers.LagSampler()
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
         out.put(("ready", share.worker, None))
-        await asyncio.to_thread(go.wait)
+        # Polled, not waited on: a worker killed inside `Event.wait` leaves the event's condition
+        # counting a sleeper that never wakes, and the parent's `go.set()` then blocks for ever.
+        while not go.is_set():
+            await asyncio.sleep(GO_POLL_S)
         t0 = start_at.value
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
         sampler = asyncio.create_task(lag.run())
