@@ -27,7 +27,7 @@ import pandas as pd
 
 from showcase import RUNS_DIR, access, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
 from showcase import report as html_report
-from showcase.bench.run import read_tables
+from showcase.bench.folder import read_tables
 from showcase.bench.workload import ENGINE, VISITOR, Limits
 from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError

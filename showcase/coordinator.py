@@ -22,7 +22,8 @@ import pandas as pd
 from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunFolderError, RunStatus, read_meta
+from showcase.bench.folder import RunFolderError
+from showcase.bench.run import Progress, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
 from showcase.measure import DeviceFigures

@@ -24,7 +24,8 @@ from showcase import server, sources
 from showcase.bench import compare, stats
 from showcase.bench.compare import Arm, ArmRecord, Experiment, ExperimentPlan
 from showcase.bench.loadgen import Target
-from showcase.bench.run import RunFolder, RunMeta, RunResult, RunStatus, mark_ended, read_tables
+from showcase.bench.folder import RunFolder, read_tables
+from showcase.bench.run import RunMeta, RunResult, RunStatus, mark_ended
 from showcase.bench.workload import ENGINE, Limits, Point, WorkloadError
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, prepare_run

@@ -18,7 +18,8 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from showcase import roofline, views
-from showcase.bench.run import RunFolderError, RunMeta, read_capacity, read_experiment, read_meta, read_tables
+from showcase.bench.folder import RunFolderError, read_tables
+from showcase.bench.run import RunMeta, read_capacity, read_experiment, read_meta
 from showcase.errors import UserError
 
 PAGE = """<!DOCTYPE html>

@@ -22,7 +22,8 @@ from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
-from showcase.bench.run import RunFolderError, RunStatus, read_capacity, read_experiment, read_meta, read_tables
+from showcase.bench.folder import RunFolderError, read_tables
+from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
 from showcase.bench.workload import WorkloadError
 from showcase.presets import Preset
 

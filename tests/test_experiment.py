@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import engine
-from showcase import experiment, presets, server, sources
+from showcase import experiment, presets, server
 from showcase.bench.run import RunStatus, read_meta, run_sync
 from showcase.prepare import ad_hoc
 from test_coordinator import CPU, FakeServer

@@ -19,36 +19,10 @@ import pytest
 import engine
 from showcase import ROOT, coordinator, server
 from showcase.bench import loadgen
+from showcase.bench import folder as folder_io
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
-
-HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
-
-
-@pytest.fixture
-def hostile(tmp_path):
-    """Start hostile_server.py with a fault; stopped after the test."""
-    procs = []
-
-    def start(fault: str) -> str:
-        port = server.free_port()
-        procs.append(subprocess.Popen([sys.executable, str(HOSTILE), "--port", str(port), "--fault", fault],
-                                      stdout=(tmp_path / f"hostile-{port}.log").open("w"), stderr=subprocess.STDOUT))
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                return url
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the hostile server did not start")
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
 
 def small(**changes) -> bench.RunMeta:
     w = Workload(**({"concurrency": [1], "input_len": [16], "output_len": 4, "num_requests": 6, "warmup_requests": 0}
@@ -160,7 +134,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_leaves_a_consistent_folder(st
 
     monkeypatch.setattr(Path, "write_text", full_after_a_point)
     w = Workload(concurrency=[1, 2, 3], input_len=[16], output_len=4, num_requests=3, warmup_requests=0)
-    with pytest.raises(bench.StorageError, match="No space left on device"):
+    with pytest.raises(folder_io.StorageError, match="No space left on device"):
         bench.run_sync(bench.plan("disk", w), Target(url, "stub"), out_root=tmp_path / "runs")
     (folder,) = (tmp_path / "runs").iterdir()
     assert not list(folder.glob(".*.tmp"))

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from showcase import ROOT, RUNS_DIR
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, mark_ended, read_tables, run_sync
+from showcase.bench.folder import read_tables
+from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, mark_ended, run_sync
 from showcase.bench.workload import WorkloadError
 from showcase.errors import UserError
 

@@ -1,9 +1,10 @@
 """Load generation against an OpenAI-compatible server: the lean asyncio + aiohttp path.
 
 This module owns the network side of a benchmark: building prompts of an exact token length with
-the server's own tokenizer (/tokenize), sending chat completions and parsing their SSE streams
-by hand (the openai SDK adds large errors at high concurrency), scheduling them (closed loop at a
-fixed concurrency, Poisson/gamma arrivals at a rate with an optional cap, or chat users' turns).
+the server's own tokenizer (/tokenize), sending chat completions and reading their SSE streams
+by hand (the openai SDK adds large errors at high concurrency; what an answer must look like is
+`answers`'), scheduling them (closed loop at a fixed concurrency, Poisson/gamma arrivals at a
+rate with an optional cap, or chat users' turns).
 It records raw timestamps into `metrics.RequestRecord`s and computes nothing from them;
 `metrics.py` does. What is sampled meanwhile (/metrics, our own loop) is `samplers.py`'s.
 """
@@ -23,6 +24,8 @@ from types import SimpleNamespace
 import aiohttp
 import numpy as np
 
+from showcase.bench.answers import (ERROR_BYTES, ERROR_CHARS, MalformedAnswer, SSESplitter, checked_usage, choices_of,
+                                    content_of, error_text)
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import Point, WorkloadError
 
@@ -144,103 +147,7 @@ class Target:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-# -- SSE --------------------------------------------------------------------------------------------
-
-
-MAX_EVENT_BYTES = 4 * 1024 * 1024  # one SSE event this long is no token chunk: a broken or hostile server
-
-
-class MalformedAnswer(ValueError):
-    """An answer that is not what an OpenAI-compatible server sends: that request fails with the reason."""
-
-
-class SSESplitter:
-    """Splits a byte stream into SSE `data:` payloads; any chunking, any line length up to
-    `MAX_EVENT_BYTES` (beyond it `MalformedAnswer`). Each read is scanned once: the buffer is
-    searched only from where the last search ended."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._cr = b""  # a read that ended in \r: its \n may start the next
-
-    def feed(self, data: bytes) -> list[str]:
-        data = self._cr + data
-        self._cr = b"\r" if data.endswith(b"\r") else b""
-        data = data[:-1] if self._cr else data
-        start = max(0, len(self._buf) - 1)
-        self._buf += data.replace(b"\r\n", b"\n")
-        payloads = []
-        while (cut := self._buf.find(b"\n\n", start)) >= 0:
-            event, self._buf, start = self._buf[:cut], self._buf[cut + 2:], 0
-            lines = [ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:")]
-            if lines:
-                payloads.append(b"\n".join(lines).decode("utf-8", "replace"))
-        if len(self._buf) > MAX_EVENT_BYTES:
-            raise MalformedAnswer(f"a stream event longer than {MAX_EVENT_BYTES // 2**20} MiB")
-        return payloads
-
-
-ERROR_CHARS = 300  # an error reason is cut here: enough to read, short enough for a table cell
-ERROR_BYTES = 16 * 1024  # of an error response's body, read at most
-
-
-def _error_text(obj: object) -> str:
-    if isinstance(obj, dict):
-        err = obj.get("error", obj)
-        if isinstance(err, dict):
-            return str(err.get("message") or err)[:ERROR_CHARS]
-        return str(err)[:ERROR_CHARS]
-    return str(obj)[:ERROR_CHARS]
-
-
-def _count(usage: dict, key: str) -> int | None:
-    """A usage count: a whole number of 0 or more, or absent; anything else is malformed."""
-    value = usage.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
-        raise MalformedAnswer(f"usage {key} is {value!r}, not a count of tokens")
-    return value
-
-
-def _checked_usage(obj: dict, asked: int) -> dict | None:
-    usage = obj.get("usage")
-    if usage is None:
-        return None
-    if not isinstance(usage, dict):
-        raise MalformedAnswer(f"usage is {type(usage).__name__}, not an object")
-    out = _count(usage, "completion_tokens")
-    if out is not None and out > asked:
-        raise MalformedAnswer(f"usage says {out} output tokens where {asked} were asked")
-    _count(usage, "prompt_tokens")
-    details = usage.get("prompt_tokens_details")
-    if details is not None and not isinstance(details, dict):
-        raise MalformedAnswer("usage prompt_tokens_details is not an object")
-    if details:
-        _count(details, "cached_tokens")
-    return usage
-
-
-def _choices(obj: object) -> list[dict]:
-    """A chunk's or response's choices, checked: an object with a list of (at most one) objects."""
-    if not isinstance(obj, dict):
-        raise MalformedAnswer(f"a {type(obj).__name__}, not a JSON object")
-    choices = obj.get("choices") or []
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise MalformedAnswer("choices is not a list of objects")
-    if len(choices) > 1:
-        raise MalformedAnswer(f"{len(choices)} choices where one was asked")
-    return choices
-
-
-def _content(choice: dict) -> str:
-    delta = choice.get("delta") or choice.get("message") or {}
-    if not isinstance(delta, dict):
-        raise MalformedAnswer("delta is not an object")
-    parts = (delta.get("content"), delta.get("reasoning") or delta.get("reasoning_content"), choice.get("text"))
-    if not all(p is None or isinstance(p, str) for p in parts):
-        raise MalformedAnswer("content is not text")
-    return "".join(p for p in parts if p)
+# -- requests ---------------------------------------------------------------------------------------
 
 
 async def send(session: aiohttp.ClientSession, target: Target, messages: list[dict], rec: RequestRecord,
@@ -283,7 +190,7 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
                     # At most a few kB of an error body, whatever its encoding: a reason, not a download.
                     text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
                     try:
-                        detail = _error_text(json.loads(text))
+                        detail = error_text(json.loads(text))
                     except ValueError:
                         detail = text[:ERROR_CHARS]
                     rec.error = f"HTTP {resp.status}: {detail}"
@@ -294,11 +201,11 @@ async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target:
                         data = json.loads(await resp.read())
                     except (ValueError, UnicodeDecodeError) as exc:
                         raise MalformedAnswer(f"the response is not JSON ({exc})") from exc
-                    choices = _choices(data)
+                    choices = choices_of(data)
                     if "error" in data or not choices:
-                        rec.error = f"error in response: {_error_text(data)}"
-                    _content(choices[0]) if choices else None
-                    _usage(rec, _checked_usage(data, rec.output_len) or {})
+                        rec.error = f"error in response: {error_text(data)}"
+                    content_of(choices[0]) if choices else None
+                    _usage(rec, checked_usage(data, rec.output_len) or {})
     except MalformedAnswer as exc:
         rec.error = f"malformed answer: {exc}"[:ERROR_CHARS]
     except TimeoutError:
@@ -328,11 +235,11 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
                 rec.error = f"unparseable stream event: {payload[:100]}"
                 return
             if isinstance(obj, dict) and "error" in obj:
-                rec.error = f"error in stream: {_error_text(obj)}"
+                rec.error = f"error in stream: {error_text(obj)}"
                 return
-            choices = _choices(obj)
-            usage = _checked_usage(obj, rec.output_len)
-            text = "".join(_content(c) for c in choices)
+            choices = choices_of(obj)
+            usage = checked_usage(obj, rec.output_len)
+            text = "".join(content_of(c) for c in choices)
             if text:
                 rec.chunk_times.append(now)
                 tokens = usage.get("completion_tokens") if usage else None

@@ -33,10 +33,10 @@ from showcase import RUNS_DIR, client_version, roofline
 from showcase.bench import capacity, compare, loadgen, metrics, samplers, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
+from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
-from showcase.errors import UserError
 
 PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
 HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
@@ -146,140 +146,21 @@ class RunResult:
     capacity: Capacity | None = None
 
 
-class RunFolder:
-    """The files of one run; every write replaces a whole file so readers never see half a row."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        root = Path(root)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.path = root / f"{stamp}-{name}"
-        suffix = 1
-        while self.path.exists():
-            suffix += 1
-            self.path = root / f"{stamp}-{name}-{suffix}"
-        self.path.mkdir(parents=True)
-
-    @classmethod
-    def reopen(cls, path: Path) -> RunFolder:
-        """An existing run folder, to add points to (an experiment runs its arms into one folder)."""
-        folder = cls.__new__(cls)
-        folder.path = Path(path)
-        return folder
-
-    def _write(self, name: str, text: str) -> None:
-        _replace(self.path / name, text)
-
-    def write_meta(self, meta: RunMeta) -> None:
-        self._write("run.json", meta.model_dump_json(indent=2))
-
-    def write_csv(self, name: str, rows: list[dict]) -> None:
-        self._write(name, pd.DataFrame(rows).to_csv(index=False))
-
-    def write_model(self, name: str, model: BaseModel) -> None:
-        self._write(name, model.model_dump_json(indent=2))
-
-
-class RunFolderError(UserError):
-    """A run folder's file that cannot be read as what it should be; the message names the file and what is wrong."""
-
-
-# Columns read as numbers; a cell that is not one is refused, a column that is missing (an older
-# run, another tool's summary) is empty.
-NUMERIC = {
-    "summary.csv": ("point", "repeat", "input_len", "output_len", "max_concurrency", "users", "request_rate",
-                    "completed", "failed", "duration", "request_throughput", "output_throughput",
-                    "total_token_throughput", "mean_ttft_ms", "p90_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-                    "p99_itl_ms", "mean_e2el_ms", "goodput", "efficiency", "cached_prompt_share",
-                    "usd_per_m_output_tokens", "usd_per_user_hour"),
-    "requests.csv": ("point", "index", "ttft_ms", "tpot_ms", "e2el_ms", "turn", "prompt_tokens", "output_tokens"),
-    "timeline.csv": ("t_s", "point", "kv_cache_usage", "running", "waiting"),
-}
-PLAUSIBLE = 1e12  # larger than any count, time or rate a benchmark can measure
-
-
-def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """One of a run folder's tables, checked: plain file, CSV text, numbers where numbers belong.
-    A table not written yet, or without rows, is empty; one that is damaged is `RunFolderError`."""
-    path = Path(folder) / name
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise RunFolderError(f"{path}: not a plain file (a link or a folder); a run folder's tables are files")
-    try:
-        df = pd.read_csv(path, low_memory=False)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-        raise RunFolderError(f"{path}: cannot be read as CSV ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    for col in NUMERIC.get(name, ()):
-        if col not in df.columns:
-            df[col] = math.nan
-            continue
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
-        if bad.any():
-            raise RunFolderError(f"{path}: column {col} holds {df[col][bad].iloc[0]!r} where a number belongs")
-        huge = values.abs().gt(PLAUSIBLE) & ~(values == math.inf) if col == "request_rate" else values.abs().gt(PLAUSIBLE)
-        if huge.any():
-            raise RunFolderError(f"{path}: column {col} holds {values[huge].iloc[0]:g}, beyond anything measured")
-        df[col] = values
-    return df
-
-
-def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A run folder's summary, requests and timeline (see `read_table`)."""
-    return read_table(folder, "summary.csv"), read_table(folder, "requests.csv"), read_table(folder, "timeline.csv")
-
-
-class StorageError(UserError):
-    """The run folder cannot be written (a full disk, a folder gone read-only); the message names
-    the file and the disk. What was written before stays as it was."""
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write a whole file at once: readers see the old one or the new one, never half of it."""
-    _replace_all({path: text})
-
-
-def _replace_all(files: dict[Path, str]) -> None:
-    """Write several files as one: every new text goes to a temporary file first, and only when all
-    were written are they renamed into place (a rename needs no room). If any cannot be written, none
-    is replaced and the temporary files are removed, so the folder stays as consistent as it was."""
-    tmps = {path: path.with_name(f".{path.name}.tmp") for path in files}
-    try:
-        for path, text in files.items():
-            tmps[path].write_text(text)
-    except OSError as exc:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
-        folder = next(iter(files)).parent
-        raise StorageError(f"cannot write the run folder {folder}: {exc.strerror or exc} (the disk of {folder}); "
-                           "what was written before is kept") from exc
-    for path, tmp in tmps.items():
-        tmp.replace(path)
-
-
-def _read_model(path: Path, model: type[BaseModel]):
-    try:
-        return model.model_validate_json(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise RunFolderError(f"{path}: damaged or not a {path.name} ({detail})") from exc
-
-
 def read_meta(folder: Path) -> RunMeta:
     """A run folder's run.json (`RunFolderError` when missing or damaged)."""
-    return _read_model(Path(folder) / "run.json", RunMeta)
+    return read_model(Path(folder) / "run.json", RunMeta)
 
 
 def read_capacity(folder: Path) -> Capacity | None:
     """A run folder's capacity.json; None for a run that searched nothing."""
     path = Path(folder) / "capacity.json"
-    return _read_model(path, Capacity) if path.exists() else None
+    return read_model(path, Capacity) if path.exists() else None
 
 
 def read_experiment(folder: Path) -> Experiment | None:
     """A run folder's experiment.json; None for a run that was no experiment."""
     path = Path(folder) / "experiment.json"
-    return _read_model(path, Experiment) if path.exists() else None
+    return read_model(path, Experiment) if path.exists() else None
 
 
 def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
@@ -287,8 +168,8 @@ def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
     that did say is left as it is."""
     meta = read_meta(folder)
     if meta.status is RunStatus.RUNNING:
-        _replace(Path(folder) / "run.json", meta.model_copy(update={"finished": _now(), "status": status,
-                                                                     "message": message}).model_dump_json(indent=2))
+        RunFolder.reopen(folder).write_model("run.json", meta.model_copy(update={
+            "finished": _now(), "status": status, "message": message}))
 
 
 @contextlib.contextmanager
@@ -376,7 +257,7 @@ class _Run:
         self.requests: list[dict] = list(earlier[1])
         self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
-        self.current: tuple[Point, list[metrics.RequestRecord], float] | None = None  # the point being measured
+        self.current: tuple[Point, list[metrics.RequestRecord]] | None = None  # the point being measured
 
     def ended(self) -> bool:
         return self.stop.is_set() or self.dead.is_set()
@@ -436,7 +317,7 @@ class _Run:
             for k in range(repeats):
                 point = plan.point(self.meta.workload, level, len(self.meta.points)).model_copy(update={"repeat": k})
                 self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
-                self.folder.write_meta(self.meta)
+                self.folder.write_model("run.json", self.meta)
                 records, row = await self._point(point)
                 values.append(metrics.latency_percentiles(records, plan.percentile))
                 rows.append(row)
@@ -539,7 +420,7 @@ class _Run:
                                                                     n, chats)
                 records = warmed + records
             else:
-                self.current = (point, [], time.perf_counter())
+                self.current = (point, [])
                 records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
                                                             self.ended, fresh=self.side, conversations=chats,
                                                             sink=self.current[1])
@@ -592,7 +473,7 @@ class _Run:
         """The point in progress when the run was aborted: its finished requests, as a stopped point."""
         if self.current is None:
             return
-        point, records, _ = self.current
+        point, records = self.current
         self.current = None
         measured = [r for r in records if not r.warmup]
         if not measured:
@@ -604,10 +485,9 @@ class _Run:
     def write(self) -> None:
         """The tables, all or none (a point's summary row never without its requests)."""
         aggregated = compare.aggregate(pd.DataFrame(self.summary))
-        tables = {"summary.csv": self.summary, "requests.csv": self.requests,
-                  "timeline.csv": self.earlier_timeline + self.sampler.rows,
-                  "aggregate.csv": aggregated.to_dict("records")}
-        _replace_all({self.folder.path / name: pd.DataFrame(rows).to_csv(index=False) for name, rows in tables.items()})
+        self.folder.write_tables({"summary.csv": self.summary, "requests.csv": self.requests,
+                                  "timeline.csv": self.earlier_timeline + self.sampler.rows,
+                                  "aggregate.csv": aggregated.to_dict("records")})
 
 
 async def run(
@@ -648,7 +528,7 @@ async def run(
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": started,
             "vllm_version": await _vllm_version(side, target), "client_version": client_version(),
             "status": RunStatus.RUNNING})
-        folder.write_meta(meta)
+        folder.write_model("run.json", meta)
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event(), todo, since, earlier)
         try:
             status, message = await job.execute()
@@ -667,7 +547,7 @@ async def run(
                 job.write()
             if final or status is not RunStatus.COMPLETED:
                 with contextlib.suppress(StorageError):
-                    folder.write_meta(job.meta.model_copy(update={"finished": _now(), "status": status,
+                    folder.write_model("run.json", job.meta.model_copy(update={"finished": _now(), "status": status,
                                                                    "message": message}))
     return RunResult(folder.path, status, message, *read_tables(folder.path), read_capacity(folder.path))
 
