@@ -19,7 +19,7 @@ import time
 import aiohttp
 
 from benchmarks.client_overhead import start_stub
-from showcase.bench import loadgen
+from showcase.bench import prompts as prompt_kit
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
@@ -29,7 +29,7 @@ PROMPTS = 8
 
 async def build(url: str, n: int) -> tuple[float, int]:
     async with aiohttp.ClientSession() as session:
-        factory = loadgen.PromptFactory(session, Target(url, "stub"))
+        factory = prompt_kit.PromptFactory(session, Target(url, "stub"))
         await factory.calibrate()
         t = time.perf_counter()
         prompts = await factory.build(n, list(range(PROMPTS)))

@@ -8,8 +8,12 @@ import signal
 
 from showcase.bench import loadgen, workers
 from showcase.bench import run as bench
-from showcase.bench.loadgen import Target
+from showcase.bench.loadgen import Prompt, Target
 from showcase.bench.workload import Chat, Workload
+
+
+def few(n: int) -> list[Prompt]:
+    return [Prompt([{"role": "user", "content": "x"}], 64, 8)] * n
 
 
 def point(**kw):
@@ -17,24 +21,24 @@ def point(**kw):
 
 
 def test_a_closed_loop_splits_its_streams_and_requests_in_proportion():
-    shares = workers.split(point(concurrency=[10], num_requests=25), 25, 3)
+    shares = workers.split(point(concurrency=[10], num_requests=25), few(25), 3)
     assert [s.streams for s in shares] == [4, 3, 3]
     assert sorted(i for s in shares for i in s.indices) == list(range(25))
     assert [len(s.indices) for s in shares] == [10, 8, 7]
-    assert len(workers.split(point(concurrency=[2], num_requests=8), 8, 4)) == 2  # never a worker with nothing
+    assert len(workers.split(point(concurrency=[2], num_requests=8), few(8), 4)) == 2  # never a worker with nothing
 
 
 def test_a_rate_schedule_split_over_workers_keeps_every_arrival_time():
     p = point(concurrency=[100], num_requests=50, request_rate=[20.0])
-    whole = loadgen.schedule(p, 50)
-    shares = workers.split(p, 50, 3)
+    whole = loadgen.schedule(p, few(50))
+    shares = workers.split(p, few(50), 3)
     assert sorted(a for s in shares for a in s.arrivals) == sorted(whole)
     assert [s.streams for s in shares] == [34, 33, 33]  # the cap on requests in flight, split too
 
 
 def test_chat_users_are_dealt_to_workers_whole():
     p = point(users=[5], chat=Chat(turns=2))
-    assert [s.users for s in workers.split(p, 0, 2)] == [(0, 2, 4), (1, 3)]
+    assert [s.users for s in workers.split(p, few(0), 2)] == [(0, 2, 4), (1, 3)]
 
 
 def test_small_runs_get_one_worker_and_large_ones_one_per_256_streams():
@@ -68,7 +72,7 @@ def test_a_rate_over_workers_sends_each_request_at_its_scheduled_time(stub, tmp_
                  warmup_requests=0, workers=2)
     result = bench.run_sync(bench.plan("rate", w), Target(url, "stub"), out_root=tmp_path)
     req = result.requests.sort_values("index")
-    offsets = [t for _, t in loadgen.schedule(w.points()[0], 30)]
+    offsets = [t for _, t in loadgen.schedule(w.points()[0], few(30))]
     sched = (req["scheduled"] - req["scheduled"].min()) / 1000
     assert result.summary.iloc[0]["completed"] == 30
     assert max(abs(a - b) for a, b in zip(sched, offsets)) < 0.005  # one clock, the same schedule
@@ -78,7 +82,7 @@ def test_a_rate_over_workers_sends_each_request_at_its_scheduled_time(stub, tmp_
 def test_a_killed_worker_counts_its_requests_as_failed_and_the_point_goes_on(stub):
     url = stub(ttft_ms=50, itl_ms=20)
     p = point(concurrency=[4], num_requests=16, output_len=20, input_len=[32])
-    prompts = [[{"role": "user", "content": "word " * 20}]] * 16
+    prompts = [Prompt([{"role": "user", "content": "word " * 20}], 28, 20)] * 16
     pids: list[int] = []
 
     def kill_one(started: list[int]) -> None:

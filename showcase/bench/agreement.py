@@ -139,11 +139,10 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
     import aiohttp
 
     from showcase import chat
-    from showcase.bench import loadgen
+    from showcase.bench.prompts import PromptFactory
 
     async with aiohttp.ClientSession() as session:
-        prompts = await loadgen.PromptFactory(session, target).build(input_len, [random.getrandbits(31)
-                                                                                for _ in range(times)])
+        prompts = await PromptFactory(session, target).build(input_len, [random.getrandbits(31) for _ in range(times)])
     ttfts, rates = [], []
     for messages in prompts:
         stats = None

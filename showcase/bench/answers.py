@@ -66,14 +66,14 @@ def _count(usage: dict, key: str) -> int | None:
     return value
 
 
-def checked_usage(obj: dict, asked: int) -> dict | None:
+def checked_usage(obj: dict, asked: int | None) -> dict | None:
     usage = obj.get("usage")
     if usage is None:
         return None
     if not isinstance(usage, dict):
         raise MalformedAnswer(f"usage is {type(usage).__name__}, not an object")
     out = _count(usage, "completion_tokens")
-    if out is not None and out > asked:
+    if out is not None and asked is not None and out > asked:
         raise MalformedAnswer(f"usage says {out} output tokens where {asked} were asked")
     _count(usage, "prompt_tokens")
     details = usage.get("prompt_tokens_details")
@@ -96,11 +96,22 @@ def choices_of(obj: object) -> list[dict]:
     return choices
 
 
-def content_of(choice: dict) -> str:
+def _parts(choice: dict) -> tuple[str | None, str | None, str | None]:
     delta = choice.get("delta") or choice.get("message") or {}
     if not isinstance(delta, dict):
         raise MalformedAnswer("delta is not an object")
     parts = (delta.get("content"), delta.get("reasoning") or delta.get("reasoning_content"), choice.get("text"))
     if not all(p is None or isinstance(p, str) for p in parts):
         raise MalformedAnswer("content is not text")
-    return "".join(p for p in parts if p)
+    return parts
+
+
+def content_of(choice: dict) -> str:
+    """A choice's text of any kind: the answer, a reasoning model's reasoning, a completion's text."""
+    return "".join(p for p in _parts(choice) if p)
+
+
+def answer_of(choice: dict) -> str:
+    """The answer's text only (a reasoning model's reasoning left out)."""
+    content, _, text = _parts(choice)
+    return (content or "") + (text or "")

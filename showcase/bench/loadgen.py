@@ -25,7 +25,7 @@ import aiohttp
 import numpy as np
 
 from showcase.bench.answers import (ERROR_BYTES, ERROR_CHARS, MalformedAnswer, SSESplitter, checked_usage, choices_of,
-                                    content_of, error_text)
+                                    answer_of, content_of, error_text)
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import Point, WorkloadError
 
@@ -137,6 +137,27 @@ def only_model(base: str, api_key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """One request to send: its chat messages and what it aims at."""
+
+    messages: list[dict]
+    input_len: int | None  # prompt tokens aimed at, chat template included; None: a file's prompt as it is
+    output_len: int | None  # sent as max_tokens with ignore_eos; None: the model's own stop
+    row: int | None = None  # the file's row it came from
+    at: float | None = None  # a trace's send time, seconds from the point's start
+
+
+@dataclass(frozen=True)
+class Conversations:
+    """Chat users' conversations: each user's system prompt ("" for none) and turns (each new
+    message and its reply's output length), and the seed of their think times."""
+
+    systems: list[str]
+    turns: list[list[tuple[str, int | None]]]
+    seed: int
+
+
+@dataclass(frozen=True)
 class Target:
     base_url: str
     model: str
@@ -158,10 +179,9 @@ async def send(session: aiohttp.ClientSession, target: Target, messages: list[di
     reached the server's model (the server or a balancer had closed that idle connection): it is
     sent once more on a new connection from `fresh`, its clock restarted, and `rec.retried` set.
     """
-    body = {
-        "model": target.model, "messages": messages, "max_tokens": rec.output_len, "ignore_eos": True,
-        "stream": rec.stream,
-    }
+    body: dict = {"model": target.model, "messages": messages, "stream": rec.stream}
+    if rec.output_len is not None:  # exactly this many tokens; without, the model stops where it will
+        body |= {"max_tokens": rec.output_len, "ignore_eos": True}
     if rec.stream:
         body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
     url = f"{target.base_url}/v1/chat/completions"
@@ -241,6 +261,8 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
             usage = checked_usage(obj, rec.output_len)
             text = "".join(content_of(c) for c in choices)
             if text:
+                if rec.answer_time != rec.answer_time and any(answer_of(c) for c in choices):  # NaN: none yet
+                    rec.answer_time = now
                 rec.chunk_times.append(now)
                 tokens = usage.get("completion_tokens") if usage else None
                 rec.chunk_tokens.append(tokens - seen_tokens if tokens is not None else None)
@@ -282,99 +304,6 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
         pass
 
 
-# -- prompts of an exact length ----------------------------------------------------------------------
-
-# Common English words; those the server's tokenizer keeps as one token (with a leading space)
-# are the bricks of every prompt, so a prompt of k bricks is exactly k tokens of content.
-WORDS = """time year people way day man thing woman life child world school state family student
-group country problem hand part place case week company system program question work government
-number night point home water room mother area money story fact month lot right study book eye job
-word business issue side kind head house service friend father power hour game line end member law
-car city community name president team minute idea kid body information back parent face others
-level office door health person art war history party result change morning reason research girl
-guy moment air teacher force education foot boy age policy music market sense nation plan college
-interest death experience effect class control care field development role effort rate heart drug
-show leader light voice wife police mind price report decision son view relationship town road arm
-difference value building action model season society tax director position player record paper
-space ground form event official matter center couple site project activity star table need court
-oil situation cost industry figure street image phone data picture practice piece land product doctor
-wall patient worker news test movie north love support technology step baby computer type attention
-film tree source organization hair window evidence population truth song energy park""".split()
-
-
-class PromptFactory:
-    """Builds chat messages whose prompt, chat template included, is an exact number of tokens."""
-
-    def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
-        self.session, self.target = session, target
-        self.bricks: list[str] = []
-        self.overhead = 0  # template tokens around an empty user message
-
-    async def _tokenize(self, **body) -> dict:
-        url = f"{self.target.base_url}/tokenize"
-        try:
-            async with self.session.post(url, json={"model": self.target.model, **body},
-                                         headers=self.target.headers) as resp:
-                if resp.status != 200:
-                    text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
-                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: {text[:ERROR_CHARS]}")
-                data = json.loads(await resp.read())
-        except TimeoutError as exc:
-            raise WorkloadError(f"The server's /tokenize did not answer within {SIDE_TIMEOUT_S:g} s.") from exc
-        except aiohttp.ClientError as exc:
-            raise WorkloadError(f"Cannot reach the server's /tokenize: {exc}") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WorkloadError(f"The server's /tokenize answered something that is not JSON ({exc}).") from exc
-        count = data.get("count") if isinstance(data, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise WorkloadError(f"The server's /tokenize answered without a token count: {str(data)[:ERROR_CHARS]}")
-        return data
-
-    async def count(self, content: str) -> int:
-        data = await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
-        return int(data["count"])
-
-    async def calibrate(self) -> None:
-        if self.bricks:
-            return
-        counts = await asyncio.gather(*(self._tokenize(prompt=" " + w, add_special_tokens=False) for w in WORDS))
-        self.bricks = [" " + w for w, c in zip(WORDS, counts) if c["count"] == 1]
-        if len(self.bricks) < 50:
-            raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
-        self.overhead = await self.count("")
-
-    async def count_messages(self, messages: list[dict]) -> int:
-        """What a whole conversation costs as a prompt, chat template included."""
-        return int((await self._tokenize(messages=messages, add_generation_prompt=True))["count"])
-
-    def text(self, n: int, seed: int) -> str:
-        """Content of exactly `n` tokens (after `calibrate`): `n` one-token words."""
-        return self._text(n, seed, 0)
-
-    def _text(self, n: int, seed: int, prefix_len: int) -> str:
-        shared = random.Random(0)
-        own = random.Random(seed)
-        k = min(prefix_len, n)
-        return "".join(shared.choice(self.bricks) for _ in range(k)) + "".join(
-            own.choice(self.bricks) for _ in range(n - k)
-        )
-
-    async def build(self, input_len: int, seeds: list[int], prefix_len: int = 0) -> list[list[dict]]:
-        """One user message per seed, each `input_len` prompt tokens, unique unless a prefix is shared."""
-        await self.calibrate()
-        n = input_len - self.overhead
-        if n < 1:
-            raise WorkloadError(f"input_len {input_len} is shorter than the chat template itself ({self.overhead + 1} tokens).")
-        # Check one prompt with the server and correct by the difference: bricks never merge, so
-        # the correction holds for every prompt of this length.
-        for _ in range(3):
-            got = await self.count(self._text(n, seeds[0], prefix_len))
-            if got == input_len:
-                break
-            n += input_len - got
-        return [[{"role": "user", "content": self._text(n, s, prefix_len)}] for s in seeds]
-
-
 async def server_max_model_len(session: aiohttp.ClientSession, target: Target) -> int | None:
     """The served model's context length; refuses a server that is unreachable or lacks the model."""
     url = f"{target.base_url}/v1/models"
@@ -405,7 +334,7 @@ def check_fits(points: list[Point], max_model_len: int | None) -> None:
     if max_model_len is None:
         return
     for p in points:
-        if p.context_len() > max_model_len:
+        if (p.context_len() or 0) > max_model_len:
             what = (f"a system prompt of {p.chat.system_prompt_len} and {p.chat.turns} turns of {p.input_len} + "
                     f"{p.output_len} tokens" if p.chat else f"input_len {p.input_len} + output_len {p.output_len}")
             raise WorkloadError(f"Point {p.index + 1}: {what} = {p.context_len()} tokens exceeds the server's "
@@ -415,10 +344,12 @@ def check_fits(points: list[Point], max_model_len: int | None) -> None:
 # -- schedules ------------------------------------------------------------------------------------------
 
 
-def schedule(point: Point, prompts: int) -> list[tuple[int, float]]:
-    """A rate point's arrivals: each request's index and send time from the start (those of a
-    duration end with it)."""
-    count = prompts if point.duration_s is None else point.arrivals_bound()
+def schedule(point: Point, prompts: list[Prompt]) -> list[tuple[int, float]]:
+    """An open loop's arrivals: each request's index and send time from the start: a trace's own
+    times, or a rate's (those of a duration end with it)."""
+    if point.trace is not None:
+        return [(i, p.at or 0.0) for i, p in enumerate(prompts)]
+    count = len(prompts) if point.duration_s is None else point.arrivals_bound()
     offsets = arrival_offsets(point.request_rate, point.burstiness, count, seed=point.index)
     return [(i, t) for i, t in enumerate(offsets) if point.duration_s is None or t < point.duration_s]
 
@@ -451,16 +382,17 @@ class _PointRun:
     fresh: aiohttp.ClientSession | None
     records: list[RequestRecord] = field(default_factory=list)
 
-    async def _one(self, msgs: list[list[dict]], i: int, warmup: bool, scheduled: float,
+    async def _one(self, msgs: list[Prompt], i: int, warmup: bool, scheduled: float,
                    cap: asyncio.Semaphore | None = None) -> None:
-        p = self.point
-        rec = RequestRecord(p.index, i, warmup, p.stream, p.input_len, p.output_len, scheduled=scheduled)
+        p, prompt = self.point, msgs[i % len(msgs)]
+        rec = RequestRecord(p.index, i, warmup, p.stream, prompt.input_len, prompt.output_len, scheduled=scheduled,
+                            row=prompt.row)
         async with cap or contextlib.nullcontext():
-            await send(self.session, self.target, msgs[i % len(msgs)], rec, p.timeout_s, self.fresh)
+            await send(self.session, self.target, prompt.messages, rec, p.timeout_s, self.fresh)
         self.records.append(rec)
         self.on_done(rec)
 
-    async def closed_loop(self, msgs: list[list[dict]], warmup: bool, deadline: float | None,
+    async def closed_loop(self, msgs: list[Prompt], warmup: bool, deadline: float | None,
                           indices: Iterator[int] | None = None, streams: int | None = None) -> None:
         """`streams` streams (default: the point's concurrency), each sending the next request as
         its last one ends: the next of `indices` (default: every prompt once, or without end
@@ -477,24 +409,24 @@ class _PointRun:
 
         await asyncio.gather(*(stream() for _ in range(max(1, streams or self.point.concurrency or 1))))
 
-    async def users_loop(self, system: str, messages: list[list[str]], seed: int,
-                         users: list[int] | None = None) -> None:
+    async def users_loop(self, conversations: Conversations, users: list[int] | None = None) -> None:
         """Each chat user's conversation: it starts at a random moment within one think time, sends
         the system prompt, the history and its next message, reads the reply, thinks, and goes on;
         a failed turn ends that user's conversation (there is no reply to go on from)."""
         p, chat = self.point, self.point.chat
 
         async def user(u: int) -> None:
-            rng = random.Random(hash((seed, u)))
+            rng = random.Random(hash((conversations.seed, u)))
             think = (lambda: rng.expovariate(1 / chat.think_time_s)) if chat.think_time == "exponential" and \
                 chat.think_time_s > 0 else (lambda: chat.think_time_s)
             await asyncio.sleep(rng.uniform(0, chat.think_time_s))
+            system, turns = conversations.systems[u], conversations.turns[u]
             history = [{"role": "system", "content": system}] if system else []
-            for t, text in enumerate(messages[u]):
+            for t, (text, output_len) in enumerate(turns):
                 if self.should_stop():
                     return
                 history = history + [{"role": "user", "content": text}]
-                rec = RequestRecord(p.index, u * chat.turns + t, False, True, p.input_len, p.output_len,
+                rec = RequestRecord(p.index, u * chat.turns + t, False, True, p.input_len, output_len,
                                     scheduled=time.perf_counter(), conversation=u, turn=t, messages=history, reply=[])
                 await send(self.session, self.target, history, rec, p.timeout_s, self.fresh)
                 self.records.append(rec)
@@ -502,19 +434,19 @@ class _PointRun:
                 if not rec.ok:
                     return
                 history = history + [{"role": "assistant", "content": "".join(rec.reply)}]
-                if t + 1 < len(messages[u]):
+                if t + 1 < len(turns):
                     await asyncio.sleep(think())
 
         await asyncio.gather(*(user(u) for u in (users if users is not None else range(p.users))))
 
-    async def open_loop(self, msgs: list[list[dict]], t0: float,
+    async def open_loop(self, msgs: list[Prompt], t0: float,
                         arrivals: list[tuple[int, float]] | None = None) -> None:
         """Requests at their arrival times (`arrivals`: request index and send time from `t0`;
         default: the point's whole schedule)."""
         p = self.point
         cap = asyncio.Semaphore(p.concurrency) if p.concurrency else None
         tasks = []
-        for i, offset in arrivals if arrivals is not None else schedule(p, len(msgs)):
+        for i, offset in arrivals if arrivals is not None else schedule(p, msgs):
             delay = t0 + offset - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -524,7 +456,7 @@ class _PointRun:
         await asyncio.gather(*tasks)
 
 
-async def warm_up(session: aiohttp.ClientSession, target: Target, point: Point, prompts: list[list[dict]],
+async def warm_up(session: aiohttp.ClientSession, target: Target, point: Point, prompts: list[Prompt],
                   on_done: ProgressFn, should_stop: Callable[[], bool],
                   fresh: aiohttp.ClientSession | None = None) -> list[RequestRecord]:
     """The point's warm-up requests, at its concurrency, left out of its statistics."""
@@ -538,17 +470,17 @@ async def run_point(
     session: aiohttp.ClientSession,
     target: Target,
     point: Point,
-    prompts: list[list[dict]],
-    warmup_prompts: list[list[dict]],
+    prompts: list[Prompt],
+    warmup_prompts: list[Prompt],
     on_done: ProgressFn,
     should_stop: Callable[[], bool],
     fresh: aiohttp.ClientSession | None = None,
-    conversations: tuple[str, list[list[str]], int] | None = None,
+    conversations: Conversations | None = None,
     sink: list[RequestRecord] | None = None,
 ) -> tuple[list[RequestRecord], float]:
     """Run warm-up, then the measured requests; returns all records and the measured wall time.
 
-    Chat users' points take `conversations`: the system prompt, each user's messages, a seed.
+    Chat users' points take `conversations`.
     `sink`: the list records are appended to as they finish (so a caller that is cancelled keeps them).
 
     The wall time runs from the first measured send to the last measured completion. `fresh`
@@ -559,8 +491,8 @@ async def run_point(
         await stoppable(job.closed_loop(warmup_prompts, True, None), should_stop)
     t0 = time.perf_counter()
     if conversations is not None:
-        measured = job.users_loop(*conversations)
-    elif point.request_rate is None:
+        measured = job.users_loop(conversations)
+    elif point.request_rate is None and point.trace is None:
         measured = job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
     else:
         measured = job.open_loop(prompts, t0)

@@ -34,8 +34,8 @@ class RequestRecord:
     index: int
     warmup: bool
     stream: bool
-    input_len: int  # the target
-    output_len: int  # the target (max_tokens, with ignore_eos)
+    input_len: int | None  # the target, chat template included; None: a file's prompt as it is
+    output_len: int | None  # the target (max_tokens, with ignore_eos); None: the model's own stop
     scheduled: float = NAN  # when the load generator wanted to send it
     start: float = NAN  # just before the request was written
     end: float = NAN  # when the response or stream was finished (or failed)
@@ -51,6 +51,8 @@ class RequestRecord:
     expected_prompt_tokens: int | None = None  # chat users: what the history sent costs (the server's /tokenize)
     messages: list[dict] | None = None  # chat users: what was sent (kept for the check, not written)
     reply: list[str] | None = None  # chat users: the reply's text, to send back in the next turn (not written)
+    row: int | None = None  # the prompts file's or trace's row it came from (0-based)
+    answer_time: float = NAN  # arrival of the first chunk of the answer (a reasoning model reasons before it)
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,7 @@ class RequestMetrics:
     """The derived numbers of one request, in seconds; None where undefined."""
 
     ttft: float | None
+    ttft_answer: float | None  # to the first answer token: after a reasoning model's reasoning
     e2el: float
     tpot: float | None
     itls: list[float]
@@ -69,22 +72,24 @@ class RequestMetrics:
 
 
 def request_metrics(r: RequestRecord) -> RequestMetrics:
-    """Definitions: TTFT = first content chunk − start; E2E = last content chunk − start
+    """Definitions: TTFT = first content chunk (of any kind: reasoning or answer) − start; TTFT of
+    the answer = first answer chunk − start; E2E = last content chunk − start
     (the whole response when not streaming); TPOT = (E2E − TTFT) / (output tokens − 1);
     ITL = each gap between content chunks, spread evenly over the tokens its chunk carried."""
     if not r.ok:
         raise ValueError("a failed request has no metrics")
     queue = r.start - r.scheduled if not math.isnan(r.scheduled) else 0.0
     if not r.stream:
-        return RequestMetrics(None, r.end - r.start, None, [], queue)
+        return RequestMetrics(None, None, r.end - r.start, None, [], queue)
     ttft = r.chunk_times[0] - r.start
+    answer = r.answer_time - r.start if not math.isnan(r.answer_time) else None
     e2el = r.chunk_times[-1] - r.start
     tpot = (e2el - ttft) / (r.output_tokens - 1) if r.output_tokens and r.output_tokens > 1 else None
     itls: list[float] = []
     for prev, now, tokens in zip(r.chunk_times, r.chunk_times[1:], r.chunk_tokens[1:]):
         n = tokens if tokens and tokens > 0 else 1
         itls.extend([(now - prev) / n] * n)
-    return RequestMetrics(ttft, e2el, tpot, itls, queue)
+    return RequestMetrics(ttft, answer, e2el, tpot, itls, queue)
 
 
 def meets(m: RequestMetrics, slos: SLOs) -> bool:
@@ -137,6 +142,8 @@ class Flag(str, enum.Enum):
     SHARED_SERVER = "shared_server"
     OVERSATURATED = "oversaturated"
     PROMPTS_REUSED = "prompts_reused"
+    MODEL_STOP = "model_stop"
+    BEHIND_SCHEDULE = "behind_schedule"
     STOPPED = "stopped"
     SERVER_DIED = "server_died"
 
@@ -184,22 +191,47 @@ def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
     }
 
 
+def _lengths(name: str, counts: list[int]) -> dict[str, float]:
+    """The p50 and p90 of requests' token counts (their mean is `mean_<name>`)."""
+    if not counts:
+        return {f"p50_{name}": NAN, f"p90_{name}": NAN}
+    return {f"p50_{name}": float(np.percentile(counts, 50)), f"p90_{name}": float(np.percentile(counts, 90))}
+
+
 def error_summary(records: list[RequestRecord]) -> str:
     counts = Counter(r.error for r in records if not r.ok)
     return "; ".join(f"{reason} ×{n}" for reason, n in counts.most_common())
 
 
-def point_flags(point: Point, done: list[RequestRecord], measured: int, client: ClientHealth) -> set[Flag]:
+SEND_LAG_LIMIT_MS = 10.0  # a trace's p99 send lag beyond this: the client could not keep the schedule
+
+
+def send_lag_p99_ms(point: Point, measured: list[RequestRecord]) -> float:
+    """How late an open loop sent its requests (start − scheduled, p99, ms); NaN for a closed loop,
+    whose requests are sent when the last ends. Under a cap the wait for a free slot counts too."""
+    if point.request_rate is None and point.trace is None:
+        return NAN
+    lags = [(r.start - r.scheduled) * 1000 for r in measured if not math.isnan(r.start) and not math.isnan(r.scheduled)]
+    return float(np.percentile(lags, 99)) if lags else NAN
+
+
+def point_flags(point: Point, done: list[RequestRecord], measured: int, client: ClientHealth,
+                send_lag_ms: float = NAN) -> set[Flag]:
     """The flags a point's own requests and our client's health call for."""
     out_counts = [r.output_tokens for r in done]
     in_counts = [r.prompt_tokens for r in done]
-    wanted = [r.expected_prompt_tokens if r.expected_prompt_tokens is not None else point.input_len for r in done]
+    wanted = [r.expected_prompt_tokens if r.expected_prompt_tokens is not None else r.input_len for r in done]
     checks = {
         Flag.ALL_FAILED: not done,
         Flag.FAILURES: bool(done) and len(done) < measured,
         Flag.NO_USAGE: bool(done) and None in out_counts,
-        Flag.SHORT_OUTPUT: None not in out_counts and any(c < point.output_len for c in out_counts),
-        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(abs(c - w) > 1 for c, w in zip(in_counts, wanted)),
+        Flag.SHORT_OUTPUT: None not in out_counts and any(r.output_len is not None and r.output_tokens < r.output_len
+                                                          for r in done),
+        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(w is not None and abs(c - w) > 1
+                                                               for c, w in zip(in_counts, wanted)),
+        Flag.MODEL_STOP: any(r.output_len is None for r in done),
+        # Only uncapped: under a cap, waiting for a free slot is the load asked for, not lateness.
+        Flag.BEHIND_SCHEDULE: point.trace is not None and not point.concurrency and send_lag_ms > SEND_LAG_LIMIT_MS,
         Flag.ITL_PER_CHUNK: any(None in r.chunk_tokens for r in done if r.stream),
         Flag.CLIENT_BOUND: client.bound,
         Flag.CLIENT_STARVED: client.starved,
@@ -234,8 +266,8 @@ def summarize(
         "point": point.index,
         "repeat": point.repeat,
         "arm": point.arm if point.arm is not None else "",
-        "input_len": point.input_len,
-        "output_len": point.output_len,
+        "input_len": point.input_len if point.input_len is not None else NAN,
+        "output_len": point.output_len if point.output_len is not None else NAN,
         "max_concurrency": point.concurrency,
         "users": point.users if point.users is not None else NAN,
         "request_rate": point.request_rate if point.request_rate is not None else math.inf,
@@ -249,7 +281,10 @@ def summarize(
         "mean_input_tokens": float(np.mean(in_counts)) if prompt_known else NAN,
         "mean_output_tokens": float(np.mean(out_counts)) if usage_known else NAN,
     }
+    row |= _lengths("input_tokens", in_counts if prompt_known else [])
+    row |= _lengths("output_tokens", out_counts if usage_known else [])
     row |= _stats("ttft", [m.ttft for m in per if m.ttft is not None])
+    row |= _stats("ttft_answer", [m.ttft_answer for m in per if m.ttft_answer is not None])
     row |= _stats("tpot", [m.tpot for m in per if m.tpot is not None])
     row |= _stats("itl", [x for m in per for x in m.itls])
     row |= _stats("e2el", [m.e2el for m in per])
@@ -257,13 +292,14 @@ def summarize(
     row["client_lag_p99_ms"] = client.lag_p99_ms
     row["client_cpu_share"] = client.cpu_share
     row["client_runq_share"] = client.runq_share
+    row["p99_send_lag_ms"] = send_lag_p99_ms(point, measured)
     row["errors"] = error_summary(measured)
-    all_flags = point_flags(point, done, len(measured), client) | set(flags)
+    all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"]) | set(flags)
     row["flags"] = ";".join(f.value for f in Flag if f in all_flags)
     return row
 
 
-UNWRITTEN = ("chunk_times", "chunk_tokens", "messages", "reply")
+UNWRITTEN = ("chunk_times", "chunk_tokens", "answer_time", "messages", "reply")
 
 
 def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, object]]:
@@ -280,6 +316,7 @@ def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, obje
             m = request_metrics(r)
             row |= {
                 "ttft_ms": m.ttft * 1000 if m.ttft is not None else NAN,
+                "ttft_answer_ms": m.ttft_answer * 1000 if m.ttft_answer is not None else NAN,
                 "tpot_ms": m.tpot * 1000 if m.tpot is not None else NAN,
                 "e2el_ms": m.e2el * 1000,
                 "mean_itl_ms": float(np.mean(m.itls)) * 1000 if m.itls else NAN,

@@ -30,15 +30,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, client_version, roofline
-from showcase.bench import capacity, compare, loadgen, metrics, samplers, workers
+from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
+from showcase.bench.traffic import FileFacts
 from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
 
-PROMPT_POOL = 256  # distinct prompts per point in duration mode; more requests reuse them (flagged)
 HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
 HEALTH_PATIENCE_S = 120.0  # a server that accepts connections but answers nothing this long is dead too
 
@@ -59,6 +59,9 @@ class Bound(BaseModel):
     dtype: str
 
     def efficiency(self, point: Point, output_throughput: float) -> float:
+        """NaN for a file's requests: their lengths vary, and the bound is for one length."""
+        if point.input_len is None or point.output_len is None:
+            return math.nan
         r = roofline.Roofline(self.shape, self.device, 1, self.dtype)
         return roofline.efficiency(r, output_throughput, point.concurrency, point.input_len, point.output_len)
 
@@ -96,6 +99,7 @@ class RunMeta(BaseModel):
     price: Price | None = None  # for each point's cost; None: no price was given
     capacity: CapacityPlan | None = None  # a capacity search: its points are chosen as it goes
     experiment: ExperimentPlan | None = None  # an experiment: its points are its arms' repeats, in their order
+    traffic: FileFacts | None = None  # the prompts file or trace the requests come from; None: synthetic
     endpoint: str = ""
     model: str = ""
     max_model_len: int | None = None
@@ -246,7 +250,7 @@ class _Run:
         self.on_progress, self.stop, self.todo = on_progress, stop, todo
         # Times in the files count from the run's start, also for points added to an earlier folder.
         self.t0 = time.perf_counter() - since_start_s
-        self.factory = loadgen.PromptFactory(side, target)
+        self.factory = prompts.PromptFactory(side, target)
         self.sampler = samplers.ServerSampler(side, target, self.t0)
         self.lag = samplers.LagSampler()
         self.dead = threading.Event()
@@ -255,6 +259,10 @@ class _Run:
         self.salt = random.getrandbits(31)
         self.summary: list[dict] = list(earlier[0])
         self.requests: list[dict] = list(earlier[1])
+        # A file's rows continue through the file across points, also over an earlier folder's.
+        sent = sum(1 for r in self.requests if not r.get("warmup") and r.get("row") == r.get("row")
+                   and r.get("row") is not None)
+        self.maker = prompts.PromptMaker(self.factory, self.salt, sent, meta.max_model_len)
         self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
         self.current: tuple[Point, list[metrics.RequestRecord]] | None = None  # the point being measured
@@ -345,30 +353,20 @@ class _Run:
         cap.sentence = capacity.sentence(cap)
         self.folder.write_model("capacity.json", cap)
 
-    async def _prompts(self, point: Point) -> tuple[list[list[dict]], list[list[dict]]]:
-        """The point's measured prompts and its warm-up prompts, all distinct (`_Stopped` when the
-        run is stopped meanwhile)."""
-        self._progress(point, 0, 0, 0, f"building prompts of {point.input_len} tokens")
-        count = point.num_requests or (min(PROMPT_POOL, point.arrivals_bound()) if point.request_rate else PROMPT_POOL)
-        seeds = [hash((self.salt, point.index, i)) & 0x7FFFFFFF for i in range(-point.warmup_requests, count)]
-        built: list[list[list[dict]]] = []
+    async def _prompts(self, point: Point) -> tuple[list[loadgen.Prompt], list[loadgen.Prompt], bool]:
+        """The point's measured prompts, its warm-up prompts and whether the file's rows came round
+        again (`_Stopped` when the run is stopped meanwhile)."""
+        what = (f"reading {point.dataset or point.trace}" if point.from_file
+                else f"building prompts of {point.input_len} tokens")
+        self._progress(point, 0, 0, 0, what)
+        built: list = []
 
         async def build() -> None:
-            built.append(await self.factory.build(point.input_len, seeds, point.shared_prefix_len))
+            built.append(await self.maker.prompts(point))
 
         if await loadgen.stoppable(build(), self.ended, grace_s=0):
             raise _Stopped()
-        prompts = built[0]
-        return prompts[point.warmup_requests:], prompts[:point.warmup_requests]
-
-    def _conversations(self, point: Point) -> tuple[str, list[list[str]], int]:
-        """Chat users' texts: one system prompt for all, a new message per user and turn (after
-        `_prompts`, which calibrates the factory)."""
-        seed = hash((self.salt, point.index)) & 0x7FFFFFFF
-        system = self.factory.text(point.chat.system_prompt_len, seed) if point.chat.system_prompt_len else ""
-        texts = [[self.factory.text(point.input_len, hash((seed, u, t))) for t in range(point.chat.turns)]
-                 for u in range(point.users)]
-        return system, texts, seed
+        return built[0]
 
     async def _check_histories(self, records: list[metrics.RequestRecord]) -> None:
         """What each chat turn's history should cost as a prompt, asked of the server's tokenizer
@@ -398,8 +396,8 @@ class _Run:
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
         """Measure one point; its records and its summary row (also written)."""
         self.sampler.point = -1  # building prompts belongs to no point
-        prompts, warm = await self._prompts(point)
-        chats = self._conversations(point) if point.chat is not None else None
+        todo, warm, reused = await self._prompts(point)
+        chats = await self.maker.conversations(point) if point.chat is not None else None
         self.sampler.point = point.index
         tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
         started = time.perf_counter()
@@ -416,12 +414,12 @@ class _Run:
             self.lag.begin()
             if n > 1:  # warm-up here, the measured requests over worker processes
                 warmed = await loadgen.warm_up(self.session, self.target, point, warm, on_done, self.ended, self.side)
-                records, duration, health = await workers.run_point(self.target, point, prompts, on_done, self.ended,
+                records, duration, health = await workers.run_point(self.target, point, todo, on_done, self.ended,
                                                                     n, chats)
                 records = warmed + records
             else:
                 self.current = (point, [])
-                records, duration = await loadgen.run_point(self.session, self.target, point, prompts, warm, on_done,
+                records, duration = await loadgen.run_point(self.session, self.target, point, todo, warm, on_done,
                                                             self.ended, fresh=self.side, conversations=chats,
                                                             sink=self.current[1])
                 health = self.lag.take()
@@ -429,7 +427,8 @@ class _Run:
         await self._check_histories(records)
         if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
             self.dead.set()
-        flags = {Flag.PROMPTS_REUSED} if len([r for r in records if not r.warmup]) > len(prompts) else set()
+        measured = [r for r in records if not r.warmup]
+        flags = {Flag.PROMPTS_REUSED} if reused or len(measured) > len(todo) else set()
         flags |= {Flag.STOPPED} if self.stop.is_set() else set()
         flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
         timeline = [r for r in self.sampler.rows if r["point"] == point.index]
@@ -461,7 +460,12 @@ class _Run:
         cached = [r.cached_tokens for r in done]
         prompt = sum(r.prompt_tokens or 0 for r in done)
         price = self.meta.price
-        return {
+        trace = self.maker.trace(point) if point.trace is not None else None
+        span = trace.span_s * point.time_scale if trace else 0.0
+        # A trace asks its mean rate; its ids say what a prefix cache could serve.
+        asked = {"request_rate": len(trace.rows) / span if span > 0 else math.inf} if trace else {}
+        return asked | {
+            "trace_cached_share": trace.implied_cached_share() if trace else math.nan,
             "efficiency": self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan,
             "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,

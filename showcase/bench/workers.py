@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from showcase.bench import loadgen, samplers
-from showcase.bench.loadgen import Target
+from showcase.bench.loadgen import Conversations, Prompt, Target
 from showcase.bench.metrics import ClientHealth, RequestRecord
 from showcase.bench.workload import Point
 
@@ -57,7 +57,7 @@ def _parts(total: int, n: int) -> list[int]:
     return [total // n + (1 if i < total % n else 0) for i in range(n)]
 
 
-def split(point: Point, prompts: int, workers: int) -> list[Share]:
+def split(point: Point, prompts: list[Prompt], workers: int) -> list[Share]:
     """A point's load over `workers`: streams and requests in proportion, a rate's arrivals dealt
     in turn (every arrival keeps its time), chat users dealt in turn. No worker gets nothing."""
     levels = point.users or point.concurrency or 0
@@ -65,13 +65,13 @@ def split(point: Point, prompts: int, workers: int) -> list[Share]:
     streams = _parts(levels, n) if levels else [0] * n
     if point.users is not None:
         return [Share(w, streams[w], (), (), tuple(range(w, point.users, n))) for w in range(n)]
-    if point.request_rate is not None:
+    if point.request_rate is not None or point.trace is not None:
         arrivals = loadgen.schedule(point, prompts)
         return [Share(w, streams[w], (), tuple(arrivals[w::n]), ()) for w in range(n)]
     if point.duration_s is not None:  # each stream sends until the deadline: indices dealt in turn, without end
         return [Share(w, streams[w], (), (), ()) for w in range(n)]
-    counts = [round(prompts * s / levels) for s in streams]
-    counts[-1] = prompts - sum(counts[:-1])
+    counts = [round(len(prompts) * s / levels) for s in streams]
+    counts[-1] = len(prompts) - sum(counts[:-1])
     starts = list(itertools.accumulate([0, *counts]))
     return [Share(w, streams[w], tuple(range(starts[w], starts[w + 1])), (), ()) for w in range(n)]
 
@@ -84,8 +84,8 @@ class WorkerJob:
     point: Point
     share: Share
     workers: int
-    prompts: list[list[dict]]
-    conversations: tuple[str, list[list[str]], int] | None
+    prompts: list[Prompt]
+    conversations: Conversations | None
 
 
 def _worker_main(job: WorkerJob, out, go, start_at, stop) -> None:
@@ -102,7 +102,7 @@ def _worker_main(job: WorkerJob, out, go, start_at, stop) -> None:
 
 async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     share, point = job.share, job.point
-    if point.request_rate is not None:  # its part of the cap on requests in flight
+    if point.request_rate is not None or point.trace is not None:  # its part of the cap on requests in flight
         point = point.model_copy(update={"concurrency": share.streams or None})
     lag = samplers.LagSampler()
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
@@ -118,8 +118,8 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
         run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
                                 stop.is_set, side)
         if job.conversations is not None:
-            measured = run.users_loop(*job.conversations, users=list(share.users))
-        elif point.request_rate is not None:
+            measured = run.users_loop(job.conversations, users=list(share.users))
+        elif point.request_rate is not None or point.trace is not None:
             measured = run.open_loop(job.prompts, t0, list(share.arrivals))
         elif point.duration_s is not None:
             measured = run.closed_loop(job.prompts, False, t0 + point.duration_s,
@@ -148,7 +148,7 @@ def _lost(point: Point, share: Share, seen: set[int], code: int | None) -> list[
     why = f"load generator worker {share.worker} died (exit code {code}): the request's outcome is unknown"
     if point.users is not None:
         wanted = [u * point.chat.turns + t for u in share.users for t in range(point.chat.turns)]
-    elif point.request_rate is not None:
+    elif point.request_rate is not None or point.trace is not None:
         wanted = [i for i, _ in share.arrivals]
     elif point.duration_s is not None:
         wanted = [-1 - k for k in range(share.streams)]  # in flight, indices unknown
@@ -158,9 +158,9 @@ def _lost(point: Point, share: Share, seen: set[int], code: int | None) -> list[
             for i in wanted if i not in seen]
 
 
-async def run_point(target: Target, point: Point, prompts: list[list[dict]], on_done: Callable[[RequestRecord], None],
+async def run_point(target: Target, point: Point, prompts: list[Prompt], on_done: Callable[[RequestRecord], None],
                     should_stop: Callable[[], bool], workers: int,
-                    conversations: tuple[str, list[list[str]], int] | None = None,
+                    conversations: Conversations | None = None,
                     on_started: Callable[[list[int]], None] = lambda pids: None,
                     ) -> tuple[list[RequestRecord], float, ClientHealth]:
     """The measured requests of `point` over `workers` processes (warm-up is the caller's); all
@@ -168,7 +168,7 @@ async def run_point(target: Target, point: Point, prompts: list[list[dict]], on_
     our client's health over all workers. `on_started` gets the workers' pids (tests kill one)."""
     ctx = mp.get_context("spawn")  # this process runs threads and an event loop: never fork it
     out, go, stop, start_at = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
-    shares = split(point, len(prompts), workers)
+    shares = split(point, prompts, workers)
     procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{s.worker}", daemon=True,
                          args=(WorkerJob(target, point, s, len(shares), prompts, conversations), out, go, start_at,
                                stop)) for s in shares]

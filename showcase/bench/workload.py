@@ -47,13 +47,13 @@ class Limits(Strict):
             raise WorkloadError(f"{problem} (the limit for {self.who})")
 
     def _problem(self, w: Workload) -> str:
-        points = len(w.input_len) * len(w.request_rate or [None]) * len(w.levels) * w.repeats
-        per_point = w.requests_per_point(max(w.levels))
+        points = len(w.input_len or [None]) * len(w.request_rate or [None]) * len(w.levels or [None]) * w.repeats
+        per_point = w.requests_per_point(max(w.levels, default=1))
         longest = (w.num_requests / min(w.request_rate) if w.request_rate and w.num_requests else w.duration_s or 0)
         checks = [
-            (max(w.levels) > self.concurrency, f"concurrency and users levels: at most {self.concurrency:,}"),
-            (max(w.input_len) > self.input_len, f"input_len: at most {self.input_len:,} tokens"),
-            (w.output_len > self.output_len, f"output_len: at most {self.output_len:,} tokens"),
+            (max(w.levels, default=0) > self.concurrency, f"concurrency and users levels: at most {self.concurrency:,}"),
+            (max(w.input_len or [0]) > self.input_len, f"input_len: at most {self.input_len:,} tokens"),
+            ((w.output_len or 0) > self.output_len, f"output_len: at most {self.output_len:,} tokens"),
             (w.num_requests is not None and w.num_requests > self.num_requests,
              f"num_requests: at most {self.num_requests:,} a point"),
             (w.warmup_requests > self.concurrency, f"warmup_requests: at most {self.concurrency:,}"),
@@ -100,12 +100,29 @@ class Chat(Strict):
     think_time: Literal["fixed", "exponential"] = "fixed"  # exponential: `think_time_s` is the mean
 
 
-class Point(Strict):
-    """One measured point: a load shape and request lengths."""
+class FromFile(Strict):
+    """Where a workload's requests come from when not from synthetic prompts: a prompts file
+    (`dataset`: its prompts sent as they are) or a trace (`trace`: each request at its time, with
+    a prompt of its input length and its output length)."""
+
+    dataset: str | None = None  # a prompts file (JSONL, JSON or CSV; chat messages; ShareGPT)
+    trace: str | None = None  # Mooncake JSONL or the Azure LLM inference trace CSV
+    seed: int | None = None  # the dataset's rows shuffled with this seed; None: in file order
+    salt_prompts: bool = False  # a unique tag before each prompt, so that repeats miss the prefix cache
+    time_scale: FiniteFloat = Field(1.0, gt=0)  # a trace's times multiplied by this (2: half as fast)
+    trace_window: tuple[FiniteFloat, FiniteFloat] | None = None  # seconds of the trace: [start, end)
+
+    @property
+    def from_file(self) -> bool:
+        return self.dataset is not None or self.trace is not None
+
+
+class Point(FromFile):
+    """One measured point: a load shape and request lengths (or the file they come from)."""
 
     index: int
-    input_len: int  # prompt tokens; for chat users, the tokens of each new message
-    output_len: int
+    input_len: int | None  # prompt tokens; for chat users, the tokens of each new message; None: the file's
+    output_len: int | None  # None: the file's where it gives them, else the model's own stop
     concurrency: int | None  # closed loop: requests in flight; with a rate: the cap (None: no cap); users
     request_rate: float | None = None  # requests/s (Poisson when burstiness is 1); None: closed loop
     burstiness: float = 1.0
@@ -121,9 +138,11 @@ class Point(Strict):
     repeat: int = 0  # which repeat of its setting this point is (0-based)
     arm: str | None = None  # an experiment's arm; None outside experiments
 
-    def context_len(self) -> int:
+    def context_len(self) -> int | None:
         """The longest prompt plus reply this point sends (a chat's last turn carries the whole
-        history; the chat template's few tokens a turn come on top)."""
+        history; the chat template's few tokens a turn come on top); None: a file's, unknown here."""
+        if self.input_len is None or self.output_len is None:
+            return None
         if self.chat is None:
             return self.input_len + self.output_len
         return self.chat.system_prompt_len + self.chat.turns * (self.input_len + self.output_len)
@@ -134,13 +153,16 @@ class Point(Strict):
         return int(self.request_rate * self.duration_s * ARRIVALS_SLACK) + ARRIVALS_MARGIN
 
 
-class Workload(Strict):
+class Workload(FromFile):
     """The load: every combination of `input_len` × `request_rate` × `concurrency` is a point;
-    with `users` instead of `concurrency`, every `input_len` × `users` is a point of chat users."""
+    with `users` instead of `concurrency`, every `input_len` × `users` is a point of chat users.
+    With a `dataset` its prompts replace `input_len` (every `request_rate` × level is a point; with
+    `users`, each user replays one of its conversations); a `trace` is one point (per `concurrency`
+    cap, if any), its requests at their times."""
 
     concurrency: list[int] | None = Field(None, min_length=1)
-    input_len: list[int] = Field(min_length=1)
-    output_len: int = Field(ge=1)
+    input_len: list[int] | None = Field(None, min_length=1)
+    output_len: int | None = Field(None, ge=1)  # with a dataset: for rows that give none (else the model's stop)
     request_rate: list[FiniteFloat] | None = None  # req/s; with it, concurrency is the in-flight cap
     burstiness: FiniteFloat = Field(1.0, gt=0)
     num_requests: int | None = Field(32, ge=1)
@@ -157,12 +179,15 @@ class Workload(Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_bools(cls, data: object) -> object:
-        """`true` is no number of streams or tokens (pydantic would take it as 1)."""
+        """`true` is no number of streams or tokens (pydantic would take it as 1). A trace sends all
+        its requests unless `num_requests` is given."""
         if isinstance(data, dict):
             for key, value in data.items():
                 values = value if isinstance(value, list) else [value]
-                if key not in ("stream",) and any(isinstance(v, bool) for v in values):
+                if key not in ("stream", "salt_prompts") and any(isinstance(v, bool) for v in values):
                     raise ValueError(f"{key}: {value!r} is not a number")
+            if data.get("trace") is not None and "num_requests" not in data and data.get("duration_s") is None:
+                data = {**data, "num_requests": None}
         return data
 
     @field_validator("concurrency", "input_len", "request_rate", "users")
@@ -173,19 +198,20 @@ class Workload(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Workload:
-        if (self.concurrency is None) == (self.users is None):
+        if self.trace is not None:
+            self._check_trace()
+        elif (self.concurrency is None) == (self.users is None):
             raise ValueError("give exactly one of concurrency and users")
         if any(c < 1 for c in self.levels):
             raise ValueError("concurrency and users levels must be 1 or more")
         if self.users is not None:
             self._check_chat()
-        if any(n < 1 for n in self.input_len):
-            raise ValueError("input_len values must be 1 or more")
+        self._check_lengths()
         if self.request_rate is not None and any(r <= 0 for r in self.request_rate):
             raise ValueError("request_rate values must be above 0")
-        if (self.num_requests is None) == (self.duration_s is None):
+        if self.trace is None and (self.num_requests is None) == (self.duration_s is None):
             raise ValueError("give exactly one of num_requests and duration_s")
-        if any(self.shared_prefix_len >= n for n in self.input_len) and self.shared_prefix_len:
+        if self.shared_prefix_len and any(self.shared_prefix_len >= n for n in self.input_len or [0]):
             raise ValueError("shared_prefix_len must be shorter than every input_len")
         problem = ENGINE._problem(self)  # every workload, whoever asks, within what the engine can drive
         if problem:
@@ -196,6 +222,32 @@ class Workload(Strict):
     def levels(self) -> list[int]:
         """The concurrency levels, or the numbers of chat users."""
         return self.users or self.concurrency or []
+
+    def _check_lengths(self) -> None:
+        if self.dataset is not None and self.trace is not None:
+            raise ValueError("give a dataset or a trace, not both")
+        if self.from_file:
+            if self.input_len is not None:
+                raise ValueError("the file gives the prompts: leave input_len out")
+            if self.shared_prefix_len:
+                raise ValueError("the file gives the prompts: shared_prefix_len applies to synthetic prompts only")
+        elif self.input_len is None or self.output_len is None:
+            raise ValueError("give input_len and output_len (or a dataset or a trace)")
+        elif any(n < 1 for n in self.input_len):
+            raise ValueError("input_len values must be 1 or more")
+        if self.dataset is None and (self.seed is not None or self.salt_prompts):
+            raise ValueError("seed and salt_prompts apply to a dataset's prompts")
+        if self.trace is None and (self.time_scale != 1.0 or self.trace_window is not None):
+            raise ValueError("time_scale and trace_window apply to a trace")
+        if self.trace_window is not None and not 0 <= self.trace_window[0] < self.trace_window[1]:
+            raise ValueError("trace_window: START:END in seconds, 0 <= START < END")
+
+    def _check_trace(self) -> None:
+        if self.users is not None or self.request_rate is not None or self.duration_s is not None:
+            raise ValueError("a trace sets its own pace: no users, request_rate or duration_s (concurrency, if "
+                             "given, caps the requests in flight)")
+        if self.output_len is not None:
+            raise ValueError("the trace gives each request's output length: leave output_len out")
 
     def _check_chat(self) -> None:
         if self.request_rate is not None or self.duration_s is not None or self.shared_prefix_len:
@@ -210,14 +262,16 @@ class Workload(Strict):
         """Every combination of input length × rate × concurrency (or users), in that order; with
         repeats, the whole sequence again for each repeat (interleaved, so that a server's slow drift
         spreads over every setting instead of landing on one setting's repeats)."""
-        combos = [(n, r, c) for n in self.input_len for r in (self.request_rate or [None]) for c in self.levels]
+        combos = [(n, r, c) for n in self.input_len or [None] for r in (self.request_rate or [None])
+                  for c in self.levels or [None]]
         return tuple(self.point(k * len(combos) + i, n, c, r).model_copy(update={"repeat": k})
                      for k in range(self.repeats) for i, (n, r, c) in enumerate(combos))
 
-    def point(self, index: int, input_len: int, level: int, rate: float | None = None) -> Point:
-        """The point of this workload at one prompt length, level (concurrency or users) and rate."""
+    def point(self, index: int, input_len: int | None, level: int | None, rate: float | None = None) -> Point:
+        """The point of this workload at one prompt length (None: the file's), level (concurrency or
+        users; None: a trace without a cap) and rate."""
         shared = self.model_dump(include={"output_len", "burstiness", "duration_s", "timeout_s", "stream",
-                                          "shared_prefix_len", "workers"})
+                                          "shared_prefix_len", "workers", *FromFile.model_fields})
         chat = {"users": level, "chat": self.chat} if self.users is not None else {}
         return Point(index=index, input_len=input_len, request_rate=rate, concurrency=level,
                      num_requests=self.requests_per_point(level), warmup_requests=self.warmup_requests,
