@@ -36,6 +36,13 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def _window(text: str) -> list[float]:
+    start, sep, end = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError("START:END in seconds, e.g. 0:60")
+    return [float(start or 0), float(end)]
+
+
 def _run_options() -> argparse.ArgumentParser:
     """What `bench` and `capacity` share: the target, the workload, the SLOs, the price, --out."""
     b = argparse.ArgumentParser(add_help=False)
@@ -69,6 +76,22 @@ def _run_options() -> argparse.ArgumentParser:
     c.add_argument("--system-prompt-len", type=int, help="tokens of the system prompt all users share")
     c.add_argument("--think-time", type=float, metavar="SECONDS", help="from a reply to the next message")
     c.add_argument("--think-time-dist", choices=("fixed", "exponential"), help="exponential: --think-time is the mean")
+    f = b.add_argument_group("real traffic (a file instead of synthetic prompts)")
+    f.add_argument("--dataset", type=Path, help="a prompts file: JSONL, JSON or CSV with a prompt field (prompt, text, "
+                   "question, input, content or instruction) and an optional output length (output_tokens, "
+                   "output_length, output_tokens_count or max_tokens); OpenAI chat 'messages'; ShareGPT "
+                   "'conversations'. Prompts are sent as they are (repeats meet the prefix cache)")
+    f.add_argument("--trace", type=Path, help="replay a trace at its times: Mooncake JSONL (timestamp ms, "
+                   "input_length, output_length, hash_ids) or the Azure LLM inference trace CSV (TIMESTAMP, "
+                   "ContextTokens, GeneratedTokens); --concurrency, if given, caps the requests in flight")
+    f.add_argument("--seed", type=int, help="shuffle the dataset's rows with this seed (default: file order); in an "
+                   "experiment also the seed of the arms' order")
+    f.add_argument("--salt-prompts", action="store_true", help="a unique tag before each of the dataset's prompts, "
+                   "so that repeated prompts miss the prefix cache")
+    f.add_argument("--turns-from-dataset", action="store_true", help="replay the dataset's conversations turn by "
+                   "turn, one a chat user (the --concurrency levels become --users; up to 64 turns unless --turns)")
+    f.add_argument("--time-scale", type=float, help="a trace's times multiplied by this (0.5: twice as fast)")
+    f.add_argument("--trace-window", type=_window, metavar="START:END", help="seconds of the trace to replay")
     b.add_argument("--price-per-gpu-hour", type=float, metavar="USD", help="adds the cost columns (no default)")
     b.add_argument("--gpus", type=int, help="GPUs serving the endpoint, for the cost (default: the launched "
                    "server's tensor parallelism, else 1)")
@@ -100,7 +123,6 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--endpoint-a", help="arm A: an OpenAI-compatible server already running")
     e.add_argument("--endpoint-b", help="arm B: another one (the same URL twice is an A/A experiment)")
     e.add_argument("--aa", action="store_true", help="an A/A experiment: the preset's own settings as both arms")
-    e.add_argument("--seed", type=int, help="for the order of the arms (default: the preset's, else 0)")
     rp = sub.add_parser("report", help="write report.html, one self-contained file, into a run folder")
     rp.add_argument("run_dir", type=Path)
     r = sub.add_parser("roofline", help="physical upper bounds for a model on a GPU; --measure: this device")
@@ -149,9 +171,28 @@ def _workload_overrides(args: argparse.Namespace) -> dict:
         out["users" if args.by == "users" else "concurrency"] = [1]
     if args.duration is not None:
         out |= {"duration_s": args.duration, "num_requests": None}
+    out |= _file_overrides(args, out)
     if args.no_stream:
         out["stream"] = False
     return out
+
+
+def _file_overrides(args: argparse.Namespace, out: dict) -> dict:
+    """The real-traffic options: the file (its path as given, from here), how it is taken."""
+    given = {"dataset": str(args.dataset.resolve()) if args.dataset else None,
+             "trace": str(args.trace.resolve()) if args.trace else None,
+             "salt_prompts": True if args.salt_prompts else None, "time_scale": args.time_scale,
+             "trace_window": args.trace_window,
+             # In an experiment --seed orders the arms; it shuffles a dataset's rows where there is one.
+             "seed": args.seed if args.command != "experiment" or args.dataset else None}
+    extra = {k: v for k, v in given.items() if v is not None}
+    if args.dataset or args.trace:  # a file replaces a preset's synthetic prompts and their lengths
+        extra |= {"input_len": None, "shared_prefix_len": 0, "output_len": args.output_len}
+    if args.turns_from_dataset:
+        if "concurrency" in out:
+            extra |= {"users": out["concurrency"], "concurrency": None}
+        extra["chat"] = out.get("chat", {}) | ({} if args.turns is not None else {"turns": 64})
+    return extra
 
 
 def _preset(args: argparse.Namespace) -> tuple[presets.Preset, dict]:
@@ -165,10 +206,12 @@ def _preset(args: argparse.Namespace) -> tuple[presets.Preset, dict]:
         if args.preset not in catalogue:
             raise presets.PresetError(f"unknown preset {args.preset!r}; known: {', '.join(catalogue)}")
         preset = catalogue[args.preset]
-    elif not attached or not {"input_len", "output_len"} <= set(overrides) or not (
-            {"concurrency", "users"} & set(overrides)):
+    elif not attached or not (overrides.get("trace") or (
+            (overrides.get("dataset") or {"input_len", "output_len"} <= set(overrides))
+            and {"concurrency", "users"} & set(overrides))):
         raise presets.PresetError("without --preset, give --endpoint (experiment: --endpoint-a and --endpoint-b), "
-                                  "--input-len, --output-len and --concurrency (or --users)")
+                                  "--input-len, --output-len and --concurrency (or --users); or --dataset and "
+                                  "--concurrency (or --users); or --trace")
     else:
         preset, overrides = ad_hoc(overrides), {}
     if args.num_requests is not None and preset.with_workload(**overrides).workload.users:

@@ -9,14 +9,16 @@ run's metadata. It launches nothing and measures nothing.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from showcase import roofline, server, sources
+from showcase import ROOT, roofline, server, sources
 from showcase.bench import run as bench
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.run import Bound, Price, RunMeta
 from showcase.measure import Measured
 from showcase.bench import capacity
-from showcase.bench.workload import ENGINE, Limits, Workload, validated
+from showcase.bench import traffic
+from showcase.bench.workload import ENGINE, VISITOR, Limits, Workload, validated
 from showcase.errors import UserError
 from showcase.presets import Preset
 
@@ -103,6 +105,7 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     if search is not None:
         plan = validated(CapacityPlan, (plan.model_dump(exclude_unset=True) if plan else {})
                          | {k: v for k, v in search.items() if v is not None}, "capacity search")
+    preset = _with_file(preset)
     limits.check(preset.workload)
     if plan is not None:
         capacity.check(plan, preset.workload, slo, limits)
@@ -113,5 +116,28 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
                       server_settings=asdict(settings) if settings else None,
                       preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured),
-                      capacity=plan, price=cost)
+                      capacity=plan, price=cost, traffic=_file_facts(preset.workload, limits))
     return PreparedRun(preset, settings, meta)
+
+
+def _with_file(preset: Preset) -> Preset:
+    """The preset with its prompts file or trace as an absolute path (a preset's relative path is
+    the project's), the file read and refused now, before any server restarts, if it cannot be sent."""
+    w = preset.workload
+    given = w.dataset or w.trace
+    if given is None:
+        return preset
+    path = Path(given).expanduser()
+    path = path if path.is_absolute() or path.exists() else ROOT / path
+    key = "dataset" if w.dataset is not None else "trace"
+    return preset.with_workload(**{key: str(path.resolve())})
+
+
+def _file_facts(w: Workload, limits: Limits) -> traffic.FileFacts | None:
+    """The file read as the workload takes it (a visitor's within the upload bounds), or None."""
+    if not w.from_file:
+        return None
+    kind = "dataset" if w.dataset is not None else "trace"
+    max_bytes, max_rows = (traffic.UPLOAD_MAX_BYTES, traffic.UPLOAD_MAX_ROWS) if limits is VISITOR else \
+        (traffic.MAX_FILE_BYTES, None)
+    return traffic.facts(w.dataset or w.trace, kind, max_bytes, max_rows)

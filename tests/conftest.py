@@ -50,7 +50,8 @@ def stub(tmp_path):
     procs = []
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
-              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False) -> str:
+              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False,
+              reasoning_tokens: int = 0) -> str:
         port = server.free_port()
         cmd = [sys.executable, str(STUB), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
@@ -62,6 +63,8 @@ def stub(tmp_path):
             cmd += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
         if batch_clock:
             cmd.append("--batch-clock")
+        if reasoning_tokens:
+            cmd += ["--reasoning-tokens", str(reasoning_tokens)]
         return serve(cmd, port, tmp_path / f"stub-{port}.log", procs)
 
     start.procs = procs

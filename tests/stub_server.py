@@ -36,7 +36,7 @@ def count(messages: list[dict]) -> int:
 
 def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
              drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0,
-             batch_clock: bool = False) -> web.Application:
+             batch_clock: bool = False, reasoning_tokens: int = 0) -> web.Application:
     stats = {"running": 0, "dropped": 0}
     # With a batch clock, every stream's next token waits for the same step (every `itl_ms`), as a
     # GPU batch emits them: one tick wakes every stream at once.
@@ -56,6 +56,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
         task.cancel()
     connections: set[object] = set()  # every connection a chat request came on (held: ids are reused)
     served: list[dict] = []  # what the stub really did, per streamed request: its own TTFT and E2E
+    received: list[dict] = []  # what each chat request asked: its messages and lengths, and when it came
     idle_since: dict[object, float] = {}  # connection -> when its last answer ended
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -72,10 +73,14 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
         finally:
             idle_since[conn] = time.perf_counter()
 
-    async def answer(request: web.Request, received: float) -> web.StreamResponse:
+    async def answer(request: web.Request, received_at: float) -> web.StreamResponse:
         body = await request.json()
         prompt = count(body["messages"])
-        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)  # vLLM honours both
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")  # vLLM honours both
+        received.append({"messages": body["messages"], "max_tokens": asked, "ignore_eos": body.get("ignore_eos"),
+                         "t": received_at})
+        n = int(asked or 16)  # without a length the "model" stops after 16 tokens of its own
+        stop_reason = "length" if asked else "stop"
         if prompt + n > MAX_MODEL_LEN:
             return web.json_response({"error": {"message": "too long", "code": 400}}, status=400)
         start = time.perf_counter()
@@ -99,7 +104,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
             # vLLM's chunk fields; some clients (AIPerf) fail every request without them.
             head = {"id": f"chatcmpl-{id(request)}", "object": "chat.completion.chunk", "created": int(time.time()),
                     "model": MODEL}
-            first = last = None
+            first = last = answer_first = None
             sent: list[float] = []
             due = start + ttft_ms / 1000
             for i in range(n):
@@ -119,15 +124,19 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 last = time.perf_counter()
                 first = first or last
                 sent.append(last)
-                finish = "length" if i == n - 1 else None  # as vLLM: the last token's chunk says why it ended
-                await event({**head, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": finish}],
-                             "usage": usage(i + 1), "stub_received": received, "stub_sent": last})
+                finish = stop_reason if i == n - 1 else None  # as vLLM: the last token's chunk says why it ended
+                # A reasoning model's first tokens are its reasoning, in a field of their own.
+                delta = {"reasoning_content": " think"} if i < reasoning_tokens else {"content": " tok"}
+                answer_first = answer_first or (last if i >= reasoning_tokens else None)
+                await event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                             "usage": usage(i + 1), "stub_received": received_at, "stub_sent": last})
             await event({"choices": [], "usage": usage(n)})
             await event("[DONE]")
             # The body's closing chunk follows [DONE] in a write of its own, a moment later, as from
             # a server whose generator has still to finish: a client must read to the end.
             await asyncio.sleep(0.005)
-            served.append({"ttft_s": first - received, "e2el_s": last - received,
+            served.append({"ttft_s": first - received_at, "e2el_s": last - received_at,
+                           "ttft_answer_s": answer_first - received_at if answer_first else None,
                            "tpot_s": (last - first) / (n - 1) if n > 1 else None,
                            "gaps_s": [b - a for a, b in zip(sent, sent[1:])]})
             return resp
@@ -144,6 +153,9 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
 
     async def served_log(_: web.Request) -> web.Response:
         return web.json_response(served)
+
+    async def received_log(_: web.Request) -> web.Response:
+        return web.json_response(received)
 
     async def dropped(_: web.Request) -> web.Response:
         return web.json_response({"dropped": stats["dropped"], "connections": len(connections)})
@@ -174,7 +186,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
         web.post("/v1/chat/completions", chat), web.post("/tokenize", tokenize),
         web.post("/detokenize", detokenize), web.get("/v1/models", models),
         web.get("/health", health), web.get("/metrics", metrics), web.get("/stub/served", served_log),
-        web.get("/stub/dropped", dropped),
+        web.get("/stub/dropped", dropped), web.get("/stub/received", received_log),
     ])
     return app
 
@@ -189,6 +201,8 @@ def main() -> None:
                    help="every stream's next token on one shared step clock of --itl-ms, as a GPU batch emits them")
     p.add_argument("--itl-per-stream-ms", type=float, default=0.0,
                    help="each token's gap grows by this much per other stream running (a loaded server)")
+    p.add_argument("--reasoning-tokens", type=int, default=0,
+                   help="the first N tokens of every reply are reasoning (reasoning_content), as a thinking model's")
     p.add_argument("--drop-idle-s", type=float, default=None,
                    help="close, unanswered, a request's connection when it was idle longer than this")
     args = p.parse_args()
@@ -199,7 +213,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(make_app(args.ttft_ms, args.itl_ms, args.break_after, args.drop_idle_s, args.itl_per_stream_ms,
-                         args.batch_clock),
+                         args.batch_clock, args.reasoning_tokens),
                 host="127.0.0.1",
                 port=args.port, print=None, access_log=None, keepalive_timeout=3600)
 

@@ -42,7 +42,7 @@ class CapacityPlan(Strict):
     def point(self, workload: Workload, level: int, index: int) -> Point:
         """The point that probes `level`: the workload's first prompt length, at least
         `MIN_PER_STREAM` requests per stream at a concurrency level."""
-        n = workload.input_len[0]
+        n = (workload.input_len or [None])[0]
         if self.by == "rate":
             return workload.point(index, n, None, self.value(level)).model_copy(update={"concurrency": None})
         point = workload.point(index, n, level)
@@ -57,6 +57,8 @@ def check(plan: CapacityPlan, workload: Workload, slos: SLOs, limits: Limits | N
         raise WorkloadError("a capacity search needs at least one SLO (TTFT, TPOT or E2E)")
     if (plan.by == "users") != (workload.users is not None):
         raise WorkloadError("search by users with a chat-users workload (users, turns), and only then")
+    if workload.trace is not None and plan.by != "concurrency":
+        raise WorkloadError("a trace sets its own rate: search a trace by concurrency (the cap on requests in flight)")
     if plan.by == "rate" and workload.duration_s is not None:
         raise WorkloadError("a search by rate sends a number of requests per level: give num_requests, not duration_s")
     if limits is not None and plan.by in ("concurrency", "users") and plan.upper > limits.concurrency:

@@ -447,8 +447,8 @@ class _PointRun:
         cap = asyncio.Semaphore(p.concurrency) if p.concurrency else None
         tasks = []
         for i, offset in arrivals if arrivals is not None else schedule(p, msgs):
-            delay = t0 + offset - time.perf_counter()
-            if delay > 0:
+            # The loop's timers may wake a little early: sleep again until the time has come.
+            while (delay := t0 + offset - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
             if self.should_stop():
                 break

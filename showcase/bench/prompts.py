@@ -134,6 +134,7 @@ class PromptMaker:
     def __init__(self, factory: PromptFactory, salt: int, next_row: int = 0, max_model_len: int | None = None):
         self.factory, self.salt, self.next_row, self.max_model_len = factory, salt, next_row, max_model_len
         self.files: dict[str, traffic.Dataset | traffic.Trace] = {}
+        self.cycled = False  # whether the file's rows came round again for the point being prepared
 
     def dataset(self, path: str) -> traffic.Dataset:
         if path not in self.files:
@@ -148,18 +149,19 @@ class PromptMaker:
         trace = trace.window(*point.trace_window) if point.trace_window else trace  # type: ignore[union-attr]
         return traffic.Trace(trace.path, trace.format, trace.rows[:point.num_requests or None])
 
-    async def prompts(self, point: Point) -> tuple[list[Prompt], list[Prompt], bool]:
-        """The point's measured prompts, its warm-up prompts, and whether a file's rows came round
-        again in the run (a duration's pool reused is the caller's to see: more requests than prompts)."""
+    async def prompts(self, point: Point) -> tuple[list[Prompt], list[Prompt]]:
+        """The point's measured prompts (none for a file's chat users: see `conversations`) and its
+        warm-up prompts. `cycled` says then whether a file's rows came round again in the run."""
+        self.cycled = False
         count = point.num_requests or (min(PROMPT_POOL, point.arrivals_bound()) if point.request_rate else PROMPT_POOL)
         if point.trace is not None:
-            return await self._trace(point), await self._warm(point), False
+            return await self._trace(point), await self._warm(point)
         if point.dataset is not None:
-            return await self._dataset(point, count)
+            return await self._dataset(point, count) if point.chat is None else [], await self._warm(point)
         seeds = [hash((self.salt, point.index, i)) & 0x7FFFFFFF for i in range(-point.warmup_requests, count)]
         built = await self.factory.build(point.input_len, seeds, point.shared_prefix_len)
         made = [Prompt(m, point.input_len, point.output_len) for m in built]
-        return made[point.warmup_requests:], made[:point.warmup_requests], False
+        return made[point.warmup_requests:], made[:point.warmup_requests]
 
     async def _warm(self, point: Point) -> list[Prompt]:
         """A file point's warm-up: short synthetic prompts, so that no row of the file is cached before it is measured."""
@@ -170,13 +172,14 @@ class PromptMaker:
         return [Prompt([{"role": "user", "content": self.factory.tokens(WARMUP_CONTENT, s)}],
                        self.factory.overhead + WARMUP_CONTENT, WARMUP_OUTPUT) for s in seeds]
 
-    def _rows(self, data: traffic.Dataset, point: Point, count: int) -> tuple[list[traffic.DatasetRow], bool]:
+    def _rows(self, data: traffic.Dataset, point: Point, count: int) -> list[traffic.DatasetRow]:
         """The next `count` rows of the file (shuffled once by the seed), from where the run left off."""
         order = list(range(len(data.rows)))
         if point.seed is not None:
             random.Random(point.seed).shuffle(order)
         start, self.next_row = self.next_row, self.next_row + count
-        return [data.rows[order[(start + i) % len(order)]] for i in range(count)], start + count > len(order)
+        self.cycled = self.cycled or start + count > len(order)
+        return [data.rows[order[(start + i) % len(order)]] for i in range(count)]
 
     async def _output_len(self, row_len: int | None, reply: str | None, point: Point) -> int | None:
         """The file's output length, else the length of the reply the file holds (in the server's
@@ -193,13 +196,13 @@ class PromptMaker:
         first = dict(messages[0], content=f"[{self.salt:x}-{point.index}-{i}] {messages[0]['content']}")
         return [first, *messages[1:]]
 
-    async def _dataset(self, point: Point, count: int) -> tuple[list[Prompt], list[Prompt], bool]:
+    async def _dataset(self, point: Point, count: int) -> list[Prompt]:
         data = self.dataset(point.dataset)
-        rows, reused = self._rows(data, point, count)
+        rows = self._rows(data, point, count)
         outs = await asyncio.gather(*(self._output_len(r.output_len, r.reply, point) for r in rows))
         made = [Prompt(self._salted(list(r.messages), point, i), None, n, r.row)
                 for i, (r, n) in enumerate(zip(rows, outs))]
-        return made, await self._warm(point), reused
+        return made
 
     async def _trace(self, point: Point) -> list[Prompt]:
         """Each request of the trace (the window's, the first `num_requests`) with a prompt of exactly
@@ -251,13 +254,13 @@ class PromptMaker:
         data = self.dataset(point.dataset)
         systems, texts = [], []
         if data.conversations:
-            rows, _ = self._rows(data, point, point.users)
+            rows = self._rows(data, point, point.users)
             for r in rows:
                 systems.append(r.messages[0]["content"] if r.messages[0]["role"] == "system" else "")
                 outs = [await self._output_len(None, t.reply, point) for t in r.turns[:turns]]
                 texts.append([(t.text, n) for t, n in zip(r.turns[:turns], outs)])
         else:
-            rows, _ = self._rows(data, point, point.users * turns)
+            rows = self._rows(data, point, point.users * turns)
             for u in range(point.users):
                 mine = rows[u * turns:(u + 1) * turns]
                 systems.append("")

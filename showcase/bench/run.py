@@ -353,9 +353,8 @@ class _Run:
         cap.sentence = capacity.sentence(cap)
         self.folder.write_model("capacity.json", cap)
 
-    async def _prompts(self, point: Point) -> tuple[list[loadgen.Prompt], list[loadgen.Prompt], bool]:
-        """The point's measured prompts, its warm-up prompts and whether the file's rows came round
-        again (`_Stopped` when the run is stopped meanwhile)."""
+    async def _prompts(self, point: Point) -> tuple[list[loadgen.Prompt], list[loadgen.Prompt]]:
+        """The point's measured prompts and its warm-up prompts (`_Stopped` when the run is stopped meanwhile)."""
         what = (f"reading {point.dataset or point.trace}" if point.from_file
                 else f"building prompts of {point.input_len} tokens")
         self._progress(point, 0, 0, 0, what)
@@ -396,7 +395,7 @@ class _Run:
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
         """Measure one point; its records and its summary row (also written)."""
         self.sampler.point = -1  # building prompts belongs to no point
-        todo, warm, reused = await self._prompts(point)
+        todo, warm = await self._prompts(point)
         chats = await self.maker.conversations(point) if point.chat is not None else None
         self.sampler.point = point.index
         tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
@@ -428,7 +427,9 @@ class _Run:
         if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
             self.dead.set()
         measured = [r for r in records if not r.warmup]
-        flags = {Flag.PROMPTS_REUSED} if reused or len(measured) > len(todo) else set()
+        # A file's rows came round again, or a duration's pool of prompts was sent more than once.
+        reused = self.maker.cycled or (point.chat is None and len(measured) > len(todo))
+        flags = {Flag.PROMPTS_REUSED} if reused else set()
         flags |= {Flag.STOPPED} if self.stop.is_set() else set()
         flags |= {Flag.SERVER_DIED} if self.dead.is_set() else set()
         timeline = [r for r in self.sampler.rows if r["point"] == point.index]
@@ -463,7 +464,7 @@ class _Run:
         trace = self.maker.trace(point) if point.trace is not None else None
         span = trace.span_s * point.time_scale if trace else 0.0
         # A trace asks its mean rate; its ids say what a prefix cache could serve.
-        asked = {"request_rate": len(trace.rows) / span if span > 0 else math.inf} if trace else {}
+        asked = {"request_rate": (len(trace.rows) - 1) / span if span > 0 else math.inf} if trace else {}
         return asked | {
             "trace_cached_share": trace.implied_cached_share() if trace else math.nan,
             "efficiency": self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan,

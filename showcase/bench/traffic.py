@@ -30,6 +30,8 @@ OUTPUT_FIELDS = ("output_tokens", "output_length", "output_tokens_count", "max_t
 HUMAN, BOT = ("human", "user"), ("gpt", "assistant", "chatgpt", "bard", "bing", "model")
 BLOCK_TOKENS = 512  # Mooncake: each hash id stands for this many prompt tokens
 MAX_FILE_BYTES = 4 * 2**30  # a file the command line reads whole (ShareGPT's is 0.7 GB)
+UPLOAD_MAX_BYTES = 64 * 2**20  # an upload to the app, and any file a visitor's run reads
+UPLOAD_MAX_ROWS = 100_000
 
 
 class TrafficError(WorkloadError):
