@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import html
 import json
 import os
@@ -27,6 +28,7 @@ import pandas as pd
 
 from showcase import RUNS_DIR, access, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
 from showcase import report as html_report
+from showcase.bench import traffic
 from showcase.bench.folder import read_tables
 from showcase.bench.workload import ENGINE, VISITOR, Limits
 from showcase.coordinator import BenchmarkCoordinator
@@ -122,7 +124,7 @@ async def api_chat(ctx: Context, message: str, system_prompt: str = "", max_toke
         sampling = chat.Sampling.of(temperature, 0.9, max_tokens)
         base = ctx.server.require_ready()
         messages = chat.to_openai([{"role": "user", "content": chat.clean(message)}], system_prompt)
-        async for text, _ in chat.stream_reply(base, ctx.server.api_key, ctx.server.served_model_name, messages,
+        async for text, _, _ in chat.stream_reply(base, ctx.server.api_key, ctx.server.served_model_name, messages,
                                                sampling):
             yield text
 
@@ -149,30 +151,31 @@ def on_preset(ctx: Context, name: str):
 
 
 def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats, price,
-          password: str, search: bool = False):
-    """Start the preset as edited; `search`: as a capacity search (the preset's own, or by its kind of level)."""
+          upload: str | None, password: str, search: bool = False):
+    """Start the preset as edited (with the uploaded traffic, if any); `search`: as a capacity search
+    (the preset's own, or by its kind of level)."""
     limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users), repeats),
+        ctx.coord.start(p, views.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
                         views.search_for(p) if search else None, views.price_from(price), limits)
     return views.progress_markdown(ctx.coord.snapshot())
 
 
 def find_capacity(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats,
-                  price, percentile, failed_share, upper, ttft_ms, tpot_ms, e2el_ms, password: str):
+                  price, upload: str | None, percentile, failed_share, upper, ttft_ms, tpot_ms, e2el_ms, password: str):
     """The preset as a capacity search, with the search's fields and SLOs as given (empty: the preset's)."""
     limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(p, views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users), repeats),
+        ctx.coord.start(p, views.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
                         views.search_for(p, percentile, failed_share, upper), views.price_from(price), limits,
                         slos=views.slos_from(ttft_ms, tpot_ms, e2el_ms))
     return views.progress_markdown(ctx.coord.snapshot())
 
 
 def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inlen: str, outlen: float, nreq: float,
-                     stream: bool, endpoint_a: str, endpoint_b: str, repeats, password: str):
+                     stream: bool, upload: str | None, endpoint_a: str, endpoint_b: str, repeats, password: str):
     """An experiment preset as it is, or an A/A of the preset selected above, or two endpoints, on
     its workload as edited above."""
     limits = require_admin(ctx, password)
@@ -180,8 +183,7 @@ def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inl
         endpoints = views.endpoints_from(endpoint_a, endpoint_b)
         aa = choice == views.AA_CHOICE
         p = preset_of(ctx, main_preset if endpoints or aa else choice)
-        edits = views.overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users)) \
-            if endpoints or aa else None
+        edits = views.form_overrides(p, conc, inlen, outlen, nreq, stream, upload=upload) if endpoints or aa else None
         ctx.coord.start_experiment(p, views.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits,
                                    overrides=edits)
     return views.progress_markdown(ctx.coord.snapshot())
@@ -273,7 +275,7 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
     for reason in refused:
         gr.Warning(html.escape(reason, quote=False))
     return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,
-            v.by_turn, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
+            v.by_turn, v.by_prompt, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
             v.reference_concurrency, v.reference_length)
 
 
@@ -301,7 +303,9 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
 
 
 def chat_tab() -> dict:
+    # A thinking model served without a reasoning parser writes its reasoning between these tags.
     chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], elem_id="chatbot",
+                         reasoning_tags=[("<think>", "</think>")],
                          placeholder="Ask the model anything. Under each answer: time to first token, "
                                      "tokens and tokens/s, as measured for that answer.")
     with gr.Row():
@@ -328,13 +332,19 @@ def bench_controls(ctx: Context) -> dict:
     info = gr.Markdown()
     with gr.Row():
         conc = gr.Textbox(label="Concurrency levels (chat presets: users)", elem_id="w-concurrency")
-        inlen = gr.Textbox(label="Prompt lengths (tokens)", elem_id="w-input-len")
+        inlen = gr.Textbox(label="Prompt lengths (tokens)", elem_id="w-input-len",
+                           info="a prompts file or trace sets its own")
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
         nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")
         stream = gr.Checkbox(label="Streaming")
         repeats = gr.Number(label="Repeats", value=1, precision=0, minimum=1, elem_id="w-repeats",
                             info="each point this many times, interleaved; 2+ gives intervals")
         price = gr.Number(label="Price per GPU-hour ($)", value=None, info=views.price_hint(own_gpu), elem_id="w-price")
+    traffic_file = gr.File(
+        label=f"Your traffic instead of the preset's prompts (admin): a prompts file (JSONL, JSON or CSV with a prompt "
+              f"field; chat messages; ShareGPT) or a trace (Mooncake JSONL, Azure CSV); at most "
+              f"{traffic.UPLOAD_MAX_BYTES >> 20} MB and {traffic.UPLOAD_MAX_ROWS:,} rows",
+        file_types=[".jsonl", ".json", ".csv"], elem_id="traffic-file")
     with gr.Row():
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
         start_btn = gr.Button("Start benchmark", variant="primary", scale=1, elem_id="start")
@@ -368,7 +378,7 @@ def bench_controls(ctx: Context) -> dict:
             endpoint_b = gr.Textbox(label="endpoint B", placeholder="http://host-b:8000", elem_id="endpoint-b")
             exp_btn = gr.Button("Start experiment", variant="primary", elem_id="start-experiment")
     return dict(preset=preset, gpu=gpu, info=info, conc=conc, inlen=inlen, outlen=outlen, nreq=nreq, stream=stream,
-                repeats=repeats, price=price, admin=admin, start=start_btn, search=search_btn, stop=stop_btn,
+                repeats=repeats, price=price, traffic=traffic_file, admin=admin, start=start_btn, search=search_btn, stop=stop_btn,
                 restart=restart_btn, percentile=percentile, failed_share=failed_share, upper=upper, slo_ttft=slo_ttft,
                 slo_tpot=slo_tpot, slo_e2el=slo_e2el, exp_choice=exp_choice, exp_repeats=exp_repeats, endpoint_a=endpoint_a,
                 endpoint_b=endpoint_b, experiment=exp_btn, progress=gr.Markdown(elem_id="bench-progress"))
@@ -388,6 +398,7 @@ def bench_results(ctx: Context) -> dict:
                  gr.Plot(label="By concurrency", show_label=False, elem_id="plot-concurrency"),
                  gr.Plot(label="By prompt length", show_label=False, elem_id="plot-input-length"),
                  gr.Plot(label="TTFT by turn", show_label=False, elem_id="plot-turns"),
+                 gr.Plot(label="TTFT by prompt length", show_label=False, elem_id="plot-prompt-length"),
                  gr.Plot(label="Latency distribution", show_label=False),
                  gr.Plot(label="Server timeline", show_label=False),
                  gr.Dataframe(views.shown_summary(pd.DataFrame()), label="Summary of the main run (one row per "
@@ -432,13 +443,14 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
     fields = [b["info"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"]]
     b["preset"].change(partial(on_preset, ctx), b["preset"], fields, **private)
     workload = [b["preset"], b["conc"], b["inlen"], b["outlen"], b["nreq"], b["stream"], b["repeats"], b["price"],
-                b["admin"]]
+                b["traffic"], b["admin"]]
     b["start"].click(partial(start, ctx), workload, b["progress"], concurrency_id="benchmark", **private)
     capacity = [*workload[:-1], b["percentile"], b["failed_share"], b["upper"], b["slo_ttft"], b["slo_tpot"],
                 b["slo_e2el"], b["admin"]]
     b["search"].click(partial(find_capacity, ctx), capacity, b["progress"], concurrency_id="benchmark", **private)
     b["experiment"].click(partial(start_experiment, ctx), [b["exp_choice"], b["preset"], b["conc"], b["inlen"],
-                                                            b["outlen"], b["nreq"], b["stream"], b["endpoint_a"],
+                                                            b["outlen"], b["nreq"], b["stream"], b["traffic"],
+                                                            b["endpoint_a"],
                                                             b["endpoint_b"], b["exp_repeats"], b["admin"]],
                           b["progress"], concurrency_id="benchmark", **private)
     r["report"].click(partial(report, ctx), [r["runs"], b["gpu"]], r["report_file"], **private)
@@ -493,6 +505,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"), help="API key for --endpoint")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--reasoning-parser", help="launch with vLLM's reasoning parser for a thinking model (e.g. qwen3): "
+                   "the chat folds its reasoning into a thinking block")
     p.add_argument("--share", action="store_true", help="a public link for stakeholders")
     p.add_argument("--auth", default=os.environ.get("SHOWCASE_AUTH"), help="USER:PASS to open the app")
     p.add_argument("--admin-password", default=os.environ.get("SHOWCASE_ADMIN_PASSWORD"),
@@ -513,7 +527,8 @@ def make_server(args: argparse.Namespace) -> server.VLLMServer:
     if source.warning:
         print(f"NOTE: {source.warning}", flush=True)
     srv = server.VLLMServer(device, source)
-    srv.start(server.default_settings(source, device))
+    settings = server.default_settings(source, device)
+    srv.start(dataclasses.replace(settings, reasoning_parser=args.reasoning_parser) if args.reasoning_parser else settings)
     return srv
 
 
@@ -542,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(srv, BenchmarkCoordinator(srv, figures=figures), catalogue, admin)
     demo.queue(default_concurrency_limit=None).launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], css=CSS, max_file_size=f"{coordinator.UPLOAD_MAX_MB}mb",
+        allowed_paths=[str(RUNS_DIR)], footer_links=["api", "gradio"], css=CSS, max_file_size=f"{max(coordinator.UPLOAD_MAX_MB, traffic.UPLOAD_MAX_BYTES >> 20)}mb",
     )
 
 

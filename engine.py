@@ -10,6 +10,7 @@ Nothing here measures or computes anything.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -52,6 +53,8 @@ def _run_options() -> argparse.ArgumentParser:
     b.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"))
     b.add_argument("--model", help="served model name (with --endpoint) or the model to launch")
     b.add_argument("--weights", choices=("real", "dummy"), default="real")
+    b.add_argument("--reasoning-parser", help="launch with vLLM's reasoning parser for a thinking model (e.g. qwen3): "
+                   "its reasoning streams apart, and ttft_answer_ms times the first answer token")
     b.add_argument("--concurrency", type=_ints, help="levels, e.g. 1,4,8")
     b.add_argument("--input-len", type=_ints, help="prompt tokens, e.g. 1024 or 1024,8192")
     b.add_argument("--output-len", type=int)
@@ -231,7 +234,10 @@ def _launch_defaults(args: argparse.Namespace, device: sources.Device):
     except measure.MeasureError as exc:
         print(f"note: no efficiency column: {exc}", file=sys.stderr)
         measured = None
-    return source, server.default_settings(source, device), measured
+    launch = server.default_settings(source, device)
+    if args.reasoning_parser:
+        launch = dataclasses.replace(launch, reasoning_parser=args.reasoning_parser)
+    return source, launch, measured
 
 
 def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[PreparedRun, sources.ModelSource | None]:

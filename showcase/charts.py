@@ -195,6 +195,24 @@ def ttft_by_turn(requests: pd.DataFrame, summary: pd.DataFrame) -> alt.Chart:
     ).properties(width=2 * W, height=H, title="TTFT by turn: each turn resends the whole history")
 
 
+def ttft_by_prompt(requests: pd.DataFrame) -> alt.Chart:
+    """Each completed request's TTFT against its prompt's length (the server's count), a colour per
+    point: with a prompts file or a trace the lengths vary, and prefill grows with them."""
+    needed = {"prompt_tokens", "ttft_ms", "point"}
+    if requests.empty or not needed <= set(requests.columns) or requests["ttft_ms"].isna().all():
+        return _empty("TTFT by prompt length: no streamed request completed")
+    df = requests[requests["ttft_ms"].notna() & ~requests.get("warmup", False).astype(bool)].copy()
+    if df["prompt_tokens"].nunique() < 2:
+        return _empty("TTFT by prompt length: every prompt had the same length (a prompts file or trace varies them)")
+    df["point"] = (df["point"] + 1).astype(str)
+    cols = ["point", "prompt_tokens", alt.Tooltip("ttft_ms:Q", format=".1f"), "output_tokens"]
+    cols += ["row"] if "row" in df.columns and df["row"].notna().any() else []
+    return alt.Chart(df).mark_circle(size=24, opacity=0.6).encode(
+        x=alt.X("prompt_tokens:Q", title="prompt tokens (the server's count)"), y=alt.Y("ttft_ms:Q", title="TTFT (ms)"),
+        color=alt.Color("point:N", title="point"), tooltip=cols,
+    ).properties(width=2 * W, height=H, title="TTFT against prompt length, per request")
+
+
 def capacity_chart(cap) -> alt.HConcatChart | alt.Chart:
     """Each probed level's measured percentile against each SLO's line (a panel per SLO): green
     passed, red failed; the answer marked. `cap`: a `capacity.Capacity`."""

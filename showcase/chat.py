@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 import openai
@@ -69,12 +70,21 @@ class Sampling:
 
 @dataclass(frozen=True)
 class ReplyStats:
-    """Measured for one answer: from sending to the first content, and over the whole reply."""
+    """Measured for one answer: from sending to the first token of any kind (a reasoning model's
+    reasoning comes first), to the first token of the answer, and over the whole reply."""
 
     ttft_s: float | None
     seconds: float
-    tokens: int | None  # from the server's usage
+    tokens: int | None  # from the server's usage: reasoning and answer, counted once
     finish_reason: str | None
+    answer_ttft_s: float | None = None  # to the first answer token; the same as ttft_s without reasoning
+
+    @property
+    def thinking_s(self) -> float | None:
+        """How long the model reasoned before answering (None: it did not)."""
+        if self.ttft_s is None or self.answer_ttft_s is None or self.answer_ttft_s <= self.ttft_s:
+            return None
+        return self.answer_ttft_s - self.ttft_s
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -85,6 +95,9 @@ class ReplyStats:
 
     def line(self) -> str:
         parts = [f"first token {self.ttft_s:.2f} s" if self.ttft_s is not None else "no token"]
+        if self.thinking_s is not None:
+            parts[0] += " (thinking)"
+            parts.append(f"first answer token {self.answer_ttft_s:.2f} s")
         if self.tokens is not None:
             parts.append(f"{self.tokens} tokens")
         if self.tokens_per_s is not None:
@@ -125,6 +138,16 @@ def to_openai(history: list[dict], system_prompt: str = "") -> list[dict]:
 def note(text: str) -> dict:
     """A line under an answer (stats or an error); messages with metadata are never sent to the model."""
     return {"role": "assistant", "content": "", "metadata": {"title": text}}
+
+
+def thinking(reasoning: str, stats: ReplyStats | None) -> dict:
+    """A reasoning model's reasoning as a folding block: pending while the reply streams, then done,
+    with how long the model thought."""
+    if stats is None:
+        return {"role": "assistant", "content": reasoning, "metadata": {"title": "Thinking…", "status": "pending"}}
+    took = stats.thinking_s
+    meta = {"title": f"Thinking ({took:.1f} s)" if took is not None else "Thinking", "status": "done"}
+    return {"role": "assistant", "content": reasoning, "metadata": meta | ({"duration": took} if took else {})}
 
 
 def add_user(history: list[dict], message: str) -> list[dict]:
@@ -202,11 +225,27 @@ def _explain(exc: Exception) -> str:
     return f"The reply failed: {exc}"
 
 
+class Streamed(NamedTuple):
+    """A reply so far: the answer's text, its stats (once, at the end), and a reasoning model's reasoning."""
+
+    text: str
+    stats: ReplyStats | None
+    reasoning: str = ""
+
+
+def _reasoning_of(delta: object) -> str:
+    """A reasoning parser's text in a delta: `reasoning` (vLLM ≥ 0.10) or `reasoning_content` (before)."""
+    piece = getattr(delta, "reasoning", None) or getattr(delta, "reasoning_content", None) or ""
+    if not isinstance(piece, str):
+        raise TypeError(f"reasoning is {type(piece).__name__}")
+    return piece
+
+
 async def stream_reply(
     base_url: str, api_key: str, model: str, messages: list[dict], sampling: Sampling,
     update_interval_s: float = UPDATE_INTERVAL_S,
-) -> AsyncIterator[tuple[str, ReplyStats | None]]:
-    """Yield (text so far, None) while streaming, then (text, stats) once.
+) -> AsyncIterator[Streamed]:
+    """Yield the reply so far while streaming (stats None), then once with its stats.
 
     The first content is yielded at once; after that at most one update per `update_interval_s`
     (the stats still time every chunk). If the caller stops iterating (Gradio's stop cancels the
@@ -218,8 +257,8 @@ async def stream_reply(
     client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=timeout,
                                 http_client=httpx.AsyncClient(transport=_CappedTransport(), timeout=timeout))
     start = time.perf_counter()
-    ttft = last_update = None
-    text, tokens, finish = "", None, None
+    ttft = answer_ttft = last_update = None
+    text, thought, tokens, finish = "", "", None, None
     try:
         stream = await client.chat.completions.create(
             model=model, messages=messages, stream=True, stream_options={"include_usage": True},
@@ -241,15 +280,17 @@ async def stream_reply(
                     piece = choice.delta.content or ""
                     if not isinstance(piece, str):
                         raise TypeError(f"content is {type(piece).__name__}")
+                    reasoning = _reasoning_of(choice.delta)
                 except (AttributeError, TypeError, IndexError) as exc:
                     raise ChatError(f"The model server sent a malformed stream ({exc}); the reply stops here.") from exc
-                if piece:
+                if piece or reasoning:
                     now = time.perf_counter()
                     ttft = ttft if ttft is not None else now - start
-                    text += piece
+                    answer_ttft = answer_ttft if answer_ttft is not None or not piece else now - start
+                    text, thought = text + piece, thought + reasoning
                     if last_update is None or now - last_update >= update_interval_s:
                         last_update = now
-                        yield text, None
+                        yield Streamed(text, None, thought)
         finally:
             await stream.close()
     except openai.OpenAIError as exc:
@@ -263,17 +304,20 @@ async def stream_reply(
         await client.close()
     if finish is None:
         raise ChatError("The stream ended before the model server said the reply was complete: it may be cut short.")
-    yield text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish)
+    yield Streamed(text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish, answer_ttft), thought)
 
 
 async def answer(history: list[dict], base_url: str, api_key: str, model: str, system_prompt: str,
                  sampling: Sampling) -> AsyncIterator[list[dict]]:
-    """The history with the reply streaming into it, then its timings (or its error) noted under it."""
+    """The history with the reply streaming into it, then its timings (or its error) noted under it.
+    A reasoning model's reasoning streams into a "thinking" block above the answer (a message with
+    metadata: shown folded once done, never sent back to the model)."""
     messages = to_openai(history, system_prompt)
-    history = list(history) + [{"role": "assistant", "content": ""}]
+    before = list(history)
     try:
-        async for text, stats in stream_reply(base_url, api_key, model, messages, sampling):
-            history[-1] = {"role": "assistant", "content": text}
+        async for text, stats, reasoning in stream_reply(base_url, api_key, model, messages, sampling):
+            shown = [thinking(reasoning, stats)] if reasoning else []
+            history = before + shown + [{"role": "assistant", "content": text}]
             if stats is not None:
                 history.append(note(f"⏱ {stats.line()}"))
             yield history

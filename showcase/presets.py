@@ -39,6 +39,7 @@ class ServerPart(Strict):
     quantization: Quantization | None = None
     enforce_eager: bool = False
     enable_prompt_tokens_details: bool = False
+    reasoning_parser: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # e.g. qwen3, deepseek_r1
 
 
 class CPUScale(Strict):

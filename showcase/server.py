@@ -17,6 +17,7 @@ import atexit
 import enum
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -39,6 +40,7 @@ from showcase.errors import UserError
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 KVCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
 Quantization = Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"]
+REASONING_PARSER = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # vLLM's own list grows each release; it refuses unknown names
 LoadFormat = Literal["auto", "safetensors", "dummy"]
 LOG_DIR = Path(os.environ.get("SHOWCASE_LOG_DIR", Path.home() / ".cache" / "vllm-showcase" / "logs"))
 READY_MARGIN_S = 60.0  # a caller waiting for a (re)start allows the server's own deadline plus this
@@ -79,6 +81,9 @@ class ServerSettings:
     load_format: LoadFormat = "auto"
     enforce_eager: bool = False
     enable_prompt_tokens_details: bool = False  # usage.prompt_tokens_details.cached_tokens in every answer
+    # A reasoning model's parser (e.g. qwen3, deepseek_r1): its reasoning then streams in a field of
+    # its own, so the chat can fold it and the benchmark can time the first answer token apart.
+    reasoning_parser: str | None = None
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -97,6 +102,9 @@ class ServerSettings:
         ):
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{name} must be one of {', '.join(map(str, allowed))}, not {getattr(self, name)!r}")
+        if self.reasoning_parser is not None and not REASONING_PARSER.fullmatch(str(self.reasoning_parser)):
+            raise SettingsError(f"reasoning_parser must be a parser's name (letters, digits, _ . -), not "
+                                f"{self.reasoning_parser!r}")
         if not self.model or not self.served_model_name:
             raise SettingsError("model and served_model_name must not be empty")
 
@@ -127,6 +135,8 @@ def build_command(settings: ServerSettings, port: int, python: str = sys.executa
         cmd.append("--enforce-eager")
     if s.enable_prompt_tokens_details:
         cmd.append("--enable-prompt-tokens-details")
+    if s.reasoning_parser is not None:
+        cmd += ["--reasoning-parser", s.reasoning_parser]
     return cmd
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from showcase import charts, coordinator, roofline, server
 from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
-from showcase.bench import compare, stats
+from showcase.bench import compare, stats, traffic
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError, read_tables
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
@@ -100,13 +100,33 @@ def presets_table(catalogue: dict[str, Preset]) -> pd.DataFrame:
         w = p.workload
         rows.append({
             "preset": p.name, "concurrency (users)": _levels(w),
-            "prompt tokens": ", ".join(map(str, w.input_len)), "output tokens": w.output_len,
+            "prompt tokens": prompt_lengths(w), "output tokens": w.output_len or "the file's",
             "requests/point": w.num_requests, "streaming": w.stream,
             "server settings": ", ".join(f"{k}={v}" for k, v in s.items()),
             "SLOs (ms)": ", ".join(f"{k}≤{v:g}" for k, v in p.slos.model_dump(exclude_none=True).items()) or "—",
             "source": p.source,
         })
     return pd.DataFrame(rows)
+
+
+def prompt_lengths(w) -> str:
+    """A workload's prompt lengths as said to a person: its synthetic lengths, or the file they come from."""
+    if w.from_file:
+        return f"from {'the trace' if w.trace else 'the prompts file'} {Path(w.dataset or w.trace).name}"
+    return ", ".join(map(str, w.input_len))
+
+
+def traffic_overrides(path: str | None) -> dict:
+    """An uploaded prompts file or trace (its kind read from its content) as workload overrides:
+    it replaces the preset's prompts and their lengths (a trace gives the output lengths too)."""
+    if not path:
+        return {}
+    kind = traffic.kind_of(path, traffic.UPLOAD_MAX_BYTES)
+    traffic.facts(path, kind, traffic.UPLOAD_MAX_BYTES, traffic.UPLOAD_MAX_ROWS)  # refused now, with the reason
+    common = {"input_len": None, "shared_prefix_len": 0}
+    if kind == "trace":
+        return common | {"trace": str(path), "dataset": None, "output_len": None, "seed": None, "salt_prompts": False}
+    return common | {"dataset": str(path), "trace": None, "time_scale": 1.0, "trace_window": None}
 
 
 def parse_levels(text: str, field: str, kind=int) -> list:
@@ -121,15 +141,40 @@ def parse_levels(text: str, field: str, kind=int) -> list:
 
 
 def overrides_from(conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool,
-                   users: bool = False, repeats: float | None = None) -> dict:
+                   users: bool = False, repeats: float | None = None, from_file: bool = False) -> dict:
     """The Benchmark tab's workload fields as overrides of the preset's workload; for a chat-users
-    preset the levels are users, whose requests are users × turns (the requests field is ignored)."""
+    preset the levels are users, whose requests are users × turns (the requests field is ignored).
+    `from_file`: the prompts come from a file, so the prompt lengths are not the form's, an empty
+    output length leaves the file's (or the model's stop), empty levels mean a trace's own pace and
+    empty requests a trace's every request."""
+    if from_file:
+        return _file_overrides(conc, outlen, nreq, stream, users, repeats)
     levels = parse_levels(conc, "Chat users" if users else "Concurrency levels")
     common = {"input_len": parse_levels(inlen, "Prompt lengths"), "output_len": int(outlen or 0),
               "repeats": repeats_from(repeats)}
     if users:
         return {"users": levels, **common}
     return {"concurrency": levels, **common, "num_requests": int(nreq or 0), "stream": bool(stream)}
+
+
+def form_overrides(p: Preset, conc: str, inlen: str, outlen: float | None, nreq: float | None, stream: bool,
+                   repeats: float | None = None, upload: str | None = None) -> dict:
+    """The tab's workload fields and its uploaded traffic file (if any) as overrides of preset `p`."""
+    from_file = p.workload.from_file or bool(upload)
+    return overrides_from(conc, inlen, outlen, nreq, stream, bool(p.workload.users), repeats, from_file) | \
+        traffic_overrides(upload)
+
+
+def _file_overrides(conc: str, outlen: float | None, nreq: float | None, stream: bool, users: bool,
+                    repeats: float | None) -> dict:
+    out: dict = {"repeats": repeats_from(repeats), "output_len": int(outlen) if outlen else None}
+    if str(conc or "").strip():
+        out["users" if users else "concurrency"] = parse_levels(conc, "Chat users" if users else "Concurrency levels")
+    elif not users:  # a trace's own pace, no cap
+        out["concurrency"] = None
+    if not users:
+        out |= {"stream": bool(stream)} | ({"num_requests": int(nreq)} if nreq else {})
+    return out
 
 
 def repeats_from(value: float | None, least: int = 1) -> int:
@@ -220,8 +265,8 @@ def workload_fields(p: Preset) -> tuple[str, str, int, int, bool]:
     """The Benchmark tab's workload fields for a preset (chat users: the users, and the requests
     their turns make)."""
     w = p.workload
-    return (", ".join(map(str, w.levels)), ", ".join(map(str, w.input_len)), w.output_len,
-            w.requests_per_point(max(w.levels)) or 0, w.stream)
+    return (", ".join(map(str, w.levels)), prompt_lengths(w), w.output_len,
+            w.requests_per_point(max(w.levels, default=1)) or 0, w.stream)
 
 
 def progress_markdown(snap: coordinator.Snapshot) -> str:
@@ -344,6 +389,7 @@ class Views:
     comparison_note: str = ""
     experiment: str = ""  # the main run's experiment: a sentence per metric, the article's claim
     forest: object = None
+    by_prompt: object = None  # each request's TTFT against its prompt length
 
 
 def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFrame, tuple, list[str]]:
@@ -540,7 +586,8 @@ def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit:
     ref_conc, ref_len = roofline.reference_series(*judged)
     one_len = (int(summary["input_len"].iloc[0]) if not summary.empty and summary["input_len"].nunique() == 1
                else ARTICLE_INPUT_LEN)
-    out_len = int(summary["output_len"].iloc[0]) if not summary.empty else ARTICLE_OUTPUT_LEN
+    lens = summary["output_len"].dropna() if not summary.empty else pd.Series(dtype=float)
+    out_len = int(lens.iloc[0]) if not lens.empty else ARTICLE_OUTPUT_LEN  # a file's points have none of their own
     seen = (lambda col: measured[col].dropna().astype(int).tolist()) if not measured.empty else (lambda col: [])
     levels = sorted({*ARTICLE_LEVELS, *seen("max_concurrency")})
     lengths = sorted({ARTICLE_INPUT_LEN, ARTICLE_LONGEST_INPUT, *seen("input_len")})
@@ -558,5 +605,6 @@ def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit:
                   charts.latency_distribution(requests, summary), charts.timeline_chart(timeline), shown_summary(summary),
                   files or None, *reference_tables(*judged), uncertainty=uncertainty_markdown(summary),
                   aggregate=shown_aggregate(summary), comparison=comparison, comparison_note=note,
-                  experiment=experiment_markdown(exp), forest=charts.forest_plot(exp))
+                  experiment=experiment_markdown(exp), forest=charts.forest_plot(exp),
+                  by_prompt=charts.ttft_by_prompt(requests))
     return views, refused

@@ -149,7 +149,7 @@ def test_auth_protects_the_whole_app(vllm_server, tmp_path):
         demo.close()
 
 
-def test_find_capacity_starts_the_presets_search_with_the_price_given():
+def test_find_capacity_starts_the_presets_search_with_the_price_given(tmp_path):
     # The button's callback over a recording coordinator: the chat preset's levels become users,
     # its search is by users, and the price field reaches the run.
     from types import SimpleNamespace
@@ -162,12 +162,21 @@ def test_find_capacity_starts_the_presets_search_with_the_price_given():
                             snapshot=lambda: coordinator.Snapshot(True, "chat-users", coordinator.Phase.RUNNING, None,
                                                                   "", None, None))
     ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
-    app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 1, 2.5, "", search=True)
-    app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 3, None, "")
-    (p1, overrides1, search1, price1, limits1), (p2, overrides2, search2, price2, _) = started
+    app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 1, 2.5, None, "", search=True)
+    app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 3, None, None, "")
+    trace = tmp_path / "mine.jsonl"  # an uploaded trace replaces the preset's prompts, at its own pace
+    trace.write_text('{"timestamp": 0, "input_length": 50, "output_length": 5}\n')
+    app_module.start(ctx, "low-latency-chatbot", "", "32", None, 0, True, 1, None, str(trace), "")
+    (p1, overrides1, search1, price1, limits1), (p2, overrides2, search2, price2, _), (_, overrides3, *_) = started
     assert limits1.who == "visitors of the app"  # no admin password: whoever reaches the app
     assert p1.name == "chat-users" and overrides1["users"] == [1, 2] and search1 == {"by": "users"} and price1 == 2.5
     assert overrides2["concurrency"] == [1] and search2 is None and price2 is None and overrides2["repeats"] == 3
+    assert overrides3["trace"] == str(trace) and overrides3["input_len"] is None and overrides3["concurrency"] is None
+    assert p2.with_workload(**overrides3).workload.points()[0].trace == str(trace)
+    nonsense = tmp_path / "notes.csv"
+    nonsense.write_text("when,what\nmonday,lunch\n")
+    with pytest.raises(Exception, match="no prompt field; it has when, what"):  # gr.Error, before anything starts
+        app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 1, None, str(nonsense), "")
 
 
 def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_the_tab():
@@ -182,8 +191,8 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
                             snapshot=lambda: coordinator.Snapshot(True, "x", coordinator.Phase.RUNNING, None,
                                                                   "", None, None))
     ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
-    app_module.find_capacity(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 2, None, 99, 0.05, 64, 400, None,
-                             None, "")
+    app_module.find_capacity(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 2, None, None, 99, 0.05, 64, 400,
+                             None, None, "")
     (p, overrides, search, price, _), kwargs = started[0]
     assert search == {"by": "concurrency", "percentile": 99.0, "max_failed_share": 0.05, "upper": 64}
     assert kwargs["slos"] == {"ttft_ms": 400.0, "tpot_ms": None, "e2el_ms": None} and overrides["repeats"] == 2

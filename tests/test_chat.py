@@ -15,7 +15,7 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 async def collect(url: str, max_tokens: int, interval_s: float) -> list[tuple[float, str, chat.ReplyStats | None]]:
     out = []
-    async for text, stats in chat.stream_reply(url, "key", "stub", HELLO, chat.Sampling(max_tokens=max_tokens),
+    async for text, stats, _ in chat.stream_reply(url, "key", "stub", HELLO, chat.Sampling(max_tokens=max_tokens),
                                                update_interval_s=interval_s):
         out.append((time.perf_counter(), text, stats))
     return out
@@ -145,3 +145,20 @@ def test_an_endless_stream_line_ends_the_reply_instead_of_filling_memory(hostile
         asyncio.run(collect(url, 4, 0.05))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 40  # the endless line is not buffered (it would be 64 MB)
+
+
+def test_a_reasoning_models_thinking_folds_above_its_answer_and_is_never_sent_back(stub):
+    url = stub(ttft_ms=50, itl_ms=20, reasoning_tokens=5)
+
+    async def main() -> list[list[dict]]:
+        return [h async for h in chat.answer([{"role": "user", "content": "why?"}], url, "key", "stub", "",
+                                             chat.Sampling(max_tokens=10))]
+
+    final = asyncio.run(main())[-1]
+    think, reply, stats = final[1], final[2], final[3]
+    assert think["content"] == " think" * 5 and think["metadata"]["status"] == "done"
+    assert think["metadata"]["title"].startswith("Thinking (") and 0.07 < think["metadata"]["duration"] < 0.3
+    assert reply == {"role": "assistant", "content": " tok" * 5}
+    assert "(thinking)" in stats["metadata"]["title"] and "first answer token" in stats["metadata"]["title"]
+    assert "10 tokens" in stats["metadata"]["title"]  # reasoning and answer counted once, from usage
+    assert chat.to_openai(final) == [{"role": "user", "content": "why?"}, {"role": "assistant", "content": " tok" * 5}]

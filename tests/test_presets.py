@@ -6,7 +6,8 @@ import pytest
 
 from showcase import server
 from showcase import sources
-from showcase import presets
+from showcase import ROOT, presets
+from showcase.bench import traffic
 
 
 def write(tmp_path, name: str, text: str):
@@ -38,7 +39,13 @@ def test_all_shipped_presets_load_and_cover_the_article():
     assert catalogue["long-documents"].server.enable_chunked_prefill and max(catalogue["long-documents"].workload.concurrency) <= 4
     for p in catalogue.values():
         cpu = p.for_cpu()
-        assert max(cpu.workload.input_len) + cpu.workload.output_len <= 4096, p.name  # the smoke model's context
+        w, context = cpu.workload, cpu.server.max_model_len or 4096  # the smoke model's context, as scaled
+        if w.trace:  # a sample trace's every request fits
+            assert max(r.input_len + r.output_len for r in traffic.read_trace(ROOT / w.trace).rows) <= context, p.name
+        elif w.dataset:
+            assert len(traffic.read_dataset(ROOT / w.dataset).rows) >= 200, p.name
+        else:
+            assert max(w.input_len) + w.output_len <= context, p.name
 
 
 @pytest.mark.parametrize("text, field", [

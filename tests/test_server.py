@@ -255,7 +255,7 @@ def test_a_server_killed_mid_chat_comes_back_by_itself_and_the_chat_answers_agai
 
     async def ask(kill: bool) -> str:
         text = ""
-        async for text, _ in chat.stream_reply(srv.base_url, srv.api_key, srv.served_model_name,
+        async for text, _, _ in chat.stream_reply(srv.base_url, srv.api_key, srv.served_model_name,
                                                [{"role": "user", "content": "Tell me a long story"}],
                                                chat.Sampling(max_tokens=2000)):
             if kill and text:

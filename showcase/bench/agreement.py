@@ -146,7 +146,7 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
     ttfts, rates = [], []
     for messages in prompts:
         stats = None
-        async for _, stats in chat.stream_reply(target.base_url, target.api_key, target.model, messages,
+        async for _, stats, _ in chat.stream_reply(target.base_url, target.api_key, target.model, messages,
                                                 chat.Sampling(temperature=1.0, top_p=1.0, max_tokens=output_len)):
             pass
         ttfts.append(stats.ttft_s * 1000)

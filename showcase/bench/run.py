@@ -266,6 +266,7 @@ class _Run:
         self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
         self.current: tuple[Point, list[metrics.RequestRecord]] | None = None  # the point being measured
+        self.total: int | None = None  # the point's measured requests, once its prompts are made
 
     def ended(self) -> bool:
         return self.stop.is_set() or self.dead.is_set()
@@ -388,14 +389,16 @@ class _Run:
         if self.meta.experiment is not None:
             repeats = max(p.repeat for p in self.meta.points) + 1
         self.on_progress(Progress(point=point.index + 1, points=len(self.meta.points), done=done,
-                                  total=point.num_requests, failed=failed, tokens_per_s=rate, message=message,
+                                  total=self.total if self.total is not None else point.num_requests, failed=failed, tokens_per_s=rate, message=message,
                                   folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm,
                                   searching=self.meta.capacity is not None))
 
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
         """Measure one point; its records and its summary row (also written)."""
         self.sampler.point = -1  # building prompts belongs to no point
+        self.total = None
         todo, warm = await self._prompts(point)
+        self.total = len(todo) if point.chat is None and point.duration_s is None else None
         chats = await self.maker.conversations(point) if point.chat is not None else None
         self.sampler.point = point.index
         tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
