@@ -26,7 +26,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, access, chat, coordinator, cores, measure, prepare, presets, roofline, server, sources, views
+from showcase import RUNS_DIR, access, chat, coordinator, cores, forms, measure, prepare, presets, roofline, server, sources, views
 from showcase import report as html_report
 from showcase.bench import traffic
 from showcase.bench.folder import read_tables
@@ -147,7 +147,7 @@ def typed_chat_api(ctx: Context):
 def on_preset(ctx: Context, name: str):
     srv = ctx.server
     p = preset_of(ctx, name).for_cpu() if coordinator.is_smoke(srv) else preset_of(ctx, name)
-    return (views.preset_markdown(p, coordinator.is_smoke(srv), srv.endpoint is not None), *views.workload_fields(p))
+    return (views.preset_markdown(p, coordinator.is_smoke(srv), srv.endpoint is not None), *forms.workload_fields(p))
 
 
 def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats, price,
@@ -157,8 +157,8 @@ def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: f
     limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(p, views.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
-                        views.search_for(p) if search else None, views.price_from(price), limits)
+        ctx.coord.start(p, forms.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
+                        forms.search_for(p) if search else None, forms.price_from(price), limits)
     return views.progress_markdown(ctx.coord.snapshot())
 
 
@@ -168,9 +168,9 @@ def find_capacity(ctx: Context, name: str, conc: str, inlen: str, outlen: float,
     limits = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
-        ctx.coord.start(p, views.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
-                        views.search_for(p, percentile, failed_share, upper), views.price_from(price), limits,
-                        slos=views.slos_from(ttft_ms, tpot_ms, e2el_ms))
+        ctx.coord.start(p, forms.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
+                        forms.search_for(p, percentile, failed_share, upper), forms.price_from(price), limits,
+                        slos=forms.slos_from(ttft_ms, tpot_ms, e2el_ms))
     return views.progress_markdown(ctx.coord.snapshot())
 
 
@@ -180,11 +180,11 @@ def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inl
     its workload as edited above."""
     limits = require_admin(ctx, password)
     with shown():
-        endpoints = views.endpoints_from(endpoint_a, endpoint_b)
-        aa = choice == views.AA_CHOICE
+        endpoints = forms.endpoints_from(endpoint_a, endpoint_b)
+        aa = choice == forms.AA_CHOICE
         p = preset_of(ctx, main_preset if endpoints or aa else choice)
-        edits = views.form_overrides(p, conc, inlen, outlen, nreq, stream, upload=upload) if endpoints or aa else None
-        ctx.coord.start_experiment(p, views.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits,
+        edits = forms.form_overrides(p, conc, inlen, outlen, nreq, stream, upload=upload) if endpoints or aa else None
+        ctx.coord.start_experiment(p, forms.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits,
                                    overrides=edits)
     return views.progress_markdown(ctx.coord.snapshot())
 
@@ -212,7 +212,7 @@ def api_run_experiment(ctx: Context, preset: str, overrides: str, repeats: float
     if changes and not aa:
         raise refusal("an experiment preset runs as it is; workload overrides apply to an A/A (aa:NAME)")
     with shown():
-        ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), views.repeats_from(repeats, 2),
+        ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), forms.repeats_from(repeats, 2),
                                    aa=aa, limits=limits, overrides=changes or None)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     path = snap.folder / "experiment.json" if snap.folder is not None else None
@@ -290,7 +290,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
         raise refusal('"slos" and "capacity" must be JSON objects, like {"slos": {"ttft_ms": 500}, "capacity": {}}')
     with shown():
         p = preset_of(ctx, preset)
-        ctx.coord.start(p, changes, (views.search_for(p) | search) if search is not None else None, limits=limits,
+        ctx.coord.start(p, changes, (forms.search_for(p) | search) if search is not None else None, limits=limits,
                         slos=slos)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
@@ -339,7 +339,7 @@ def bench_controls(ctx: Context) -> dict:
         stream = gr.Checkbox(label="Streaming")
         repeats = gr.Number(label="Repeats", value=1, precision=0, minimum=1, elem_id="w-repeats",
                             info="each point this many times, interleaved; 2+ gives intervals")
-        price = gr.Number(label="Price per GPU-hour ($)", value=None, info=views.price_hint(own_gpu), elem_id="w-price")
+        price = gr.Number(label="Price per GPU-hour ($)", value=None, info=forms.price_hint(own_gpu), elem_id="w-price")
     traffic_file = gr.File(
         label=f"Your traffic instead of the preset's prompts (admin): a prompts file (JSONL, JSON or CSV with a prompt "
               f"field; chat messages; ShareGPT) or a trace (Mooncake JSONL, Azure CSV); at most "
@@ -366,7 +366,7 @@ def bench_controls(ctx: Context) -> dict:
                     "metric B relative to A with its 95 % interval over repeats, and a verdict. An A/A experiment "
                     "(the same arm twice) shows this server's noise: it should say no difference.")
         with gr.Row():
-            exp_choice = gr.Dropdown(views.experiment_choices(ctx.catalogue), value=views.AA_CHOICE,
+            exp_choice = gr.Dropdown(forms.experiment_choices(ctx.catalogue), value=forms.AA_CHOICE,
                                      label="Experiment (the article's advice as its preset runs it, or an A/A of "
                                            "the workload above, as edited)", scale=2,
                                      elem_id="experiment-choice")

@@ -183,7 +183,7 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
     from types import SimpleNamespace
 
     import app as app_module
-    from showcase import coordinator, presets, views
+    from showcase import coordinator, forms, presets, views
     from showcase.bench.workload import WorkloadError
 
     started = []
@@ -197,7 +197,7 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
     assert search == {"by": "concurrency", "percentile": 99.0, "max_failed_share": 0.05, "upper": 64}
     assert kwargs["slos"] == {"ttft_ms": 400.0, "tpot_ms": None, "e2el_ms": None} and overrides["repeats"] == 2
     with pytest.raises(WorkloadError, match="Highest level probed: give a whole number"):
-        views.search_for(p, None, None, 2.5)
+        forms.search_for(p, None, None, 2.5)
 
 
 def test_a_wrong_admin_password_is_one_line_in_the_log_not_a_traceback(stub, tmp_path, capfd, caplog):

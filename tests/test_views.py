@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from showcase import coordinator, presets, roofline, server, sources, views
+from showcase import coordinator, forms, presets, roofline, server, sources, views
 from showcase.bench.run import Progress, RunStatus
 from showcase.bench.workload import WorkloadError
 
@@ -51,20 +51,20 @@ def test_the_summary_table_shows_the_headline_columns_with_short_headers():
 
 
 def test_workload_fields_are_parsed_or_refused_with_the_field_named():
-    assert views.overrides_from("1, 4,8", "256", 64, 16, True) == {
+    assert forms.overrides_from("1, 4,8", "256", 64, 16, True) == {
         "concurrency": [1, 4, 8], "input_len": [256], "output_len": 64, "num_requests": 16, "stream": True,
         "repeats": 1}
-    assert views.overrides_from("1", "256", 64, 16, True, repeats=3)["repeats"] == 3
+    assert forms.overrides_from("1", "256", 64, 16, True, repeats=3)["repeats"] == 3
     with pytest.raises(WorkloadError, match="Repeats: give a whole number of at least 1"):
-        views.overrides_from("1", "256", 64, 16, True, repeats=0)
+        forms.overrides_from("1", "256", 64, 16, True, repeats=0)
     with pytest.raises(WorkloadError, match="at least 2"):
-        views.repeats_from(1, least=2)
+        forms.repeats_from(1, least=2)
     with pytest.raises(WorkloadError, match="both endpoints"):
-        views.endpoints_from("http://a:1", "")
+        forms.endpoints_from("http://a:1", "")
     with pytest.raises(WorkloadError, match="Concurrency levels: give numbers"):
-        views.overrides_from("one", "256", 64, 16, True)
+        forms.overrides_from("one", "256", 64, 16, True)
     with pytest.raises(WorkloadError, match="Prompt lengths: give at least one value"):
-        views.overrides_from("1", " , ", 64, 16, True)
+        forms.overrides_from("1", " , ", 64, 16, True)
 
 
 def fake_server(device: sources.Device, settings: server.ServerSettings | None) -> SimpleNamespace:
@@ -111,34 +111,34 @@ def test_the_presets_table_lists_every_preset():
 
 
 def test_a_chat_preset_takes_its_levels_as_users_and_no_request_count():
-    assert views.overrides_from("1, 8", "64", 128, 99, True, users=True) == {
+    assert forms.overrides_from("1, 8", "64", 128, 99, True, users=True) == {
         "users": [1, 8], "input_len": [64], "output_len": 128, "repeats": 1}
     with pytest.raises(WorkloadError, match="Chat users: give numbers"):
-        views.overrides_from("many", "64", 128, 0, True, users=True)
+        forms.overrides_from("many", "64", 128, 0, True, users=True)
     chat = presets.load_all()["chat-users"]
-    assert views.workload_fields(chat) == ("1, 8, 32, 64", "64", 256, 64 * 4, True)
-    assert views.search_for(chat) == {"by": "users"}
-    assert views.search_for(presets.load_all()["chat-capacity"]) == {}  # its own plan
-    assert views.search_for(presets.load_all()["low-latency-chatbot"]) == {"by": "concurrency"}
+    assert forms.workload_fields(chat) == ("1, 8, 32, 64", "64", 256, 64 * 4, True)
+    assert forms.search_for(chat) == {"by": "users"}
+    assert forms.search_for(presets.load_all()["chat-capacity"]) == {}  # its own plan
+    assert forms.search_for(presets.load_all()["low-latency-chatbot"]) == {"by": "concurrency"}
 
 
 @pytest.mark.parametrize("text, value", [("", None), (None, None), (0, None), (2.49, 2.49), ("3", 3.0)])
 def test_a_price_is_dollars_or_nothing(text, value):
-    assert views.price_from(text) == value
+    assert forms.price_from(text) == value
 
 
 @pytest.mark.parametrize("text", ["-1", "free", -0.5])
 def test_a_price_that_is_no_price_is_refused(text):
     with pytest.raises(WorkloadError, match="Price per GPU-hour"):
-        views.price_from(text)
+        forms.price_from(text)
 
 
 def test_a_price_hint_is_a_suggestion_with_its_source_never_a_value():
     from showcase import roofline
 
-    assert "Suggestion: H100-SXM" in views.price_hint(roofline.gpu("H100-SXM"))
-    assert "$2.49/h" in views.price_hint(roofline.gpu("H100-SXM"))
-    assert "Suggestion" not in views.price_hint(roofline.gpu("T4")) and "Suggestion" not in views.price_hint(None)
+    assert "Suggestion: H100-SXM" in forms.price_hint(roofline.gpu("H100-SXM"))
+    assert "$2.49/h" in forms.price_hint(roofline.gpu("H100-SXM"))
+    assert "Suggestion" not in forms.price_hint(roofline.gpu("T4")) and "Suggestion" not in forms.price_hint(None)
 
 
 def test_a_capacity_answer_is_said_in_one_line_and_nothing_for_other_runs():

@@ -201,40 +201,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-async def _vllm_version(session: aiohttp.ClientSession, target: Target) -> str | None:
-    """The server's vLLM version; None when it does not say (another server, a router, no answer)."""
-    try:
-        async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
-            data = await resp.json(content_type=None) if resp.status == 200 else None
-    except (aiohttp.ClientError, ValueError, TimeoutError):
-        return None
-    version = data.get("version") if isinstance(data, dict) else None
-    return str(version)[:100] if version is not None else None
-
-
-async def _health(session: aiohttp.ClientSession, target: Target) -> bool | None | str:
-    """True/False for a vLLM /health (False: refused, or an error); None when the server has no such
-    route; "silent" when it did not answer in time (paused or swamped, not yet dead)."""
-    try:
-        async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
-            return None if resp.status == 404 else resp.status == 200
-    except TimeoutError:
-        return "silent"
-    except aiohttp.ClientError:
-        return False
-
-
-async def _answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) -> bool:
-    """Whether the server still answers /health on a new connection (a few failed requests do not
-    make a dead server); a server without the route counts as answering."""
-    for i in range(tries):
-        if await _health(side, target) not in (False, "silent"):
-            return True
-        if i + 1 < tries:
-            await asyncio.sleep(0.5)
-    return False
-
-
 class _Stopped(Exception):
     """The run was stopped while a point was being prepared."""
 
@@ -286,7 +252,7 @@ class _Run:
             pass  # said below: the stop is set
         except WorkloadError as exc:
             status, message = RunStatus.FAILED, str(exc)
-            if not await _answers(self.side, self.target):
+            if not await samplers.answers(self.side, self.target):
                 self.dead.set()
         finally:
             for task in background:
@@ -303,7 +269,7 @@ class _Run:
         at all for `HEALTH_PATIENCE_S` (a paused or swamped server that answers again goes on)."""
         misses, silent_since = 0, None
         while misses < HEALTH_MISSES:
-            answer = await _health(self.side, self.target)
+            answer = await samplers.health(self.side, self.target)
             misses = misses + 1 if answer is False else 0
             if answer == "silent":
                 silent_since = silent_since or time.monotonic()
@@ -427,7 +393,7 @@ class _Run:
                 health = self.lag.take()
         self.current = None
         await self._check_histories(records)
-        if any((r.error or "").startswith("connection") for r in records) and not await _answers(self.side, self.target):
+        if any((r.error or "").startswith("connection") for r in records) and not await samplers.answers(self.side, self.target):
             self.dead.set()
         measured = [r for r in records if not r.warmup]
         # A file's rows came round again, or a duration's pool of prompts was sent more than once.
@@ -534,7 +500,7 @@ async def run(
             folder = RunFolder(out_root, meta.preset)
         meta = meta.model_copy(update={
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": started,
-            "vllm_version": await _vllm_version(side, target), "client_version": client_version(),
+            "vllm_version": await samplers.vllm_version(side, target), "client_version": client_version(),
             "status": RunStatus.RUNNING})
         folder.write_model("run.json", meta)
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event(), todo, since, earlier)

@@ -1,7 +1,8 @@
 """What is sampled while a benchmark runs: the server's /metrics, and our own client's health.
 
 This module owns the server's timeline (vLLM's gauges and prefix-cache counters from /metrics,
-every half second, tagged with the point) and our client's account of itself (how late its event
+every half second, tagged with the point), whether the server still answers (/health) and which
+vLLM it is (/version), and our client's account of itself (how late its event
 loop wakes, its CPU, and how long its thread waited for a CPU). It computes no benchmark figure;
 `metrics.py` does, from what is sampled here.
 """
@@ -79,6 +80,40 @@ class ServerSampler:
                 self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values,
                                   "prefix_cache_hit_rate": rate})
             await asyncio.sleep(self.interval_s)
+
+
+async def vllm_version(session: aiohttp.ClientSession, target: Target) -> str | None:
+    """The server's vLLM version; None when it does not say (another server, a router, no answer)."""
+    try:
+        async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
+            data = await resp.json(content_type=None) if resp.status == 200 else None
+    except (aiohttp.ClientError, ValueError, TimeoutError):
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return str(version)[:100] if version is not None else None
+
+
+async def health(session: aiohttp.ClientSession, target: Target) -> bool | None | str:
+    """True/False for a vLLM /health (False: refused, or an error); None when the server has no such
+    route; "silent" when it did not answer in time (paused or swamped, not yet dead)."""
+    try:
+        async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            return None if resp.status == 404 else resp.status == 200
+    except TimeoutError:
+        return "silent"
+    except aiohttp.ClientError:
+        return False
+
+
+async def answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) -> bool:
+    """Whether the server still answers /health on a new connection (a few failed requests do not
+    make a dead server); a server without the route counts as answering."""
+    for i in range(tries):
+        if await health(side, target) not in (False, "silent"):
+            return True
+        if i + 1 < tries:
+            await asyncio.sleep(0.5)
+    return False
 
 
 def run_queue_s() -> float:
