@@ -153,13 +153,18 @@ class Flag(str, enum.Enum):
 HEADLINE_COLUMNS = {
     "point": "point", "arm": "arm", "repeat": "repeat", "max_concurrency": "concurrency", "request_rate": "rate (req/s)", "input_len": "prompt",
     "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
-    "output_throughput": "output tok/s", "mean_ttft_ms": "mean TTFT ms", "p99_ttft_ms": "p99 TTFT ms",
+    "output_throughput": "output tok/s", "p50_input_tokens": "prompt p50", "p90_input_tokens": "prompt p90",
+    "p50_output_tokens": "output p50", "p90_output_tokens": "output p90", "mean_ttft_ms": "mean TTFT ms",
+    "mean_ttft_answer_ms": "mean TTFT answer ms", "p99_ttft_ms": "p99 TTFT ms",
     "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
     "efficiency": "efficiency", "users": "users", "cached_prompt_share": "cached prompt share",
+    "trace_cached_share": "trace's cacheable share", "p99_send_lag_ms": "p99 send lag ms",
     "usd_per_m_output_tokens": "$ / M output tokens", "usd_per_user_hour": "$ / user-hour", "flags": "flags",
 }
 # Headline columns shown only where a run has them (a measured device, chat users, a price).
-OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens", "usd_per_user_hour")
+OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens",
+                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms")
+FILE_COLUMNS = ("p50_input_tokens", "p90_input_tokens", "p50_output_tokens", "p90_output_tokens")  # lengths vary
 
 
 def shown_columns(summary) -> list[str]:
@@ -174,6 +179,11 @@ def shown_columns(summary) -> list[str]:
             return bool(values.dropna().astype(str).str.len().gt(0).any())
         if c == "request_rate":  # a closed loop's rate is infinite: the column says nothing then
             return bool((pd.to_numeric(values, errors="coerce") != math.inf).any())
+        if c in FILE_COLUMNS:  # only where a file set the lengths (synthetic ones are the point's own)
+            return "input_len" in summary.columns and bool(summary["input_len"].isna().any())
+        if c == "mean_ttft_answer_ms":  # only where a reasoning model reasoned before answering
+            gap = pd.to_numeric(values, errors="coerce") - pd.to_numeric(summary.get("mean_ttft_ms"), errors="coerce")
+            return bool((gap.abs() > 0.5).any())
         return c not in OPTIONAL_COLUMNS or bool(values.notna().any())
 
     return [c for c in HEADLINE_COLUMNS if c in summary.columns and carries(c)]
