@@ -303,9 +303,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
 
 
 def chat_tab() -> dict:
-    # A thinking model served without a reasoning parser writes its reasoning between these tags.
     chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], elem_id="chatbot",
-                         reasoning_tags=[("<think>", "</think>")],
                          placeholder="Ask the model anything. Under each answer: time to first token, "
                                      "tokens and tokens/s, as measured for that answer.")
     with gr.Row():

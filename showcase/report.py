@@ -89,6 +89,8 @@ def _metadata(meta: RunMeta) -> str:
             "server settings": json.dumps(meta.server_settings) if meta.server_settings else "not ours to know (attached)",
             "workload": meta.workload.model_dump_json(exclude_none=True) if meta.workload else "",
             "SLOs (ms)": meta.slos.model_dump_json(exclude_none=True),
+            "traffic": (f"{meta.traffic.kind} {Path(meta.traffic.path).name}: {meta.traffic.format}, {meta.traffic.rows:,} "
+                        f"rows, sha256 {meta.traffic.sha256[:12]}…" if meta.traffic else "synthetic prompts of exact lengths"),
             "price": f"${meta.price.usd_per_gpu_hour:g} per GPU-hour × {meta.price.gpus} GPU" if meta.price else "none given"}
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     return f'<table class="meta">{cells}</table>'
@@ -120,7 +122,7 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     limit, measured_r = _limit(meta)
     v, _ = views.load_views([Path(folder)], [], g, limit, measured_r)
     charts = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
-              "latency": v.latency, "timeline": v.timeline}
+              "prompt": v.by_prompt, "latency": v.latency, "timeline": v.timeline}
     cap = read_capacity(folder)
     if cap is None:
         charts.pop("capacity")
@@ -128,6 +130,8 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
         charts.pop("forest")
     if meta.workload is None or meta.workload.users is None:
         charts.pop("turns")
+    if meta.traffic is None:  # synthetic prompts have one length a point: nothing to draw against
+        charts.pop("prompt")
     specs = {f"chart-{k}": c.to_dict() for k, c in charts.items()}
     exp = read_experiment(folder)
     answer = views.answer_text(cap) or (_experiment_headline(exp) if exp else _headline(read_tables(folder)[0]))

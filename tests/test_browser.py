@@ -6,6 +6,7 @@ error toast the app shows, fails.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 
@@ -16,6 +17,7 @@ from conftest import ADMIN, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"
+SHOTS.mkdir(exist_ok=True)
 
 
 INK = """(sel) => {  // pixels of a chart's canvas that are not background
@@ -40,6 +42,13 @@ new MutationObserver(() => {
 
 @pytest.fixture
 def page(app_url):
+    with browser_page(app_url) as pg:
+        yield pg
+
+
+@contextlib.contextmanager
+def browser_page(app_url: str):
+    """A page of the app in Chromium; fails on any JavaScript error and on any error toast."""
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
@@ -86,3 +95,32 @@ def test_both_tabs_chat_once_and_run_a_small_preset(page):
     page.get_by_text("The article's numbers beside the physical limit").click()
     expect(page.get_by_text("exceeds_bound").locator("visible=true").first).to_be_visible()
     page.screenshot(path=str(SHOTS / "benchmark.png"), full_page=True)
+
+
+def test_the_chat_folds_a_reasoning_models_thinking_above_its_answer(stub, tmp_path):
+    import app
+    from showcase import coordinator, presets, server, sources
+
+    srv = server.VLLMServer(sources.detect_device(), endpoint=stub(ttft_ms=50, itl_ms=10, reasoning_tokens=12),
+                            api_key="key")
+    srv.start()
+    demo = app.build_demo(srv, coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path), presets.load_all(),
+                          admin_password=ADMIN)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=server.free_port(), quiet=True)
+    try:
+        with browser_page(url.rstrip("/")) as pg:
+            expect(pg.locator("#server-status")).to_contain_text("ready", timeout=30_000)
+            pg.get_by_placeholder("Type a message…").fill("Why is the sky blue?")
+            pg.get_by_role("button", name="Send").click()
+            chat = pg.locator("#chatbot")
+            expect(chat).to_contain_text(re.compile(r"Thinking \(0\.[0-9] s\)"), timeout=30_000)
+            expect(chat).to_contain_text(re.compile(r"first token [0-9.]+ s \(thinking\) · first answer token"),
+                                         timeout=30_000)
+            expect(chat).to_contain_text("tok tok")
+            expect(chat.get_by_text(re.compile(r"think think"))).to_be_hidden()  # folded once done
+            pg.screenshot(path=str(SHOTS / "chat-thinking.png"), full_page=True)
+            chat.get_by_text(re.compile(r"Thinking \(")).first.click()  # unfolds on a click
+            expect(chat.get_by_text(re.compile(r"think think")).first).to_be_visible()
+    finally:
+        demo.close()
