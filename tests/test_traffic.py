@@ -38,6 +38,8 @@ def test_each_prompts_format_is_detected_from_its_content(tmp_path):
         "guidellm.json": (json.dumps([{"question": "a b", "output_tokens_count": 5}]), "question", 5),
         "rows.csv": ("\ufeffinstruction,max_tokens\r\n\"a, b\",6\r\n\r\nc,\r\n", "instruction", 6),
         "wrapped.json": (json.dumps({"version": 1, "data": [{"input": "a b"}]}, indent=2), "input", None),
+        "windows.jsonl": ("\ufeff" + jsonl([{"content": "a b", "output_length": 2}]).replace("\n", "\r\n") + "\r\n",
+                          "content", 2),
     }
     for name, (text, field, out) in cases.items():
         data = traffic.read_dataset(write(tmp_path, name, text))

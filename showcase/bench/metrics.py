@@ -277,7 +277,8 @@ def summarize(
         "repeat": point.repeat,
         "arm": point.arm if point.arm is not None else "",
         "input_len": point.input_len if point.input_len is not None else NAN,
-        "output_len": point.output_len if point.output_len is not None else NAN,
+        # A file's points have a length per request (requests.csv), not one of their own.
+        "output_len": point.output_len if point.output_len is not None and not point.from_file else NAN,
         "max_concurrency": point.concurrency,
         "users": point.users if point.users is not None else NAN,
         "request_rate": point.request_rate if point.request_rate is not None else math.inf,

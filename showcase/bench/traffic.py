@@ -237,18 +237,23 @@ def _fields_of(rows: list[dict]) -> str:
     return ", ".join(map(str, keys[:15])) or "none"
 
 
+def _rows(path: Path, max_bytes: int, max_rows: int | None) -> tuple[str, list[dict]]:
+    """A file's rows (at least one, at most `max_rows`) and their container's name."""
+    container, rows = records(text_of(path, max_bytes), path.name)
+    if not rows:
+        raise TrafficError(f"{path.name}: no rows (a CSV needs a header line and rows below it)")
+    if max_rows is not None and len(rows) > max_rows:
+        raise TrafficError(f"{path.name} has {len(rows):,} rows; at most {max_rows:,} are taken here")
+    return container, rows
+
+
 # -- prompts files --------------------------------------------------------------------------------------
 
 
 def read_dataset(path: Path | str, max_bytes: int = MAX_FILE_BYTES, max_rows: int | None = None) -> Dataset:
     """A prompts file as rows to send; `TrafficError` for what cannot be sent, with the reason."""
     path = Path(path)
-    name = path.name
-    container, rows = records(text_of(path, max_bytes), name)
-    if not rows:
-        raise TrafficError(f"{name}: no rows (a CSV needs a header line and rows below it)")
-    if max_rows is not None and len(rows) > max_rows:
-        raise TrafficError(f"{name} has {len(rows):,} rows; at most {max_rows:,} are taken here")
+    name, (container, rows) = path.name, _rows(path, max_bytes, max_rows)
     first = rows[0]
     out_field = next((f for f in OUTPUT_FIELDS if f in first), None)
     if "conversations" in first:
@@ -331,12 +336,7 @@ MOONCAKE = ("timestamp", "input_length", "output_length")
 def read_trace(path: Path | str, max_bytes: int = MAX_FILE_BYTES, max_rows: int | None = None) -> Trace:
     """A trace as requests at their times; `TrafficError` for what cannot be replayed, with the reason."""
     path = Path(path)
-    name = path.name
-    container, rows = records(text_of(path, max_bytes), name)
-    if not rows:
-        raise TrafficError(f"{name}: no rows (a CSV needs a header line and rows below it)")
-    if max_rows is not None and len(rows) > max_rows:
-        raise TrafficError(f"{name} has {len(rows):,} rows; at most {max_rows:,} are taken here")
+    name, (container, rows) = path.name, _rows(path, max_bytes, max_rows)
     if all(f in rows[0] for f in AZURE):
         kind, times = "Azure LLM inference trace", [_azure_time(r["TIMESTAMP"], f"{name}, row {i + 1}")
                                                     for i, r in enumerate(rows)]
