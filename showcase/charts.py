@@ -47,8 +47,10 @@ def _panel(measured: pd.DataFrame, reference: pd.DataFrame, limit: pd.DataFrame,
         if bars:
             tips += [alt.Tooltip("repeats:Q"), alt.Tooltip(f"{low}:Q", title="95 % CI from", format=",.1f"),
                      alt.Tooltip(f"{high}:Q", title="95 % CI to", format=",.1f")]
+        applied = [alt.Tooltip("mean_in_flight:Q", title="mean in flight", format=",.1f")] \
+            if "mean_in_flight" in m.columns and m["mean_in_flight"].notna().any() else []
         layers.append(alt.Chart(m).mark_line(point=True).encode(
-            x=ax, y=ay, detail="_line:N", color=color, tooltip=[*tips, alt.Tooltip("flags:N")]))
+            x=ax, y=ay, detail="_line:N", color=color, tooltip=[*tips, *applied, alt.Tooltip("flags:N")]))
         if bars:  # the interval over repeats of each point (none with one repeat)
             # A log axis cannot draw an interval reaching zero or below: it is cut at 1 % of the mean
             # (the tooltip keeps the true bounds).

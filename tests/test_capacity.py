@@ -182,3 +182,38 @@ def test_a_level_is_judged_on_the_upper_end_of_its_interval_not_its_mean():
                                   [0, 0, 0], [0, 1, 2], slos)
     assert tight.passed and not wide.passed and wide.binding == "tpot_ms"
     assert wide.values_ms["tpot_ms"] == pytest.approx(27.0) and wide.upper_ms["tpot_ms"] > 30
+
+
+def test_a_level_whose_load_was_never_applied_does_not_pass_whatever_its_latencies(stub, tmp_path, monkeypatch):
+    # As if our client could not keep 4 or more requests in flight: the flag, not the SLO, fails the level.
+    url = stub(ttft_ms=5, itl_ms=1)
+    real = metrics.LoadApplied.under_loaded
+    monkeypatch.setattr(metrics.LoadApplied, "under_loaded",
+                        lambda self, point: point.concurrency >= 4 or real(self, point))
+    w = Workload(concurrency=[1], input_len=[16], output_len=4, num_requests=8, warmup_requests=0)
+    meta = bench.plan("capacity", w, SLOs(e2el_ms=10_000), capacity=CapacityPlan(upper=16))
+    cap = bench.run_sync(meta, Target(url, "stub"), out_root=tmp_path).capacity
+    assert cap.max_passing == 3 and cap.min_failing == 4 and cap.binding_slo == "under_loaded"
+    assert "at 4, the load was never applied" in cap.sentence
+
+
+def test_the_load_a_point_really_applied():
+    def rec(i: int, scheduled: float, start: float, end: float) -> metrics.RequestRecord:
+        return metrics.RequestRecord(0, i, False, True, 8, 4, scheduled=scheduled, start=start, end=end,
+                                     chunk_times=[start + 0.01, end], chunk_tokens=[1, 3], prompt_tokens=8,
+                                     output_tokens=4)
+
+    closed = Workload(concurrency=[4], input_len=[8], output_len=4).points()[0]
+    four = [rec(i, 0.0, 0.0, 1.0) for i in range(4)] + [rec(4 + i, 1.0, 1.0, 2.0) for i in range(4)]
+    two = [rec(i, i // 2, i // 2, i // 2 + 1.0) for i in range(8)]  # only ever 2 at once
+    assert metrics.load_applied(four) == metrics.LoadApplied(4.0, 4, pytest.approx(7 / 1.0), pytest.approx(7 / 1.0))
+    assert not metrics.load_applied(four).under_loaded(closed)
+    assert metrics.load_applied(two).max_in_flight == 2 and metrics.load_applied(two).under_loaded(closed)
+    rate = Workload(concurrency=[100], request_rate=[10.0], input_len=[8], output_len=4).points()[0]
+    on_time = [rec(i, i / 10, i / 10 + 0.001, i / 10 + 0.05) for i in range(20)]
+    behind = [rec(i, i / 10, i / 10 * 1.5, i / 10 * 1.5 + 0.05) for i in range(20)]  # sent at 2/3 of the rate
+    assert not metrics.load_applied(on_time).under_loaded(rate)
+    assert metrics.load_applied(behind).under_loaded(rate)
+    assert metrics.load_applied(behind).achieved_rate == pytest.approx(10 / 1.5)
+    row = metrics.summarize(rate, behind, 3.0)
+    assert "under_loaded" in row["flags"] and row["achieved_rate"] == pytest.approx(10 / 1.5)

@@ -76,7 +76,7 @@ class Probe(BaseModel):
     upper_ms: dict[str, float | None] = {}  # with repeats: the upper end of each one's 95 % interval, as judged
     failed_share: float | None  # over every repeat; None when nothing was sent
     passed: bool
-    binding: str | None = None  # the SLO (or "failures") it missed by the widest margin
+    binding: str | None = None  # the SLO (or "failures", "under_loaded") it missed by the widest margin
 
     @property
     def integral(self) -> bool:
@@ -180,6 +180,8 @@ def targets(slos: SLOs, percentile: float) -> str:
 
 def missed(probe: Probe, plan: CapacityPlan) -> str:
     """What a failing level missed, in words."""
+    if probe.binding == "under_loaded":
+        return "the load was never applied (our client could not keep that many requests in flight or on schedule)"
     if probe.binding == "failures":
         if probe.failed_share is None:
             return "no request was sent"

@@ -53,6 +53,9 @@ def aggregate(summary: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> pd
                 continue
             ci = stats.interval(pd.to_numeric(group[metric], errors="coerce").tolist(), confidence)
             row |= {metric: ci.mean, f"{metric}_ci_low": ci.low, f"{metric}_ci_high": ci.high}
+        for applied in ("mean_in_flight", "achieved_rate"):  # the load really applied, beside the label's
+            if applied in group.columns:
+                row[applied] = pd.to_numeric(group[applied], errors="coerce").mean()
         flags = sorted({f for cell in group.get("flags", pd.Series(dtype=str)).dropna().astype(str)
                         for f in cell.split(";") if f})
         row["flags"] = ";".join(flags)

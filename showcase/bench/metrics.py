@@ -143,6 +143,7 @@ class Flag(str, enum.Enum):
     OVERSATURATED = "oversaturated"
     PROMPTS_REUSED = "prompts_reused"
     MODEL_STOP = "model_stop"
+    UNDER_LOADED = "under_loaded"
     BEHIND_SCHEDULE = "behind_schedule"
     STOPPED = "stopped"
     SERVER_DIED = "server_died"
@@ -159,11 +160,12 @@ HEADLINE_COLUMNS = {
     "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
     "efficiency": "efficiency", "users": "users", "cached_prompt_share": "cached prompt share",
     "trace_cached_share": "trace's cacheable share", "p99_send_lag_ms": "p99 send lag ms",
+    "mean_in_flight": "mean in flight",
     "usd_per_m_output_tokens": "$ / M output tokens", "usd_per_user_hour": "$ / user-hour", "flags": "flags",
 }
 # Headline columns shown only where a run has them (a measured device, chat users, a price).
 OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens",
-                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms")
+                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms", "mean_in_flight")
 FILE_COLUMNS = ("p50_input_tokens", "p90_input_tokens", "p50_output_tokens", "p90_output_tokens")  # lengths vary
 
 
@@ -225,8 +227,55 @@ def send_lag_p99_ms(point: Point, measured: list[RequestRecord]) -> float:
     return float(np.percentile(lags, 99)) if lags else NAN
 
 
+UNDER_LOAD_TOLERANCE = 0.05  # a rate point's sends may come this much slower than its schedule before it is flagged
+
+
+@dataclass(frozen=True)
+class LoadApplied:
+    """The load a point really applied: requests in flight over its measured window (from the first
+    send to the last end: the time-weighted mean, and the most at once), and for an open loop the
+    rate its requests were really sent at beside the rate its schedule meant."""
+
+    mean_in_flight: float = NAN
+    max_in_flight: int = 0
+    achieved_rate: float = NAN  # requests/s, from the first send to the last
+    scheduled_rate: float = NAN  # requests/s its schedule meant, over the same requests
+
+    def under_loaded(self, point: Point) -> bool:
+        """A closed loop that never had the concurrency asked for in flight, or an open loop whose
+        sends fell behind its schedule's rate by more than `UNDER_LOAD_TOLERANCE` (chat users think
+        between turns by design: not judged)."""
+        if point.users is not None:
+            return False
+        if point.request_rate is None and point.trace is None:
+            return bool(point.concurrency) and self.max_in_flight < point.concurrency
+        return self.achieved_rate < self.scheduled_rate * (1 - UNDER_LOAD_TOLERANCE)
+
+
+def load_applied(measured: list[RequestRecord]) -> LoadApplied:
+    sent = [r for r in measured if math.isfinite(r.start) and math.isfinite(r.end)]
+    if not sent:
+        return LoadApplied()
+    # Ends sort before starts at the same instant: a slot freed and taken again is one request in flight.
+    events = sorted([(r.start, 1) for r in sent] + [(r.end, -1) for r in sent])
+    t0, t1 = events[0][0], events[-1][0]
+    level = most = 0
+    area, last = 0.0, t0
+    for t, step in events:
+        area += level * (t - last)
+        level, last = level + step, t
+        most = max(most, level)
+    starts = sorted(r.start for r in sent)
+    planned = sorted(r.scheduled for r in sent if math.isfinite(r.scheduled))
+
+    def rate(times: list[float]) -> float:
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else NAN
+
+    return LoadApplied(area / (t1 - t0) if t1 > t0 else float(most), most, rate(starts), rate(planned))
+
+
 def point_flags(point: Point, done: list[RequestRecord], measured: int, client: ClientHealth,
-                send_lag_ms: float = NAN) -> set[Flag]:
+                send_lag_ms: float = NAN, applied: LoadApplied = LoadApplied()) -> set[Flag]:
     """The flags a point's own requests and our client's health call for."""
     out_counts = [r.output_tokens for r in done]
     in_counts = [r.prompt_tokens for r in done]
@@ -240,6 +289,7 @@ def point_flags(point: Point, done: list[RequestRecord], measured: int, client: 
         Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(w is not None and abs(c - w) > 1
                                                                for c, w in zip(in_counts, wanted)),
         Flag.MODEL_STOP: any(r.output_len is None for r in done),
+        Flag.UNDER_LOADED: bool(done) and applied.under_loaded(point),
         # Only uncapped: under a cap, waiting for a free slot is the load asked for, not lateness.
         Flag.BEHIND_SCHEDULE: point.trace is not None and not point.concurrency and send_lag_ms > SEND_LAG_LIMIT_MS,
         Flag.ITL_PER_CHUNK: any(None in r.chunk_tokens for r in done if r.stream),
@@ -304,8 +354,11 @@ def summarize(
     row["client_cpu_share"] = client.cpu_share
     row["client_runq_share"] = client.runq_share
     row["p99_send_lag_ms"] = send_lag_p99_ms(point, measured)
+    applied = load_applied(measured)
+    row["mean_in_flight"], row["max_in_flight"] = applied.mean_in_flight, applied.max_in_flight
+    row["achieved_rate"] = applied.achieved_rate if point.request_rate is not None or point.trace else NAN
     row["errors"] = error_summary(measured)
-    all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"]) | set(flags)
+    all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"], applied) | set(flags)
     row["flags"] = ";".join(f.value for f in Flag if f in all_flags)
     return row
 

@@ -303,6 +303,9 @@ class _Run:
                 break
             probe = capacity.judge_repeats(level, plan, values, [r["completed"] for r in rows],
                                            [r["failed"] for r in rows], indices, self.meta.slos)
+            if probe.passed and any(Flag.UNDER_LOADED.value in r["flags"].split(";") for r in rows):
+                # A level whose load was never really applied is no pass, whatever its latencies.
+                probe = probe.model_copy(update={"passed": False, "binding": "under_loaded"})
             search.record(level, probe.passed)
             self.capacity.probes.append(probe)
             self._answer(search, done=search.next() is None)
