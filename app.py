@@ -333,7 +333,8 @@ def bench_controls(ctx: Context) -> dict:
         inlen = gr.Textbox(label="Prompt lengths (tokens)", elem_id="w-input-len",
                            info="a prompts file or trace sets its own")
         outlen = gr.Number(label="Output tokens", precision=0, elem_id="w-output-len")
-        nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests")
+        nreq = gr.Number(label="Requests per point", precision=0, elem_id="w-num-requests",
+                         info="a trace: empty sends all its requests")
         stream = gr.Checkbox(label="Streaming")
         repeats = gr.Number(label="Repeats", value=1, precision=0, minimum=1, elem_id="w-repeats",
                             info="each point this many times, interleaved; 2+ gives intervals")
@@ -342,7 +343,7 @@ def bench_controls(ctx: Context) -> dict:
         label=f"Your traffic instead of the preset's prompts (admin): a prompts file (JSONL, JSON or CSV with a prompt "
               f"field; chat messages; ShareGPT) or a trace (Mooncake JSONL, Azure CSV); at most "
               f"{traffic.UPLOAD_MAX_BYTES >> 20} MB and {traffic.UPLOAD_MAX_ROWS:,} rows",
-        file_types=[".jsonl", ".json", ".csv"], elem_id="traffic-file")
+        file_types=[".jsonl", ".json", ".csv"], elem_id="traffic-file", height=120)
     with gr.Row():
         admin = gr.Textbox(label="Admin password", type="password", visible=ctx.admin_password is not None, scale=2)
         start_btn = gr.Button("Start benchmark", variant="primary", scale=1, elem_id="start")

@@ -173,4 +173,4 @@ def workload_fields(p: Preset) -> tuple[str, str, int, int, bool]:
     their turns make)."""
     w = p.workload
     return (", ".join(map(str, w.levels)), prompt_lengths(w), w.output_len,
-            w.requests_per_point(max(w.levels, default=1)) or 0, w.stream)
+            w.requests_per_point(max(w.levels, default=1)) or (None if w.trace else 0), w.stream)

@@ -181,6 +181,8 @@ def shown_columns(summary) -> list[str]:
             return bool(values.dropna().astype(str).str.len().gt(0).any())
         if c == "request_rate":  # a closed loop's rate is infinite: the column says nothing then
             return bool((pd.to_numeric(values, errors="coerce") != math.inf).any())
+        if c in ("max_concurrency", "input_len", "output_len"):  # empty for a trace without a cap, a file's lengths
+            return bool(values.notna().any())
         if c in FILE_COLUMNS:  # only where a file set the lengths (synthetic ones are the point's own)
             return "input_len" in summary.columns and bool(summary["input_len"].isna().any())
         if c == "mean_ttft_answer_ms":  # only where a reasoning model reasoned before answering
