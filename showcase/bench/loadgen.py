@@ -1,12 +1,13 @@
 """Load generation against an OpenAI-compatible server: the lean asyncio + aiohttp path.
 
-This module owns the network side of a benchmark: building prompts of an exact token length with
-the server's own tokenizer (/tokenize), sending chat completions and reading their SSE streams
-by hand (the openai SDK adds large errors at high concurrency; what an answer must look like is
-`answers`'), scheduling them (closed loop at a fixed concurrency, Poisson/gamma arrivals at a
-rate with an optional cap, or chat users' turns).
+This module owns the network side of a benchmark: what one request to send is (`Prompt`, chat
+users' `Conversations`), sending chat completions and reading their SSE streams by hand (the
+openai SDK adds large errors at high concurrency; what an answer must look like is `answers`'),
+scheduling them (closed loop at a fixed concurrency, Poisson/gamma arrivals at a rate with an
+optional cap, a trace's own times, or chat users' turns).
 It records raw timestamps into `metrics.RequestRecord`s and computes nothing from them;
-`metrics.py` does. What is sampled meanwhile (/metrics, our own loop) is `samplers.py`'s.
+`metrics.py` does. Which prompts a point sends is `prompts`'; what is sampled meanwhile
+(/metrics, our own loop) is `samplers.py`'s.
 """
 
 from __future__ import annotations
