@@ -11,12 +11,14 @@
     chat.py         one streamed chat reply, its timings, and the chat history's operations
     coordinator.py  the app's one benchmark slot, earlier runs and uploaded summaries
     views.py        what the app's panels, tables and charts show, as text and DataFrames
+    forms.py        what is typed into the Benchmark tab (and its uploaded traffic) as workload edits
     charts.py       Altair charts from those DataFrames
     report.py       one self-contained HTML report per run
     errors.py       the one base class of what a user can get wrong
-    bench/          a benchmark run: workload and points, load generator (and its worker
-                    processes), samplers, metrics, the capacity search, run folder, the run in
-                    a process of its own, and agreement with vLLM's own client
+    bench/          a benchmark run: workload and points, prompts files and traces, the
+                    prompts a point sends, load generator (and its worker processes), samplers,
+                    metrics, the capacity search, run folder, the run in a process of its own,
+                    and agreement with vLLM's own client
 
 Nothing here imports Gradio, app.py or engine.py.
 """
