@@ -63,6 +63,12 @@ def test_chat_rows_and_sharegpt_conversations(tmp_path):
     row = share.rows[0]
     assert row.messages[-1] == {"role": "user", "content": "q1"} and row.reply == "a b c"
     assert [(t.text, t.reply) for t in row.turns] == [("q1", "a b c"), ("q2", "d e")] and share.conversations
+    dump = traffic.read_dataset(write(tmp_path, "dump.json", json.dumps([  # as public ShareGPT dumps are
+        {"conversations": []}, {"conversations": [{"from": "gpt", "value": "hello"}]},
+        {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}])))
+    assert [r.row for r in dump.rows] == [2] and "2 conversations without a human turn skipped" in dump.format
+    with pytest.raises(traffic.TrafficError, match="no conversation has a human turn"):
+        traffic.read_dataset(write(tmp_path, "none.json", json.dumps([{"conversations": []}])))
 
 
 @pytest.mark.parametrize("name, content, reason", [

@@ -273,15 +273,26 @@ def read_dataset(path: Path | str, max_bytes: int = MAX_FILE_BYTES, max_rows: in
                 raise TrafficError(f"{where}: no prompt in {prompt_field!r} (its fields: {', '.join(map(str, r))})")
             return ({"role": "user", "content": text},), None, ()
 
-    parsed = []
+    parsed, skipped = [], 0
     for i, r in enumerate(rows):
         where = f"{name}, row {i + 1}"
-        messages, reply, turns = parse(r, where)
+        try:
+            messages, reply, turns = parse(r, where)
+        except _NoHumanTurn:  # public ShareGPT dumps hold such rows; `vllm bench serve` skips them too
+            skipped += 1
+            continue
         raw = r.get(out_field) if out_field else None
         out = _count(raw, out_field, where) if raw not in (None, "") else None
         parsed.append(DatasetRow(i, messages, out, reply, turns))
+    if not parsed:
+        raise TrafficError(f"{name}: no conversation has a human turn to send")
     said = f"{container}, {kind}" + (f", output length {out_field!r}" if out_field else ", no output lengths")
+    said += f", {skipped:,} conversations without a human turn skipped" if skipped else ""
     return Dataset(str(path), said, tuple(parsed))
+
+
+class _NoHumanTurn(TrafficError):
+    """A ShareGPT conversation with nothing to send: skipped, and counted in the file's format."""
 
 
 def _chat(r: dict, where: str) -> tuple[tuple[dict, ...], str | None, tuple[Turn, ...]]:
@@ -322,7 +333,7 @@ def _sharegpt(r: dict, where: str) -> tuple[tuple[dict, ...], str | None, tuple[
         turns.append(Turn(pending, None))
     turns = [t for t in turns if t.text.strip()]
     if not turns:
-        raise TrafficError(f"{where}: the conversation has no human turn to send")
+        raise _NoHumanTurn(f"{where}: the conversation has no human turn to send")
     head = ({"role": "system", "content": system},) if system else ()
     return (*head, {"role": "user", "content": turns[0].text}), turns[0].reply, tuple(turns)
 
