@@ -493,7 +493,7 @@ async def run_point(
     t0 = time.perf_counter()
     if conversations is not None:
         measured = job.users_loop(conversations)
-    elif point.request_rate is None and point.trace is None:
+    elif not point.open_loop:
         measured = job.closed_loop(prompts, False, t0 + point.duration_s if point.duration_s is not None else None)
     else:
         measured = job.open_loop(prompts, t0)

@@ -223,7 +223,7 @@ SEND_LAG_LIMIT_MS = 10.0  # a trace's p99 send lag beyond this: the client could
 def send_lag_p99_ms(point: Point, measured: list[RequestRecord]) -> float:
     """How late an open loop sent its requests (start − scheduled, p99, ms); NaN for a closed loop,
     whose requests are sent when the last ends. Under a cap the wait for a free slot counts too."""
-    if point.request_rate is None and point.trace is None:
+    if not point.open_loop:
         return NAN
     lags = [(r.start - r.scheduled) * 1000 for r in measured if not math.isnan(r.start) and not math.isnan(r.scheduled)]
     return float(np.percentile(lags, 99)) if lags else NAN
@@ -249,7 +249,7 @@ class LoadApplied:
         between turns by design: not judged)."""
         if point.users is not None:
             return False
-        if point.request_rate is None and point.trace is None:
+        if not point.open_loop:
             return bool(point.concurrency) and self.max_in_flight < point.concurrency
         return self.achieved_rate < self.scheduled_rate * (1 - UNDER_LOAD_TOLERANCE)
 
@@ -358,7 +358,7 @@ def summarize(
     row["p99_send_lag_ms"] = send_lag_p99_ms(point, measured)
     applied = load_applied(measured)
     row["mean_in_flight"], row["max_in_flight"] = applied.mean_in_flight, applied.max_in_flight
-    row["achieved_rate"] = applied.achieved_rate if point.request_rate is not None or point.trace else NAN
+    row["achieved_rate"] = applied.achieved_rate if point.open_loop else NAN
     row["errors"] = error_summary(measured)
     all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"], applied) | set(flags)
     row["flags"] = ";".join(f.value for f in Flag if f in all_flags)

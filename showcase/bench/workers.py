@@ -65,7 +65,7 @@ def split(point: Point, prompts: list[Prompt], workers: int) -> list[Share]:
     streams = _parts(levels, n) if levels else [0] * n
     if point.users is not None:
         return [Share(w, streams[w], (), (), tuple(range(w, point.users, n))) for w in range(n)]
-    if point.request_rate is not None or point.trace is not None:
+    if point.open_loop:
         arrivals = loadgen.schedule(point, prompts)
         return [Share(w, streams[w], (), tuple(arrivals[w::n]), ()) for w in range(n)]
     if point.duration_s is not None:  # each stream sends until the deadline: indices dealt in turn, without end
@@ -102,7 +102,7 @@ def _worker_main(job: WorkerJob, out, go, start_at, stop) -> None:
 
 async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     share, point = job.share, job.point
-    if point.request_rate is not None or point.trace is not None:  # its part of the cap on requests in flight
+    if point.open_loop:  # its part of the cap on requests in flight
         point = point.model_copy(update={"concurrency": share.streams or None})
     lag = samplers.LagSampler()
     async with loadgen.measuring_session() as session, loadgen.side_session() as side:
@@ -119,7 +119,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
                                 stop.is_set, side)
         if job.conversations is not None:
             measured = run.users_loop(job.conversations, users=list(share.users))
-        elif point.request_rate is not None or point.trace is not None:
+        elif point.open_loop:
             measured = run.open_loop(job.prompts, t0, list(share.arrivals))
         elif point.duration_s is not None:
             measured = run.closed_loop(job.prompts, False, t0 + point.duration_s,
@@ -148,7 +148,7 @@ def _lost(point: Point, share: Share, seen: set[int], code: int | None) -> list[
     why = f"load generator worker {share.worker} died (exit code {code}): the request's outcome is unknown"
     if point.users is not None:
         wanted = [u * point.chat.turns + t for u in share.users for t in range(point.chat.turns)]
-    elif point.request_rate is not None or point.trace is not None:
+    elif point.open_loop:
         wanted = [i for i, _ in share.arrivals]
     elif point.duration_s is not None:
         wanted = [-1 - k for k in range(share.streams)]  # in flight, indices unknown

@@ -138,6 +138,11 @@ class Point(FromFile):
     repeat: int = 0  # which repeat of its setting this point is (0-based)
     arm: str | None = None  # an experiment's arm; None outside experiments
 
+    @property
+    def open_loop(self) -> bool:
+        """Requests sent at their own times (a rate's arrivals, or a trace's), not as others end."""
+        return self.request_rate is not None or self.trace is not None
+
     def context_len(self) -> int | None:
         """The longest prompt plus reply this point sends (a chat's last turn carries the whole
         history; the chat template's few tokens a turn come on top); None: a file's, unknown here."""
