@@ -51,6 +51,7 @@ class PromptFactory:
         self.session, self.target = session, target
         self.bricks: list[str] = []
         self.overhead = 0  # template tokens around an empty user message
+        self._brick_array = np.asarray([], dtype=object)  # the bricks, for drawing many at once
 
     async def _tokenize(self, **body) -> dict:
         url = f"{self.target.base_url}/tokenize"
@@ -83,6 +84,7 @@ class PromptFactory:
         self.bricks = [" " + w for w, c in zip(WORDS, counts) if c["count"] == 1]
         if len(self.bricks) < 50:
             raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
+        self._brick_array = np.asarray(self.bricks, dtype=object)
         self.overhead = await self.count("")
 
     async def count_messages(self, messages: list[dict]) -> int:
@@ -120,10 +122,14 @@ class PromptFactory:
         """Tokens of a text on its own (no template, no special tokens): a reply's length."""
         return int((await self._tokenize(prompt=text, add_special_tokens=False))["count"])
 
-    def tokens(self, n: int, seed: int) -> str:
-        """Text of exactly `n` tokens (after `calibrate`), fast for long prompts."""
+    def words(self, n: int, seed: int) -> np.ndarray:
+        """`n` one-token words (after `calibrate`), drawn fast for long prompts."""
         rng = np.random.default_rng(seed & 0xFFFFFFFF)
-        return "".join(np.asarray(self.bricks, dtype=object)[rng.integers(0, len(self.bricks), n)]) if n > 0 else ""
+        return self._brick_array[rng.integers(0, len(self.bricks), max(0, n))]
+
+    def tokens(self, n: int, seed: int) -> str:
+        """Text of exactly `n` tokens (after `calibrate`)."""
+        return "".join(self.words(n, seed))
 
 
 class PromptMaker:
@@ -215,7 +221,7 @@ class PromptMaker:
                                 f"tokens, more than the server's max_model_len of {self.max_model_len}")
         f = self.factory
         await f.calibrate()
-        blocks: dict[int, str] = {}
+        blocks: dict[int, np.ndarray] = {}  # a block's words, the same wherever its id comes
 
         def content(r: traffic.TraceRow, fix: int) -> str:
             n = max(1, r.input_len - f.overhead + fix)
@@ -224,9 +230,9 @@ class PromptMaker:
                 if left <= 0:
                     break
                 if h not in blocks:
-                    blocks[h] = f.tokens(traffic.BLOCK_TOKENS, hash((self.salt, "block", h)))
+                    blocks[h] = f.words(traffic.BLOCK_TOKENS, hash((self.salt, "block", h)))
                 take = min(left, traffic.BLOCK_TOKENS)
-                parts.append(blocks[h] if take == traffic.BLOCK_TOKENS else "".join(_bricks(blocks[h])[:take]))
+                parts.extend(blocks[h][:take])
                 left -= take
             parts.append(f.tokens(left, hash((self.salt, "row", point.index, r.row))))
             return "".join(parts)
@@ -267,8 +273,3 @@ class PromptMaker:
                 texts.append([(r.messages[-1]["content"], await self._output_len(r.output_len, None, point))
                               for r in mine])
         return Conversations(systems, texts, seed)
-
-
-def _bricks(text: str) -> list[str]:
-    """A block's one-token words (each begins with a space)."""
-    return [" " + w for w in text.split(" ") if w]
