@@ -226,8 +226,7 @@ class _Run:
         self.summary: list[dict] = list(earlier[0])
         self.requests: list[dict] = list(earlier[1])
         # A file's rows continue through the file across points, also over an earlier folder's.
-        sent = sum(1 for r in self.requests if not r.get("warmup") and r.get("row") == r.get("row")
-                   and r.get("row") is not None)
+        sent = sum(1 for r in self.requests if not r.get("warmup") and pd.notna(r.get("row")))
         self.maker = prompts.PromptMaker(self.factory, self.salt, sent, meta.max_model_len)
         self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
         self.capacity: Capacity | None = None
