@@ -184,15 +184,21 @@ class Workload(FromFile):
     @model_validator(mode="before")
     @classmethod
     def _no_bools(cls, data: object) -> object:
-        """`true` is no number of streams or tokens (pydantic would take it as 1). A trace sends all
-        its requests unless `num_requests` is given."""
+        """`true` is no number of streams or tokens (pydantic would take it as 1)."""
         if isinstance(data, dict):
             for key, value in data.items():
                 values = value if isinstance(value, list) else [value]
                 if key not in ("stream", "salt_prompts") and any(isinstance(v, bool) for v in values):
                     raise ValueError(f"{key}: {value!r} is not a number")
-            if data.get("trace") is not None and "num_requests" not in data and data.get("duration_s") is None:
-                data = {**data, "num_requests": None}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_trace_sends_all(cls, data: object) -> object:
+        """A trace sends all its requests unless `num_requests` is given (not the default of 32)."""
+        if isinstance(data, dict) and data.get("trace") is not None and "num_requests" not in data \
+                and data.get("duration_s") is None:
+            return {**data, "num_requests": None}
         return data
 
     @field_validator("concurrency", "input_len", "request_rate", "users")
