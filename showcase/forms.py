@@ -164,7 +164,8 @@ def price_from(text: float | str | None) -> float | None:
     return value
 
 
-def _levels(w) -> str:
+def levels_text(w) -> str:
+    """A workload's levels as said to a person: streams, or users."""
     return ", ".join(map(str, w.levels)) + (" users" if w.users else "")
 
 

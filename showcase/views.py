@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import charts, coordinator, roofline, server
-from showcase.forms import _levels, prompt_lengths
+from showcase.forms import levels_text, prompt_lengths
 from showcase.measure import Measured
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench import compare, stats
@@ -100,7 +100,7 @@ def presets_table(catalogue: dict[str, Preset]) -> pd.DataFrame:
         s = p.server.model_dump(exclude_unset=True)
         w = p.workload
         rows.append({
-            "preset": p.name, "concurrency (users)": _levels(w),
+            "preset": p.name, "concurrency (users)": levels_text(w),
             "prompt tokens": prompt_lengths(w), "output tokens": w.output_len or "the file's",
             "requests/point": w.num_requests, "streaming": w.stream,
             "server settings": ", ".join(f"{k}={v}" for k, v in s.items()),
