@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -241,6 +242,26 @@ def _reasoning_of(delta: object) -> str:
     return piece
 
 
+# No answer, or a stream that stops, for CHAT_STALL_S (to the first token or between two) ends the
+# reply with that reason instead of holding the chat for the SDK's 10 minutes.
+_TIMEOUT = httpx.Timeout(CHAT_TOTAL_S, connect=CHAT_CONNECT_S, read=CHAT_STALL_S)
+KEEPALIVE_S = 1.0  # an idle pooled connection is closed after this (vLLM's server drops them after 5 s)
+_CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {(base, key): client}
+
+
+def _client(base_url: str, api_key: str) -> openai.AsyncOpenAI:
+    """One SDK client per server and event loop (its connections belong to that loop), kept for
+    every answer: making one costs 35–65 ms (its TLS context), which a stakeholder would wait for
+    before each first token (benchmarks/chat_latency.py)."""
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    if (base_url, api_key) not in clients:
+        http = httpx.AsyncClient(transport=_CappedTransport(limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S)),
+                                 timeout=_TIMEOUT)
+        clients[base_url, api_key] = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0,
+                                                        timeout=_TIMEOUT, http_client=http)
+    return clients[base_url, api_key]
+
+
 async def stream_reply(
     base_url: str, api_key: str, model: str, messages: list[dict], sampling: Sampling,
     update_interval_s: float = UPDATE_INTERVAL_S,
@@ -251,11 +272,7 @@ async def stream_reply(
     (the stats still time every chunk). If the caller stops iterating (Gradio's stop cancels the
     task), the stream is closed, so the server sees the disconnect and aborts the request.
     """
-    # No answer, or a stream that stops, for CHAT_STALL_S (to the first token or between two) ends the
-    # reply with that reason instead of holding the chat for the SDK's 10 minutes.
-    timeout = httpx.Timeout(CHAT_TOTAL_S, connect=CHAT_CONNECT_S, read=CHAT_STALL_S)
-    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=timeout,
-                                http_client=httpx.AsyncClient(transport=_CappedTransport(), timeout=timeout))
+    client = _client(base_url, api_key)
     start = time.perf_counter()
     ttft = answer_ttft = last_update = None
     text, thought, tokens, finish = "", "", None, None
@@ -300,8 +317,6 @@ async def stream_reply(
                         "the reply stops here.") from exc
     except (ValueError, UnicodeDecodeError) as exc:  # an event the SDK cannot parse
         raise ChatError(f"The model server sent a malformed stream ({exc}); the reply stops here.") from exc
-    finally:
-        await client.close()
     if finish is None:
         raise ChatError("The stream ended before the model server said the reply was complete: it may be cut short.")
     yield Streamed(text, ReplyStats(ttft, time.perf_counter() - start, tokens, finish, answer_ttft), thought)
