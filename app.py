@@ -275,7 +275,7 @@ def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gp
     for reason in refused:
         gr.Warning(html.escape(reason, quote=False))
     return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,
-            v.by_turn, v.by_prompt, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
+            v.by_turn, v.by_prompt, v.time_parts, v.latency, v.timeline, v.summary, v.aggregate, v.comparison_note, v.comparison, v.files,
             v.reference_concurrency, v.reference_length)
 
 
@@ -398,6 +398,7 @@ def bench_results(ctx: Context) -> dict:
                  gr.Plot(label="By prompt length", show_label=False, elem_id="plot-input-length"),
                  gr.Plot(label="TTFT by turn", show_label=False, elem_id="plot-turns"),
                  gr.Plot(label="TTFT by prompt length", show_label=False, elem_id="plot-prompt-length"),
+                 gr.Plot(label="Where the time goes", show_label=False, elem_id="plot-time-parts"),
                  gr.Plot(label="Latency distribution", show_label=False),
                  gr.Plot(label="Server timeline", show_label=False),
                  gr.Dataframe(views.shown_summary(pd.DataFrame()), label="Summary of the main run (one row per "

@@ -50,6 +50,8 @@ def _run_options() -> argparse.ArgumentParser:
     b.add_argument("--preset", help="a preset name from presets/ (its server settings launch a server "
                    "unless --endpoint is given)")
     b.add_argument("--endpoint", help="an OpenAI-compatible server that is already running")
+    b.add_argument("--metrics-url", help="with --endpoint: an engine's own /metrics, where the endpoint is a router's "
+                   "(the server's view, server_mean_* columns, comes from there; default: the endpoint's /metrics)")
     b.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY", "EMPTY"))
     b.add_argument("--model", help="served model name (with --endpoint) or the model to launch")
     b.add_argument("--weights", choices=("real", "dummy"), default="real")
@@ -279,13 +281,15 @@ def bench_command(args: argparse.Namespace) -> int:
     device = sources.detect_device()
     if device.note:
         print(f"note: {device.note}", file=sys.stderr)
+    if args.metrics_url and not args.endpoint:
+        raise presets.PresetError("--metrics-url goes with --endpoint (a server launched here is read at its own /metrics)")
     prepared, source = _prepare(args, device)
     out_root = writable(args.out or RUNS_DIR)
     srv = _launch(prepared, device, source) if source is not None else None
     stop = threading.Event()
     try:
         target = (Target(srv.base_url, srv.served_model_name, srv.api_key) if srv is not None
-                  else Target(args.endpoint, args.model, args.api_key))
+                  else Target(args.endpoint, args.model, args.api_key, args.metrics_url))
         # SIGTERM (a scheduler, `kill`) and a first Ctrl-C: stop, keep and say what was measured.
         result = run_sync(prepared.meta, target, out_root=out_root, on_progress=_progress_bar(), stop=stop,
                           signals=True)
@@ -301,6 +305,8 @@ def experiment_command(args: argparse.Namespace) -> int:
         print(f"note: {device.note}", file=sys.stderr)
     if args.endpoint:
         raise presets.PresetError("an experiment's endpoints are --endpoint-a and --endpoint-b")
+    if args.metrics_url:
+        raise presets.PresetError("--metrics-url goes with one --endpoint, not an experiment's two")
     if (args.endpoint_a is None) != (args.endpoint_b is None):
         raise presets.PresetError("give both --endpoint-a and --endpoint-b, or neither")
     preset, overrides = _preset(args)

@@ -39,8 +39,8 @@ def main() -> int:
     target = Target(status.base_url, srv.served_model_name, srv.api_key)
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[int, list[tuple[agreement.Figures, agreement.Figures]]] = {c: [] for c in levels}
-    print("| rep | streams | client | TTFT ms | TPOT ms | output tok/s | failed | flags | agrees |")
-    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |")
+    print("| rep | streams | client | TTFT ms | the server's TTFT ms | TPOT ms | output tok/s | failed | flags | agrees |")
+    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     bad = 0
     for rep in range(1, args.reps + 1):
         for c in levels:
@@ -51,7 +51,8 @@ def main() -> int:
             bad += bool(why)
             for f in (theirs, ours):
                 verdict = ("yes" if not why else "NO: " + "; ".join(why)) if f is ours else ""
-                print(f"| {rep} | {c} | {f.client} | {f.mean_ttft_ms:.1f} | {f.mean_tpot_ms:.2f} | "
+                server = f"{f.server_mean_ttft_ms:.1f}" if f is ours else ""
+                print(f"| {rep} | {c} | {f.client} | {f.mean_ttft_ms:.1f} | {server} | {f.mean_tpot_ms:.2f} | "
                       f"{f.output_throughput:.0f} | {f.failed} | {f.flags or '—'} | {verdict} |")
     print("\nSpread over repetitions (min–max):\n")
     print("| streams | client | TTFT ms | TPOT ms | output tok/s |")

@@ -215,6 +215,42 @@ def ttft_by_prompt(requests: pd.DataFrame) -> alt.Chart:
     ).properties(width=2 * W, height=H, title="TTFT against prompt length, per request")
 
 
+TIME_PARTS = [("server_mean_queue_ms", "queued (server)"), ("server_mean_prefill_ms", "prefill (server)"),
+              ("server_mean_decode_ms", "decode (server)"), ("server_other_ms", "other (server)"),
+              ("outside_ttft_ms", "outside the server (our TTFT − its)")]
+
+
+def where_time_goes(summary: pd.DataFrame) -> alt.Chart:
+    """Per point, a request's mean time split by the server's own histograms (queued, prefill,
+    decode, the rest of its E2E) and what lies outside its clock (our mean TTFT − its)."""
+    if summary.empty or "server_mean_e2el_ms" not in summary.columns or summary["server_mean_e2el_ms"].isna().all():
+        return _empty("Where the time goes: the server exposed no latency histograms (another server, a router: "
+                      "--metrics-url)")
+    df = summary[summary["server_mean_e2el_ms"].notna()].copy()
+    inside = df[["server_mean_queue_ms", "server_mean_prefill_ms", "server_mean_decode_ms"]].fillna(0).sum(axis=1)
+    df["server_other_ms"] = (df["server_mean_e2el_ms"] - inside).clip(lower=0)
+    df["label"] = [f"{p + 1}: {c:g} streams" if pd.notna(c) else f"{p + 1}" for p, c in
+                   zip(df["point"], df.get("max_concurrency", pd.Series([math.nan] * len(df))))]
+    long = df.melt(id_vars=["label", "mean_ttft_ms", "server_mean_ttft_ms", "mean_e2el_ms", "server_mean_e2el_ms"],
+                   value_vars=[c for c, _ in TIME_PARTS], var_name="part", value_name="ms")
+    long["part"] = long["part"].map(dict(TIME_PARTS))
+    long = long[long["ms"].notna()]
+    order = [name for _, name in TIME_PARTS]
+    return alt.Chart(long).mark_bar().encode(
+        y=alt.Y("label:N", title="point", sort=None), x=alt.X("ms:Q", title="mean ms a request", stack="zero"),
+        color=alt.Color("part:N", title=None, sort=order, scale=alt.Scale(domain=order)),
+        order=alt.Order("part_order:Q"),
+        tooltip=["label", "part", alt.Tooltip("ms:Q", format=".1f"),
+                 alt.Tooltip("mean_ttft_ms:Q", title="our mean TTFT ms", format=".1f"),
+                 alt.Tooltip("server_mean_ttft_ms:Q", title="server's mean TTFT ms", format=".1f"),
+                 alt.Tooltip("mean_e2el_ms:Q", title="our mean E2E ms", format=".1f"),
+                 alt.Tooltip("server_mean_e2el_ms:Q", title="server's mean E2E ms", format=".1f")],
+    ).transform_calculate(part_order=f"indexof({order!r}, datum.part)").properties(
+        width=2 * W, height=max(80, 26 * len(df)),
+        title=alt.Title("Where the time goes", subtitle="the server's own histograms (/metrics), and what lies outside "
+                        "them: network, HTTP, the API server's work before the engine's clock, our client"))
+
+
 def capacity_chart(cap) -> alt.HConcatChart | alt.Chart:
     """Each probed level's measured percentile against each SLO's line (a panel per SLO): green
     passed, red failed; the answer marked. `cap`: a `capacity.Capacity`."""

@@ -122,7 +122,7 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     limit, measured_r = _limit(meta)
     v, _ = views.load_views([Path(folder)], [], g, limit, measured_r)
     charts = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
-              "prompt": v.by_prompt, "latency": v.latency, "timeline": v.timeline}
+              "prompt": v.by_prompt, "time": v.time_parts, "latency": v.latency, "timeline": v.timeline}
     cap = read_capacity(folder)
     if cap is None:
         charts.pop("capacity")

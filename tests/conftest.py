@@ -51,7 +51,7 @@ def stub(tmp_path):
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
               drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False,
-              reasoning_tokens: int = 0) -> str:
+              reasoning_tokens: int = 0, no_histograms: bool = False, outside_ms: float = 0.0) -> str:
         port = server.free_port()
         cmd = [sys.executable, str(STUB), "--port", str(port),
                "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
@@ -65,6 +65,8 @@ def stub(tmp_path):
             cmd.append("--batch-clock")
         if reasoning_tokens:
             cmd += ["--reasoning-tokens", str(reasoning_tokens)]
+        cmd += ["--no-histograms"] if no_histograms else []
+        cmd += ["--outside-ms", str(outside_ms)] if outside_ms else []
         return serve(cmd, port, tmp_path / f"stub-{port}.log", procs)
 
     start.procs = procs

@@ -48,6 +48,16 @@ def test_our_figures_agree_with_vllms_own_client(target, vllm_server, one_stream
     assert "client_bound" not in ours.flags and "client_starved" not in ours.flags, ours
 
 
+def test_the_servers_own_ttft_is_below_ours_and_close_at_one_stream(one_stream):
+    ours, _ = one_stream
+    # vLLM's histograms start their clock when the engine gets the request (after HTTP, the chat
+    # template and tokenizing) and stop it when the token leaves the engine: ours holds theirs.
+    # Measured here: 2.2–3.5 ms of 17–20 ms outside the server at one stream.
+    outside = ours.mean_ttft_ms - ours.server_mean_ttft_ms
+    assert 0 < outside < 10, ours
+    assert "outside_server" not in ours.flags, ours
+
+
 def test_the_chat_tab_measures_one_stream_as_the_benchmark_does(target, tmp_path):
     ttft_ms, tokens_per_s, bench = agreement.chat_vs_bench(target, 256, 64, times=4, out_root=tmp_path)
     # The chat opens a new connection (openai SDK) per answer: its TTFT may be a little longer.

@@ -80,16 +80,50 @@ def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_p
     frozen = []
     real = loadgen.run_point
 
+    thresholds = []
+
     async def spy(*args, **kwargs):
         frozen.append(gc.get_freeze_count())
+        thresholds.append(gc.get_threshold()[0])
         return await real(*args, **kwargs)
 
+    before = gc.get_threshold()
     monkeypatch.setattr(loadgen, "run_point", spy)
     result = bench.run_sync(bench.plan("gc", workload(concurrency=[1, 2], num_requests=2)), Target(stub(), "stub"),
                             out_root=tmp_path)
     assert result.status == "completed" and len(frozen) == 2
     assert all(n > 10_000 for n in frozen)  # everything alive before the point
-    assert gc.get_freeze_count() == 0  # and thawed after it
+    assert thresholds == [loadgen.GC_GEN0] * 2  # and young collections seldom while it runs
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before  # thawed and restored after it
+
+
+def test_the_servers_own_view_sits_beside_ours(stub, tmp_path):
+    # The stub's /metrics carries vLLM's latency histograms from its own truth: the server's TTFT is
+    # the stub's, ours is a little above it (the network and our client), and nothing is flagged.
+    url = stub(ttft_ms=60, itl_ms=10)
+    row = bench.run_sync(bench.plan("view", workload(concurrency=[2], num_requests=8)), Target(url, "stub"),
+                         out_root=tmp_path).summary.iloc[0]
+    assert row["server_requests"] == 8
+    assert 60 <= row["server_mean_ttft_ms"] < 80 and row["server_mean_queue_ms"] == 0
+    assert 0 < row["outside_ttft_ms"] < 5 and row["mean_ttft_ms"] > row["server_mean_ttft_ms"]
+    assert row["server_mean_decode_ms"] == pytest.approx(row["server_mean_e2el_ms"] - row["server_mean_ttft_ms"])
+    assert "outside_server" not in str(row["flags"])
+    # Time spent before the server's clock starts (an API server's own work) is outside it: flagged.
+    slow = stub(ttft_ms=60, itl_ms=10, outside_ms=40)
+    row = bench.run_sync(bench.plan("outside", workload(concurrency=[2], num_requests=8)), Target(slow, "stub"),
+                         out_root=tmp_path).summary.iloc[0]
+    assert 40 <= row["outside_ttft_ms"] < 50 and "outside_server" in row["flags"]
+
+
+def test_a_router_without_histograms_leaves_the_servers_view_empty_unless_pointed_at_an_engine(stub, tmp_path):
+    router = stub(ttft_ms=60, itl_ms=10, no_histograms=True)
+    plan = bench.plan("router", workload(concurrency=[2], num_requests=8))
+    row = bench.run_sync(plan, Target(router, "stub"), out_root=tmp_path).summary.iloc[0]
+    assert all(pd.isna(row[c]) for c in ("server_mean_ttft_ms", "server_mean_e2el_ms", "outside_ttft_ms"))
+    assert "outside_server" not in str(row["flags"])
+    engine_view = Target(router, "stub", metrics_url=f"{router}/stub/engine-metrics")
+    row = bench.run_sync(plan, engine_view, out_root=tmp_path).summary.iloc[0]
+    assert row["server_requests"] == 8 and 60 <= row["server_mean_ttft_ms"] < 80
 
 
 def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):

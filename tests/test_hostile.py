@@ -44,7 +44,9 @@ def test_a_malformed_stream_event_fails_that_request_with_the_reason_and_the_run
 
 
 @pytest.mark.parametrize("count, says", [
-    ("Infinity", "not a count"), ("-7", "not a count"), ("1e30", "not a count"), ('"7"', "not a count"),
+    ("Infinity", "unparseable stream event"), ("-7", "Expected `int` >= 0 - at `$.usage.completion_tokens`"),
+    ("1e30", "got `float` - at `$.usage.completion_tokens`"),
+    ('"7"', "Expected `int | null`, got `str` - at `$.usage.completion_tokens`"),
     ("9", "9 output tokens where 4 were asked"),
 ])
 def test_absurd_usage_fails_the_request_instead_of_becoming_a_number(hostile, tmp_path, count, says):
@@ -57,9 +59,10 @@ def test_absurd_usage_fails_the_request_instead_of_becoming_a_number(hostile, tm
 @pytest.mark.parametrize("fault, stream, says", [
     ("http500-binary", True, "HTTP 500"),
     ("body:not json at all", False, "not JSON"),
-    ("body:[1, 2, 3]", False, "not a JSON object"),
-    ('body:{"choices": "x"}', False, "choices is not a list"),
-    ('body:{"choices": [{"message": {"content": "x"}}], "usage": {"completion_tokens": -1}}', False, "not a count"),
+    ("body:[1, 2, 3]", False, "Expected `object`, got `array`"),
+    ('body:{"choices": "x"}', False, "got `str` - at `$.choices`"),
+    ('body:{"choices": [{"message": {"content": "x"}}], "usage": {"completion_tokens": -1}}', False,
+     "Expected `int` >= 0 - at `$.usage.completion_tokens`"),
 ])
 def test_a_broken_response_fails_that_request_with_the_reason(hostile, tmp_path, fault, stream, says):
     result = bench.run_sync(small(stream=stream), Target(hostile(fault), "stub"), out_root=tmp_path)

@@ -6,10 +6,11 @@ import asyncio
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from showcase.bench import loadgen
-from showcase.bench import metrics, samplers
+from showcase.bench import metrics, samplers, wire
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import SLOs, Point
 
@@ -22,69 +23,64 @@ class FakeClock:
         return self.now
 
 
-class FakeContent:
-    """Yields scripted byte chunks, moving the clock to each chunk's arrival time first."""
+class FakeTransport:
+    """The socket under a real `wire.Connection`: what was written is kept; once a request is
+    written, the scripted response arrives read by read, the clock moved to each read's time."""
 
-    def __init__(self, clock: FakeClock, script: list[tuple[float, bytes]], then_raise: Exception | None = None):
-        self.clock, self.script, self.then_raise = clock, script, then_raise
-        self.stream = self._chunks()
+    def __init__(self, conn: wire.Connection, clock: FakeClock, reads: list[tuple[float, bytes]],
+                 then: Exception | None):
+        self.conn, self.clock, self.reads, self.then = conn, clock, reads, then
+        self.written: list[bytes] = []
 
-    async def _chunks(self):
-        for at, data in self.script:
-            self.clock.now = at
-            yield data
-        if self.then_raise:
-            raise self.then_raise
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        asyncio.get_running_loop().call_soon(self._next, 0)
 
-    def iter_any(self):
-        return self.stream
+    def _next(self, i: int) -> None:
+        if i < len(self.reads):
+            self.clock.now, data = self.reads[i]
+            self.conn.data_received(data)
+            asyncio.get_running_loop().call_soon(self._next, i + 1)
+        elif self.then is not None:
+            self.conn.connection_lost(self.then)
 
-    async def read(self, n: int = -1) -> bytes:
-        """The rest of the body, as a client draining a finished stream reads it."""
-        return b"".join([data async for data in self.stream])
-
-
-class BodyContent:
-    """A whole body, read at most `n` bytes at a time as a client reading an error reads it."""
-
-    def __init__(self, body: str):
-        self.body = body.encode()
-
-    async def read(self, n: int = -1) -> bytes:
-        return self.body if n < 0 else self.body[:n]
+    def close(self) -> None:
+        pass
 
 
 class FakeResponse:
-    def __init__(self, status: int, content: FakeContent | None = None, body: str = ""):
-        self.status, self.body = status, body
-        self.content = content if content is not None else BodyContent(body)
+    """A scripted HTTP response: its reads (time, bytes) and, optionally, how the connection then broke."""
 
-    async def text(self) -> str:
-        return self.body
+    def __init__(self, reads: list[tuple[float, bytes]], then: Exception | None = None):
+        self.reads, self.then = reads, then
 
-    async def read(self) -> bytes:
-        return self.body.encode()
-
-    async def json(self, content_type=None):
-        return json.loads(self.body)
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return False
+    @classmethod
+    def whole(cls, status: int, body: str) -> FakeResponse:
+        data = body.encode()
+        head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+        return cls([(100.0, head.encode() + data)])
 
 
-class FakeSession:
-    def __init__(self, response: FakeResponse | Exception):
-        self.response = response
+class FakePool:
+    """The measured requests' pool, its connections real (`wire.Connection`) over a scripted transport."""
+
+    def __init__(self, response: FakeResponse | Exception, clock: FakeClock | None = None):
+        self.response, self.clock = response, clock or FakeClock()
         self.sent: list[dict] = []
 
-    def post(self, url, json=None, headers=None, trace_request_ctx=None, allow_redirects=True):
-        self.sent.append(json)
+    async def connection(self, origin, fresh=False) -> wire.Connection:
         if isinstance(self.response, Exception):
             raise self.response
-        return self.response
+        conn = wire.Connection()
+        transport = FakeTransport(conn, self.clock, self.response.reads, self.response.then)
+        conn.connection_made(transport)
+        original = transport.write
+        transport.write = lambda data: (self.sent.append(json.loads(data.split(b"\r\n\r\n", 1)[1])),
+                                        original(data))[-1]
+        return conn
+
+    def release(self, origin, conn) -> None:
+        pass
 
 
 def sse(obj) -> bytes:
@@ -102,18 +98,24 @@ def final(n: int) -> dict:
 
 
 def run_send(monkeypatch, response, output_len: int = 4, stream: bool = True) -> RequestRecord:
-    clock = FakeClock()
-    if isinstance(response, FakeResponse) and isinstance(response.content, FakeContent):
-        response.content.clock = clock
-    monkeypatch.setattr(loadgen.time, "perf_counter", clock)
+    pool = FakePool(response)
+    monkeypatch.setattr(loadgen.time, "perf_counter", pool.clock)
     rec = RequestRecord(0, 0, False, stream, 10, output_len)
     target = loadgen.Target("http://x", "m")
-    asyncio.run(loadgen.send(FakeSession(response), target, [{"role": "user", "content": "hi"}], rec, 60))
+    asyncio.run(loadgen.send(pool, target, [{"role": "user", "content": "hi"}], rec, 60))
     return rec
 
 
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
 def stream_of(script, then_raise=None) -> FakeResponse:
-    return FakeResponse(200, FakeContent(None, script, then_raise))
+    """A streamed answer: each scripted read's bytes sent as one HTTP chunk; then the body's end,
+    or the connection broken with `then_raise`."""
+    reads = [(100.0, STREAM_HEAD)] + [(at, b"%x\r\n%s\r\n" % (len(data), data)) for at, data in script]
+    if then_raise is None:
+        reads.append((reads[-1][0], b"0\r\n\r\n"))
+    return FakeResponse(reads, then_raise)
 
 
 def test_role_only_first_chunk_does_not_count_as_the_first_token(monkeypatch):
@@ -152,9 +154,7 @@ def test_events_split_across_reads_and_crlf_are_parsed(monkeypatch):
 
 
 def test_a_stream_that_breaks_midway_is_a_failure_with_its_reason(monkeypatch):
-    import aiohttp
-
-    rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1)))], aiohttp.ClientPayloadError("cut")))
+    rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1)))], ConnectionResetError("cut")))
     assert not rec.ok and "connection broke" in rec.error
     rec = run_send(monkeypatch, stream_of([(100.1, sse(chunk("a", 1)))]))  # closed cleanly, no [DONE]
     assert rec.error == "stream ended before [DONE]"
@@ -166,29 +166,25 @@ def test_an_error_event_inside_the_stream_fails_the_request(monkeypatch):
 
 
 def test_http_errors_and_refused_connections_carry_their_reason(monkeypatch):
-    import aiohttp
-
     body = json.dumps({"error": {"message": "maximum context length is 4096"}})
-    rec = run_send(monkeypatch, FakeResponse(400, body=body))
+    rec = run_send(monkeypatch, FakeResponse.whole(400, body))
     assert rec.error == "HTTP 400: maximum context length is 4096"
-    refused = aiohttp.ClientConnectorError(None, OSError(111, "refused"))
-    assert run_send(monkeypatch, refused).error == "connection refused"
+    assert run_send(monkeypatch, wire.ConnectError("connection refused")).error == "connection refused"
 
 
 def test_request_body_asks_for_exact_length_and_usage(monkeypatch):
-    session = FakeSession(stream_of([(100.1, sse(chunk("a", 1)) + sse("[DONE]"))]))
-    session.response.content.clock = FakeClock()
-    monkeypatch.setattr(loadgen.time, "perf_counter", session.response.content.clock)
+    pool = FakePool(stream_of([(100.1, sse(chunk("a", 1)) + sse("[DONE]"))]))
+    monkeypatch.setattr(loadgen.time, "perf_counter", pool.clock)
     rec = RequestRecord(0, 0, False, True, 10, 7)
-    asyncio.run(loadgen.send(session, loadgen.Target("http://x", "m"), [], rec, 60))
-    body = session.sent[0]
+    asyncio.run(loadgen.send(pool, loadgen.Target("http://x", "m"), [], rec, 60))
+    body = pool.sent[0]
     assert body["max_tokens"] == 7 and body["ignore_eos"] is True and body["stream"] is True
     assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
 
 
 def test_non_streaming_has_latency_but_no_ttft(monkeypatch):
     body = json.dumps({"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 10, "completion_tokens": 4}})
-    rec = run_send(monkeypatch, FakeResponse(200, body=body), stream=False)
+    rec = run_send(monkeypatch, FakeResponse.whole(200, body), stream=False)
     rec.start, rec.end = 1.0, 1.5
     m = metrics.request_metrics(rec)
     assert m.ttft is None and m.tpot is None and m.e2el == pytest.approx(0.5)
@@ -295,3 +291,58 @@ def test_prometheus_text_is_parsed_into_the_charted_gauges():
     )
     assert samplers.parse_server_metrics(text) == {"kv_cache_usage": 0.25, "running": 3.0, "waiting": 1.0,
                                                   "preemptions": 2.0}
+
+
+VLLM_METRICS = """# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="m"} 0.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="m"} 4.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="m"} 4.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="m"} 0.2
+vllm:time_to_first_token_seconds_bucket{engine="1",le="+Inf",model_name="m"} 6.0
+vllm:time_to_first_token_seconds_count{engine="1",model_name="m"} 6.0
+vllm:time_to_first_token_seconds_sum{engine="1",model_name="m"} 0.4
+# TYPE vllm:inter_token_latency_seconds histogram
+vllm:inter_token_latency_seconds_count{engine="0",model_name="m"} 100.0
+vllm:inter_token_latency_seconds_sum{engine="0",model_name="m"} 2.0
+# TYPE vllm:time_per_output_token_seconds histogram
+vllm:time_per_output_token_seconds_count{engine="0",model_name="m"} 999.0
+vllm:time_per_output_token_seconds_sum{engine="0",model_name="m"} 999.0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 3.0
+"""
+
+
+def test_the_servers_histograms_are_summed_over_engines_and_one_name_per_part_is_taken():
+    parts = samplers.parse_histograms(VLLM_METRICS)
+    assert parts["ttft"] == pytest.approx((0.6, 10.0))  # both engines
+    assert parts["itl"] == pytest.approx((2.0, 100.0))  # the first name a server exposes, not both added
+    assert set(parts) == {"ttft", "itl"}
+
+
+def test_the_servers_view_is_the_change_over_the_point_and_outside_is_ours_minus_its():
+    before = metrics.ServerTimes({"ttft": (1.0, 10), "e2el": (10.0, 10)})
+    after = metrics.ServerTimes({"ttft": (1.5, 20), "e2el": (15.0, 20), "queue": (0.1, 5)})
+    cols = metrics.server_columns(before, after, mean_ttft_ms=58.0)
+    assert cols["server_mean_ttft_ms"] == pytest.approx(50.0) and cols["server_mean_e2el_ms"] == pytest.approx(500.0)
+    assert cols["server_requests"] == 10 and cols["outside_ttft_ms"] == pytest.approx(8.0)
+    assert math.isnan(cols["server_mean_queue_ms"])  # not in both snapshots: unknown, not 0
+    assert all(math.isnan(v) for v in metrics.server_columns(None, None, 58.0).values())
+    # Flagged only when the outside part is both large in share and more than a few ms.
+    assert not metrics.outside_server(58.0, 8.0)  # 14 %
+    assert not metrics.outside_server(12.0, 4.0)  # a third, but 4 ms
+    assert metrics.outside_server(60.0, 20.0) and not metrics.outside_server(60.0, math.nan)
+
+
+def test_where_the_time_goes_stacks_the_servers_parts_and_says_when_there_are_none():
+    from showcase import charts
+
+    summary = pd.DataFrame([{"point": 0, "max_concurrency": 1, "mean_ttft_ms": 20.0, "mean_e2el_ms": 500.0,
+                             "server_mean_ttft_ms": 17.0, "server_mean_queue_ms": 0.1, "server_mean_prefill_ms": 12.0,
+                             "server_mean_decode_ms": 480.0, "server_mean_e2el_ms": 497.0, "outside_ttft_ms": 3.0}])
+    spec = charts.where_time_goes(summary).to_dict()
+    values = next(iter(spec["datasets"].values()))
+    got = {v["part"]: v["ms"] for v in values}
+    assert got["outside the server (our TTFT − its)"] == 3.0 and got["other (server)"] == pytest.approx(4.9)
+    empty = charts.where_time_goes(summary.assign(server_mean_e2el_ms=math.nan)).to_dict()
+    assert "--metrics-url" in json.dumps(empty)

@@ -41,6 +41,7 @@ class Figures:
     mean_tpot_ms: float
     output_throughput: float
     flags: str = ""
+    server_mean_ttft_ms: float = float("nan")  # the server's own view (its /metrics histograms); ours only
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def run_ours(target: Target, concurrency: int, input_len: int, output_len: int, 
     row = result.summary.iloc[0]
     return Figures("ours", concurrency, int(row["completed"]), int(row["failed"]), float(row["mean_ttft_ms"]),
                    float(row["mean_tpot_ms"]), float(row["output_throughput"]),
-                   "" if isinstance(row["flags"], float) else str(row["flags"]))
+                   "" if isinstance(row["flags"], float) else str(row["flags"]), float(row["server_mean_ttft_ms"]))
 
 
 def run_vllm(target: Target, tokenizer: str, concurrency: int, input_len: int, output_len: int,
@@ -110,7 +111,8 @@ def mean_of(runs: list[Figures]) -> Figures:
     flags = sorted({f for r in runs for f in r.flags.split(";") if f})
     return Figures(runs[0].client, runs[0].concurrency, sum(r.completed for r in runs), sum(r.failed for r in runs),
                    sum(r.mean_ttft_ms for r in runs) / n, sum(r.mean_tpot_ms for r in runs) / n,
-                   sum(r.output_throughput for r in runs) / n, ";".join(flags))
+                   sum(r.output_throughput for r in runs) / n, ";".join(flags),
+                   sum(r.server_mean_ttft_ms for r in runs) / n)
 
 
 def compare(target: Target, tokenizer: str, concurrency: int, input_len: int = 256, output_len: int = 64,

@@ -1,8 +1,9 @@
-"""Load generation against an OpenAI-compatible server: the lean asyncio + aiohttp path.
+"""Load generation against an OpenAI-compatible server: the lean asyncio path.
 
 This module owns the network side of a benchmark: what one request to send is (`Prompt`, chat
-users' `Conversations`), sending chat completions and reading their SSE streams by hand (the
-openai SDK adds large errors at high concurrency; what an answer must look like is `answers`'),
+users' `Conversations`), sending chat completions over `wire`'s connections and reading their SSE
+streams as each read arrives (the openai SDK adds large errors at high concurrency, aiohttp most
+of a token's CPU; what an answer must look like is `answers`'),
 scheduling them (closed loop at a fixed concurrency, Poisson/gamma arrivals at a rate with an
 optional cap, a trace's own times, or chat users' turns).
 It records raw timestamps into `metrics.RequestRecord`s and computes nothing from them;
@@ -14,42 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import aiohttp
+import msgspec
 import numpy as np
 
-from showcase.bench.answers import (ERROR_BYTES, ERROR_CHARS, MalformedAnswer, SSESplitter, checked_usage, choices_of,
-                                    answer_of, content_of, error_text)
+from showcase.bench import wire
+from showcase.bench.answers import (ERROR_BYTES, ERROR_CHARS, MalformedAnswer, NotJSON, SSESplitter, Usage, decoded,
+                                    error_text)
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import Point, WorkloadError
 
 
 # Idle pooled connections are closed after this long. vLLM's HTTP server closes them after 5 s
-# (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) and load balancers drop them silently; aiohttp's default of 15 s
-# sends the next request on a connection the server has already given up. A closed loop keeps its
-# connections busy, so this only costs a new connection (one handshake) after a pause.
+# (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) and load balancers drop them silently; a request sent on a
+# connection the server has already given up is lost. A closed loop keeps its connections busy,
+# so this only costs a new connection (one handshake) after a pause.
 KEEPALIVE_S = 1.0
 
 
-async def _mark_reused(_session, ctx, _params) -> None:
-    if ctx.trace_request_ctx is not None:
-        ctx.trace_request_ctx.reused = True
-
-
-def measuring_session() -> aiohttp.ClientSession:
-    """The session that carries measured requests: pooled, short keep-alive, and it notes on each
-    request whether its connection was reused (so a request lost on a stale one can be retried)."""
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_reuseconn.append(_mark_reused)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace])
+def measuring_session() -> wire.Pool:
+    """The pool that carries measured requests: our own HTTP/1.1 (`wire`), short keep-alive."""
+    return wire.Pool(KEEPALIVE_S, CONNECT_TIMEOUT_S)
 
 
 SIDE_TIMEOUT_S = 30.0  # any request off the measured path (/tokenize, /v1/models, /version, /metrics)
@@ -87,6 +82,34 @@ async def stoppable(coro, should_stop: Callable[[], bool], grace_s: float = STOP
     finally:
         if not task.done():
             task.cancel()
+
+
+GC_GEN0 = 20_000  # allocations between the collector's passes while measuring (Python's default: 700)
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """While a point is measured, the garbage collector sees only what the point allocates, and
+    seldom: what is alive before is frozen out of collections, and its youngest generation is
+    collected every `GC_GEN0` allocations instead of 700.
+
+    A full collection stops the event loop while it walks every object: about 40 ms in a bare
+    benchmark process, 0.5 s in one that also holds a web app, and each stop lands in the latencies
+    of the requests in flight (AIPerf and vLLM's own servers freeze their heaps too). Each streamed
+    token allocates a few objects, so at the default threshold the young passes alone cost a tenth
+    of a token's CPU at 256 streams. Collection stays on: garbage of long points is still freed.
+    """
+    import gc
+
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 FILES_SPARE = 256  # open files beyond one a stream: logs, the run folder, side connections, the loop
@@ -163,146 +186,197 @@ class Target:
     base_url: str
     model: str
     api_key: str = "EMPTY"
+    metrics_url: str | None = None  # an engine's own /metrics, where base_url is a router's (default: base_url's)
+
+    @property
+    def metrics(self) -> str:
+        return self.metrics_url or f"{self.base_url}/metrics"
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    @functools.cached_property
+    def origin(self) -> wire.Origin:
+        return wire.Origin.of(self.base_url)
+
+    @functools.cached_property
+    def chat_head(self) -> bytes:
+        """A chat completion request's start, up to its Content-Length's value."""
+        if any(c in self.api_key for c in "\r\n"):
+            raise WorkloadError("An API key cannot hold a line break.")
+        o = self.origin
+        return (f"POST {o.prefix}/v1/chat/completions HTTP/1.1\r\nHost: {o.host_header}\r\n"
+                f"Authorization: Bearer {self.api_key}\r\nContent-Type: application/json\r\n"
+                "User-Agent: vllm-showcase\r\nContent-Length: ").encode("latin-1")
+
 
 # -- requests ---------------------------------------------------------------------------------------
 
 
-async def send(session: aiohttp.ClientSession, target: Target, messages: list[dict], rec: RequestRecord,
-               timeout_s: float, fresh: aiohttp.ClientSession | None = None) -> RequestRecord:
+async def send(pool: wire.Pool, target: Target, messages: list[dict], rec: RequestRecord,
+               timeout_s: float) -> RequestRecord:
     """Send one chat completion and fill `rec` with raw timestamps, usage, or the error.
 
     A request that broke on a reused connection before any byte of its response arrived never
     reached the server's model (the server or a balancer had closed that idle connection): it is
-    sent once more on a new connection from `fresh`, its clock restarted, and `rec.retried` set.
+    sent once more on a new connection, its clock restarted, and `rec.retried` set.
     """
     body: dict = {"model": target.model, "messages": messages, "stream": rec.stream}
     if rec.output_len is not None:  # exactly this many tokens; without, the model stops where it will
         body |= {"max_tokens": rec.output_len, "ignore_eos": True}
     if rec.stream:
         body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-    url = f"{target.base_url}/v1/chat/completions"
-    conn = SimpleNamespace(reused=False, responded=False)
-    await _attempt(session, url, body, target, rec, timeout_s, conn)
-    if rec.error and conn.reused and not conn.responded and fresh is not None:
+    data = msgspec.json.encode(body)
+    request = target.chat_head + str(len(data)).encode() + b"\r\n\r\n" + data
+    if await _attempt(pool, target.origin, request, rec, timeout_s, fresh=False):
         rec.error, rec.retried = None, True
         rec.chunk_times.clear()
         rec.chunk_tokens.clear()
+        rec.answer_time = math.nan
         if rec.reply is not None:
             rec.reply.clear()
-        await _attempt(fresh, url, body, target, rec, timeout_s, SimpleNamespace(reused=False, responded=False))
+        await _attempt(pool, target.origin, request, rec, timeout_s, fresh=True)
     return rec
 
 
-async def _attempt(session: aiohttp.ClientSession, url: str, body: dict, target: Target, rec: RequestRecord,
-                   timeout_s: float, conn: SimpleNamespace) -> None:
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a whole (not streamed) answer longer than this is no chat completion
+
+
+class _Failed(Exception):
+    """The request failed, for the reason given (the server said so, or its answer is unusable)."""
+
+
+class _Reader:
+    """One response's body, read as it arrives: a stream's events into `rec` (the times of its
+    content chunks, the server's counts), or a whole body (an error's, or a non-streamed
+    answer) kept up to `cap` bytes."""
+
+    __slots__ = ("rec", "conn", "status", "split", "seen", "done", "body", "size", "cap")
+
+    def __init__(self, rec: RequestRecord, conn: wire.Connection) -> None:
+        self.rec, self.conn, self.status = rec, conn, 0
+        self.split, self.seen, self.done = SSESplitter(), 0, False
+        self.body: list[bytes] = []
+        self.size, self.cap = 0, 0
+
+    def choose(self, head: wire.Head) -> wire.BodyFn:
+        self.status = head.status
+        if head.status == 200 and self.rec.stream:
+            return self.event
+        self.cap = ERROR_BYTES if head.status != 200 else MAX_BODY_BYTES
+        return self.whole
+
+    def whole(self, data: bytes, _now: float) -> None:
+        self.body.append(data)
+        self.size += len(data)
+        if self.size >= self.cap:
+            if self.status == 200:
+                raise MalformedAnswer(f"an answer longer than {MAX_BODY_BYTES // 2**20} MiB")
+            raise wire.Enough  # a reason, not a download
+
+    def event(self, data: bytes, now: float) -> None:
+        """The events in one read; all of them arrived at `now`."""
+        if self.done:
+            return
+        rec = self.rec
+        for payload in self.split.feed(data):
+            if payload == b"[DONE]":
+                self.done = True
+                self.conn.end_within(DRAIN_S)
+                return
+            try:
+                answer = decoded(payload, rec.output_len)
+            except NotJSON:
+                raise _Failed(f"unparseable stream event: {payload[:100].decode('utf-8', 'replace')}") from None
+            if answer.error is not None:
+                raise _Failed(f"error in stream: {error_text({'error': answer.error})}")
+            usage = answer.usage
+            if answer.choices and (text := answer.choices[0].content()):
+                if rec.answer_time != rec.answer_time and answer.choices[0].answer():  # NaN: none yet
+                    rec.answer_time = now
+                rec.chunk_times.append(now)
+                tokens = usage.completion_tokens if usage is not None else None
+                rec.chunk_tokens.append(tokens - self.seen if tokens is not None else None)
+                if rec.reply is not None:
+                    rec.reply.append(text)
+            if usage is not None:
+                self.seen = usage.completion_tokens or self.seen
+                _usage(rec, usage)
+
+
+async def _attempt(pool: wire.Pool, origin: wire.Origin, request: bytes, rec: RequestRecord, timeout_s: float,
+                   fresh: bool) -> bool:
+    """One try of a request. Whether to try again: it failed on a reused connection before any
+    byte of its response arrived."""
     rec.start = time.perf_counter()
+    conn = None
     try:
         async with asyncio.timeout(timeout_s):
+            conn = await pool.connection(origin, fresh)
+            reader = _Reader(rec, conn)
+            conn.exchange(request, reader.choose)
+            await conn.done
+        body = b"".join(reader.body)
+        if reader.status != 200:
+            # At most a few kB of an error body, whatever its encoding: a reason, not a download.
             # A redirect is an answer of its own (HTTP 3xx, said as such), never followed to another server.
-            async with session.post(url, json=body, headers=target.headers, trace_request_ctx=conn,
-                                    allow_redirects=False) as resp:
-                conn.responded = True
-                if resp.status != 200:
-                    # At most a few kB of an error body, whatever its encoding: a reason, not a download.
-                    text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
-                    try:
-                        detail = error_text(json.loads(text))
-                    except ValueError:
-                        detail = text[:ERROR_CHARS]
-                    rec.error = f"HTTP {resp.status}: {detail}"
-                elif rec.stream:
-                    await _read_stream(resp, rec)
-                else:
-                    try:
-                        data = json.loads(await resp.read())
-                    except (ValueError, UnicodeDecodeError) as exc:
-                        raise MalformedAnswer(f"the response is not JSON ({exc})") from exc
-                    choices = choices_of(data)
-                    if "error" in data or not choices:
-                        rec.error = f"error in response: {error_text(data)}"
-                    content_of(choices[0]) if choices else None
-                    _usage(rec, checked_usage(data, rec.output_len) or {})
+            text = body[:ERROR_BYTES].decode("utf-8", "replace")
+            try:
+                detail = error_text(json.loads(text))
+            except ValueError:
+                detail = text[:ERROR_CHARS]
+            rec.error = f"HTTP {reader.status}: {detail}"
+        elif rec.stream:
+            if not reader.done:
+                rec.error = "stream ended before [DONE]"
+            elif not rec.chunk_times:
+                rec.error = "no content in the stream"
+        else:
+            try:
+                answer = decoded(body, rec.output_len)
+            except NotJSON as exc:
+                raise MalformedAnswer(f"the response is not JSON ({exc})") from None
+            if answer.error is not None or not answer.choices:
+                rec.error = f"error in response: {error_text({'error': answer.error})}"
+            if answer.usage is not None:
+                _usage(rec, answer.usage)
+    except _Failed as exc:
+        rec.error = str(exc)[:ERROR_CHARS]
     except MalformedAnswer as exc:
         rec.error = f"malformed answer: {exc}"[:ERROR_CHARS]
     except TimeoutError:
         rec.error = f"timeout after {timeout_s:g} s"
-    except aiohttp.ClientConnectorError:
-        rec.error = "connection refused"
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-        rec.error = f"connection broke: {type(exc).__name__}"
-    except aiohttp.ClientError as exc:
-        rec.error = f"client error: {type(exc).__name__}: {exc}"[:ERROR_CHARS]
+    except wire.ConnectError as exc:
+        rec.error = str(exc)[:ERROR_CHARS]
+    except wire.Broken as exc:
+        rec.error = f"connection broke: {exc}"[:ERROR_CHARS]
+    except wire.BadResponse as exc:
+        rec.error = f"not an HTTP answer: {exc}"[:ERROR_CHARS]
     rec.end = time.perf_counter()
+    if conn is not None:
+        if rec.error is None and conn.reusable:
+            pool.release(origin, conn)
+        else:
+            conn.close()
+    return rec.error is not None and conn is not None and conn.reused and not conn.answered and not fresh
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None:
-    splitter = SSESplitter()
-    seen_tokens = 0
-    done = False
-    async for data in resp.content.iter_any():
-        now = time.perf_counter()  # every event in this read arrived now
-        for payload in splitter.feed(data):
-            if payload == "[DONE]":
-                done = True
-                break
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                rec.error = f"unparseable stream event: {payload[:100]}"
-                return
-            if isinstance(obj, dict) and "error" in obj:
-                rec.error = f"error in stream: {error_text(obj)}"
-                return
-            choices = choices_of(obj)
-            usage = checked_usage(obj, rec.output_len)
-            text = "".join(content_of(c) for c in choices)
-            if text:
-                if rec.answer_time != rec.answer_time and any(answer_of(c) for c in choices):  # NaN: none yet
-                    rec.answer_time = now
-                rec.chunk_times.append(now)
-                tokens = usage.get("completion_tokens") if usage else None
-                rec.chunk_tokens.append(tokens - seen_tokens if tokens is not None else None)
-                if rec.reply is not None:
-                    rec.reply.append(text)
-            if usage:
-                seen_tokens = usage.get("completion_tokens") or seen_tokens
-                _usage(rec, usage)
-        if done:
-            await _drain(resp)
-            break
-    if not done:
-        rec.error = "stream ended before [DONE]"
-    elif not rec.chunk_times:
-        rec.error = "no content in the stream"
-
-
-def _usage(rec: RequestRecord, usage: dict) -> None:
+def _usage(rec: RequestRecord, usage: Usage) -> None:
     """The server's counts, as far as this usage object reports them (a stream's grow)."""
-    rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
-    rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    rec.cached_tokens = cached if cached is not None else rec.cached_tokens
+    if usage.prompt_tokens is not None:
+        rec.prompt_tokens = usage.prompt_tokens
+    if usage.completion_tokens is not None:
+        rec.output_tokens = usage.completion_tokens
+    details = usage.prompt_tokens_details
+    if details is not None and details.cached_tokens is not None:
+        rec.cached_tokens = details.cached_tokens
 
 
 DRAIN_S = 1.0  # how long the end of a body may lag its [DONE] before the connection is given up
-
-
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read a finished stream to its end, so its connection goes back to the pool.
-
-    [DONE] and the body's closing chunk can arrive in separate reads (often, on a busy machine);
-    a response released before its end has its connection closed, and the next request would
-    pay for a new connection inside its TTFT. The request itself is complete either way."""
-    try:
-        async with asyncio.timeout(DRAIN_S):
-            await resp.content.read()
-    except (TimeoutError, aiohttp.ClientError):
-        pass
+# ([DONE] and the body's closing chunk often arrive in separate reads on a busy machine; a
+# connection given up before its end is closed, and the next request would pay for a new one
+# inside its TTFT. The request itself is complete either way.)
 
 
 async def server_max_model_len(session: aiohttp.ClientSession, target: Target) -> int | None:
@@ -375,12 +449,11 @@ class _PointRun:
     """One point's requests in flight: the closed loop (a fixed number of streams) or the open
     loop (arrivals at a rate, with an optional cap), each recording into `records`."""
 
-    session: aiohttp.ClientSession
+    session: wire.Pool
     target: Target
     point: Point
     on_done: ProgressFn
     should_stop: Callable[[], bool]
-    fresh: aiohttp.ClientSession | None
     records: list[RequestRecord] = field(default_factory=list)
 
     async def _one(self, msgs: list[Prompt], i: int, warmup: bool, scheduled: float,
@@ -389,7 +462,7 @@ class _PointRun:
         rec = RequestRecord(p.index, i, warmup, p.stream, prompt.input_len, prompt.output_len, scheduled=scheduled,
                             row=prompt.row)
         async with cap or contextlib.nullcontext():
-            await send(self.session, self.target, prompt.messages, rec, p.timeout_s, self.fresh)
+            await send(self.session, self.target, prompt.messages, rec, p.timeout_s)
         self.records.append(rec)
         self.on_done(rec)
 
@@ -429,7 +502,7 @@ class _PointRun:
                 history = history + [{"role": "user", "content": text}]
                 rec = RequestRecord(p.index, u * chat.turns + t, False, True, p.input_len, output_len,
                                     scheduled=time.perf_counter(), conversation=u, turn=t, messages=history, reply=[])
-                await send(self.session, self.target, history, rec, p.timeout_s, self.fresh)
+                await send(self.session, self.target, history, rec, p.timeout_s)
                 self.records.append(rec)
                 self.on_done(rec)
                 if not rec.ok:
@@ -457,25 +530,23 @@ class _PointRun:
         await asyncio.gather(*tasks)
 
 
-async def warm_up(session: aiohttp.ClientSession, target: Target, point: Point, prompts: list[Prompt],
-                  on_done: ProgressFn, should_stop: Callable[[], bool],
-                  fresh: aiohttp.ClientSession | None = None) -> list[RequestRecord]:
+async def warm_up(session: wire.Pool, target: Target, point: Point, prompts: list[Prompt],
+                  on_done: ProgressFn, should_stop: Callable[[], bool]) -> list[RequestRecord]:
     """The point's warm-up requests, at its concurrency, left out of its statistics."""
-    job = _PointRun(session, target, point, on_done, should_stop, fresh)
+    job = _PointRun(session, target, point, on_done, should_stop)
     if prompts:
         await stoppable(job.closed_loop(prompts, True, None), should_stop)
     return job.records
 
 
 async def run_point(
-    session: aiohttp.ClientSession,
+    session: wire.Pool,
     target: Target,
     point: Point,
     prompts: list[Prompt],
     warmup_prompts: list[Prompt],
     on_done: ProgressFn,
     should_stop: Callable[[], bool],
-    fresh: aiohttp.ClientSession | None = None,
     conversations: Conversations | None = None,
     sink: list[RequestRecord] | None = None,
 ) -> tuple[list[RequestRecord], float]:
@@ -484,10 +555,9 @@ async def run_point(
     Chat users' points take `conversations`.
     `sink`: the list records are appended to as they finish (so a caller that is cancelled keeps them).
 
-    The wall time runs from the first measured send to the last measured completion. `fresh`
-    carries the one retry of a request lost on a stale connection (see `send`).
+    The wall time runs from the first measured send to the last measured completion.
     """
-    job = _PointRun(session, target, point, on_done, should_stop, fresh, sink if sink is not None else [])
+    job = _PointRun(session, target, point, on_done, should_stop, sink if sink is not None else [])
     if warmup_prompts:
         await stoppable(job.closed_loop(warmup_prompts, True, None), should_stop)
     t0 = time.perf_counter()

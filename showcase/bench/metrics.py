@@ -145,6 +145,7 @@ class Flag(str, enum.Enum):
     MODEL_STOP = "model_stop"
     UNDER_LOADED = "under_loaded"
     BEHIND_SCHEDULE = "behind_schedule"
+    OUTSIDE_SERVER = "outside_server"
     STOPPED = "stopped"
     SERVER_DIED = "server_died"
 
@@ -157,7 +158,8 @@ HEADLINE_COLUMNS = {
     "output_throughput": "output tok/s", "p50_input_tokens": "prompt p50", "p90_input_tokens": "prompt p90",
     "p50_output_tokens": "output p50", "p90_output_tokens": "output p90", "mean_ttft_ms": "mean TTFT ms",
     "mean_ttft_answer_ms": "mean TTFT answer ms", "p99_ttft_ms": "p99 TTFT ms",
-    "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms", "goodput": "goodput",
+    "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms",
+    "server_mean_ttft_ms": "server's TTFT ms", "outside_ttft_ms": "TTFT outside server ms", "goodput": "goodput",
     "efficiency": "efficiency", "users": "users", "cached_prompt_share": "cached prompt share",
     "trace_cached_share": "trace's cacheable share", "p99_send_lag_ms": "p99 send lag ms",
     "mean_in_flight": "mean in flight",
@@ -165,7 +167,8 @@ HEADLINE_COLUMNS = {
 }
 # Headline columns shown only where a run has them (a measured device, chat users, a price).
 OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens",
-                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms", "mean_in_flight")
+                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms", "mean_in_flight",
+                    "server_mean_ttft_ms", "outside_ttft_ms")
 FILE_COLUMNS = ("p50_input_tokens", "p90_input_tokens", "p50_output_tokens", "p90_output_tokens")  # lengths vary
 
 
@@ -227,6 +230,54 @@ def send_lag_p99_ms(point: Point, measured: list[RequestRecord]) -> float:
         return NAN
     lags = [(r.start - r.scheduled) * 1000 for r in measured if not math.isnan(r.start) and not math.isnan(r.scheduled)]
     return float(np.percentile(lags, 99)) if lags else NAN
+
+
+SERVER_PARTS = ("ttft", "queue", "prefill", "decode", "e2el", "itl", "tpot")  # server_mean_{part}_ms
+# A point's TTFT is flagged `outside_server` when more of it than this share, and more than the
+# floor, lies outside the server's own clock (network, HTTP, the API server, our client).
+OUTSIDE_SHARE_LIMIT = 0.25
+OUTSIDE_FLOOR_MS = 5.0
+
+
+@dataclass(frozen=True)
+class ServerTimes:
+    """The server's latency histograms at one instant: per part of a request (`SERVER_PARTS`),
+    the (sum of seconds, count) it has recorded since it started."""
+
+    parts: dict[str, tuple[float, float]]
+
+    def requests_since(self, before: ServerTimes) -> float:
+        return self._delta(before, "e2el")[1]
+
+    def _delta(self, before: ServerTimes, part: str) -> tuple[float, float]:
+        if part not in self.parts or part not in before.parts:
+            return NAN, NAN
+        return self.parts[part][0] - before.parts[part][0], self.parts[part][1] - before.parts[part][1]
+
+    def mean_ms_since(self, before: ServerTimes, part: str) -> float:
+        total, count = self._delta(before, part)
+        return 1000 * total / count if count > 0 else NAN
+
+
+def server_columns(before: ServerTimes | None, after: ServerTimes | None, mean_ttft_ms: float) -> dict[str, float]:
+    """The server's own view of a point beside ours: the mean of each part as its histograms
+    recorded it over the point (sums and counts, after − before), how many requests they counted,
+    and how much of our mean TTFT lies outside the server's (ours − its: network, HTTP, the API
+    server's work before the engine's clock starts, our client). NaN without histograms."""
+    cols = {f"server_mean_{part}_ms": NAN for part in SERVER_PARTS} | {"server_requests": NAN,
+                                                                        "outside_ttft_ms": NAN}
+    if before is None or after is None:
+        return cols
+    for part in SERVER_PARTS:
+        cols[f"server_mean_{part}_ms"] = after.mean_ms_since(before, part)
+    cols["server_requests"] = after.requests_since(before)
+    cols["outside_ttft_ms"] = mean_ttft_ms - cols["server_mean_ttft_ms"]
+    return cols
+
+
+def outside_server(mean_ttft_ms: float, outside_ttft_ms: float) -> bool:
+    return (math.isfinite(outside_ttft_ms) and outside_ttft_ms > OUTSIDE_FLOOR_MS
+            and outside_ttft_ms > OUTSIDE_SHARE_LIMIT * mean_ttft_ms)
 
 
 UNDER_LOAD_TOLERANCE = 0.05  # a rate point's sends may come this much slower than its schedule before it is flagged
@@ -308,11 +359,13 @@ def summarize(
     slos: SLOs = SLOs(),
     client: ClientHealth = ClientHealth(),
     flags: set[Flag] = frozenset(),
+    server: tuple[ServerTimes | None, ServerTimes | None] = (None, None),
 ) -> dict[str, object]:
     """One summary row for a point, from its measured (non-warm-up) requests and wall time.
 
     `flags`: what the caller knows beyond the requests (stopped, server died, prompts reused);
-    the row's `flags` cell is written here, once, in the enum's order.
+    the row's `flags` cell is written here, once, in the enum's order. `server`: its latency
+    histograms before and after the measured requests, where it has them.
     """
     measured = [r for r in records if not r.warmup]
     done = [r for r in measured if r.ok]
@@ -359,8 +412,10 @@ def summarize(
     applied = load_applied(measured)
     row["mean_in_flight"], row["max_in_flight"] = applied.mean_in_flight, applied.max_in_flight
     row["achieved_rate"] = applied.achieved_rate if point.open_loop else NAN
+    row |= server_columns(*server, row["mean_ttft_ms"])
     row["errors"] = error_summary(measured)
     all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"], applied) | set(flags)
+    all_flags |= {Flag.OUTSIDE_SERVER} if outside_server(row["mean_ttft_ms"], row["outside_ttft_ms"]) else set()
     row["flags"] = ";".join(f.value for f in Flag if f in all_flags)
     return row
 

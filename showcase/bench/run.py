@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import gc
 import math
 import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from showcase import RUNS_DIR, client_version, roofline
-from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, workers
+from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, wire, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables
@@ -176,23 +175,6 @@ def mark_ended(folder: Path, status: RunStatus, message: str) -> None:
             "finished": _now(), "status": status, "message": message}))
 
 
-@contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
-    """While a point is measured, the garbage collector sees only what the point allocates.
-
-    A full collection stops the event loop while it walks every object: about 40 ms in a bare
-    benchmark process, 0.5 s in one that also holds a web app, and each stop lands in the latencies
-    of the requests in flight. What is alive before the point is frozen out of collections (as
-    AIPerf and vLLM's own servers do); collection stays on, so garbage of long points is still freed.
-    """
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _finite(x: object) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -208,7 +190,7 @@ class _Stopped(Exception):
 class _Run:
     """One run in progress: its sessions, samplers, rows and folder. `execute` runs the points."""
 
-    def __init__(self, meta: RunMeta, target: Target, session: aiohttp.ClientSession,
+    def __init__(self, meta: RunMeta, target: Target, session: wire.Pool,
                  side: aiohttp.ClientSession, folder: RunFolder, on_progress: Callable[[Progress], None],
                  stop: threading.Event, todo: tuple[Point, ...], since_start_s: float = 0.0,
                  earlier: tuple[list[dict], list[dict], list[dict]] = ([], [], [])) -> None:
@@ -380,20 +362,23 @@ class _Run:
                 self._progress(point, tally["done"], tally["failed"], tally["tokens"], started=started)
 
         n = point.workers or workers.auto_workers(point)
-        with frozen_heap():
+        with loadgen.frozen_heap():
             self.lag.begin()
-            if n > 1:  # warm-up here, the measured requests over worker processes
-                warmed = await loadgen.warm_up(self.session, self.target, point, warm, on_done, self.ended, self.side)
+            self.current = (point, [])
+            warmed = await loadgen.warm_up(self.session, self.target, point, warm, on_done, self.ended)
+            before = await samplers.server_times(self.side, self.target)  # the server's own clock, from here
+            if n > 1:  # the measured requests over worker processes
                 records, duration, health = await workers.run_point(self.target, point, todo, on_done, self.ended,
                                                                     n, chats)
-                records = warmed + records
             else:
-                self.current = (point, [])
-                records, duration = await loadgen.run_point(self.session, self.target, point, todo, warm, on_done,
-                                                            self.ended, fresh=self.side, conversations=chats,
+                records, duration = await loadgen.run_point(self.session, self.target, point, todo, [], on_done,
+                                                            self.ended, conversations=chats,
                                                             sink=self.current[1])
                 health = self.lag.take()
+            records = warmed + records
         self.current = None
+        after = await samplers.server_times_after(self.side, self.target, before,
+                                                  sum(r.ok for r in records if not r.warmup))
         await self._check_histories(records)
         if any((r.error or "").startswith("connection") for r in records) and not await samplers.answers(self.side, self.target):
             self.dead.set()
@@ -409,7 +394,7 @@ class _Run:
         busiest = max((r.get("running", 0) + r.get("waiting", 0) for r in timeline), default=math.nan)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
         flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records, timeline) else set()
-        row = metrics.summarize(point, records, duration, self.meta.slos, health, flags)
+        row = metrics.summarize(point, records, duration, self.meta.slos, health, flags, (before, after))
         row |= {"server_requests_max": busiest, **self._extras(point, records, row, timeline)}
         self.summary.append(row)
         self.requests.extend(metrics.request_rows(records, self.t0))

@@ -1,9 +1,10 @@
 """What is sampled while a benchmark runs: the server's /metrics, and our own client's health.
 
 This module owns the server's timeline (vLLM's gauges and prefix-cache counters from /metrics,
-every half second, tagged with the point), whether the server still answers (/health) and which
-vLLM it is (/version), and our client's account of itself (how late its event
-loop wakes, its CPU, and how long its thread waited for a CPU). It computes no benchmark figure;
+every half second, tagged with the point), its latency histograms before and after each point,
+whether the server still answers (/health) and which vLLM it is (/version), and our client's
+account of itself (how late its event loop wakes, its CPU, and how long its thread waited for a
+CPU). It computes no benchmark figure;
 `metrics.py` does, from what is sampled here.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from showcase.bench.loadgen import Target
-from showcase.bench.metrics import ClientHealth
+from showcase.bench.metrics import ClientHealth, ServerTimes
 
 MAX_METRICS_BYTES = 8 * 2**20  # a /metrics body beyond this is no vLLM's (its own are tens of kB)
 
@@ -30,6 +31,82 @@ SERVER_GAUGES = {
     "vllm:prefix_cache_queries_total": "prefix_cache_queries",  # tokens looked up, since the server started
     "vllm:prefix_cache_hits_total": "prefix_cache_hits",  # tokens found
 }
+
+
+# vLLM's latency histograms (the engine's own clock), by the part of a request each times; the
+# first of two names for one part that a server exposes is taken.
+SERVER_HISTOGRAMS = {
+    "vllm:time_to_first_token_seconds": "ttft",
+    "vllm:request_queue_time_seconds": "queue",
+    "vllm:request_prefill_time_seconds": "prefill",
+    "vllm:request_decode_time_seconds": "decode",
+    "vllm:e2e_request_latency_seconds": "e2el",
+    "vllm:inter_token_latency_seconds": "itl",
+    "vllm:time_per_output_token_seconds": "itl",  # its name before vLLM 0.11
+    "vllm:request_time_per_output_token_seconds": "tpot",
+}
+
+
+def parse_histograms(text: str) -> dict[str, tuple[float, float]]:
+    """Each latency histogram's (sum, count), summed over engines, from vLLM's Prometheus text."""
+    out: dict[str, list[float]] = {}
+    taken: dict[str, str] = {}  # part -> the histogram that gave it
+    for family in text_string_to_metric_families(text):
+        part = SERVER_HISTOGRAMS.get(family.name)
+        if part is None or family.type != "histogram" or taken.setdefault(part, family.name) != family.name:
+            continue
+        total = out.setdefault(part, [0.0, 0.0])
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                total[0] += float(sample.value)
+            elif sample.name.endswith("_count"):
+                total[1] += float(sample.value)
+    return {part: (v[0], v[1]) for part, v in out.items()}
+
+
+async def server_times(session: aiohttp.ClientSession, target: Target) -> ServerTimes | None:
+    """The server's latency histograms now; None when it has none (another server, a router: say
+    `--metrics-url`), or did not answer."""
+    try:
+        async with session.get(target.metrics, headers=target.headers, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            body = await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else None
+        if not body:
+            return None
+        # Parsed off the event loop, as the timeline's samples are.
+        parts = await asyncio.to_thread(parse_histograms, body.decode("utf-8", "replace"))
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return ServerTimes(parts) if parts else None
+
+
+SETTLE_S = 2.0  # how long a point's last requests may take to reach the server's histograms
+
+
+async def server_times_after(session: aiohttp.ClientSession, target: Target, before: ServerTimes | None,
+                             completed: int) -> ServerTimes | None:
+    """The histograms once the point's `completed` requests are in them (the engine records a
+    request as it finishes, a moment after its last byte may have reached us), or after `SETTLE_S`."""
+    if before is None:
+        return None
+    deadline = time.perf_counter() + SETTLE_S
+    while True:
+        after = await server_times(session, target)
+        if after is None or after.requests_since(before) >= completed or time.perf_counter() >= deadline:
+            return after
+        await asyncio.sleep(0.1)
+
+
+async def capped_body(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole body, or None when it is longer than `cap` bytes (read no further). Not
+    `content.read(cap)`: that returns what has arrived so far, which for a body of many TCP
+    segments is a part of it."""
+    parts, size = [], 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > cap:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
@@ -62,12 +139,12 @@ class ServerSampler:
     async def run(self) -> None:
         while True:
             try:
-                async with self.session.get(f"{self.target.base_url}/metrics", headers=self.target.headers,
+                async with self.session.get(self.target.metrics, headers=self.target.headers,
                                             timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
                         return
-                    body = await resp.content.read(MAX_METRICS_BYTES + 1) if resp.status == 200 else b""
-                if len(body) > MAX_METRICS_BYTES:
+                    body = await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else b""
+                if body is None:
                     self.note = f"/metrics answered more than {MAX_METRICS_BYTES // 2**20} MiB: its timeline stops here"
                     return
                 # Parsed off the event loop: a realistic body costs 9–44 ms to parse, which would land

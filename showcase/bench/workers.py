@@ -105,7 +105,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     if point.open_loop:  # its part of the cap on requests in flight
         point = point.model_copy(update={"concurrency": share.streams or None})
     lag = samplers.LagSampler()
-    async with loadgen.measuring_session() as session, loadgen.side_session() as side:
+    async with loadgen.measuring_session() as session:
         out.put(("ready", share.worker, None))
         # Polled, not waited on: a worker killed inside `Event.wait` leaves the event's condition
         # counting a sleeper that never wakes, and the parent's `go.set()` then blocks for ever.
@@ -116,7 +116,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
         sampler = asyncio.create_task(lag.run())
         lag.begin()
         run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
-                                stop.is_set, side)
+                                stop.is_set)
         if job.conversations is not None:
             measured = run.users_loop(job.conversations, users=list(share.users))
         elif point.open_loop:
@@ -126,7 +126,8 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
                                        itertools.count(share.worker, job.workers), share.streams)
         else:
             measured = run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
-        await loadgen.stoppable(measured, stop.is_set)  # as on one worker: a stop ends it within seconds
+        with loadgen.frozen_heap():
+            await loadgen.stoppable(measured, stop.is_set)  # as on one worker: a stop ends it within seconds
         health = lag.take()
         sampler.cancel()
     out.put(("done", share.worker, health))
