@@ -11,7 +11,7 @@ over the serving window only (start-up, tokenizer loading and warm-ups excluded)
 of one `json.loads` of a streamed chunk timed in the same run on the same core, so that the
 figure does not depend on the machine's speed. Run from the project folder:
 
-    .venv/bin/python -m benchmarks.client_overhead [--levels 1,64,256,1024] [--clients ours,vllm,guidellm,aiperf]
+    .venv/bin/python -m benchmarks.client_overhead [--levels 1,64,256,1024] [--clients floor,ours,vllm,guidellm,aiperf]
 
 GuideLLM and AIPerf are installed on first use into virtual environments of their own under
 `~/.cache/vllm-showcase/bench-clients/` (never the project's); a client that cannot be installed
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -178,6 +179,42 @@ serve.main(parser.parse_args(sys.argv[1:]))
 """
 
 
+# The least any Python asyncio client can spend: keep-alive connections (uvloop) that write each
+# request and read its streamed answer to the body's end, looking at nothing. Its CPU a token is
+# the kernel's reads and the event loop's callbacks, which no parser can remove.
+FLOOR_MAIN = """
+import asyncio, json, sys, uvloop
+url, streams, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port = url.split("//")[1].split(":")
+body = json.dumps({"model": "stub", "messages": [{"role": "user", "content": " ".join(["w"] * 56)}], "stream": True,
+                   "max_tokens": 32, "ignore_eos": True,
+                   "stream_options": {"include_usage": True, "continuous_usage_stats": True}}).encode()
+request = (f"POST /v1/chat/completions HTTP/1.1\\r\\nHost: {host}:{port}\\r\\nContent-Type: application/json\\r\\n"
+           f"Content-Length: {len(body)}\\r\\n\\r\\n").encode() + body
+
+class Reader(asyncio.Protocol):
+    def connection_made(self, transport): self.transport, self.done = transport, None
+    def data_received(self, data):
+        if data.endswith(b"0\\r\\n\\r\\n") and not self.done.done(): self.done.set_result(None)
+
+async def main():
+    loop, left = asyncio.get_running_loop(), iter(range(n + streams))
+    async def stream():
+        transport, reader = await loop.create_connection(Reader, host, int(port))
+        for _ in left:
+            reader.done = loop.create_future()
+            transport.write(request)
+            await reader.done
+    await asyncio.gather(*(stream() for _ in range(streams)))
+uvloop.run(main())
+"""
+
+
+def floors(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
+    """The floor: a client that only reads (its warm-ups are its first request on each stream)."""
+    return [sys.executable, "-c", FLOOR_MAIN, url, str(level), str(n)], lambda: None
+
+
 def vllms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
     cmd = [sys.executable, "-c", VLLM_MAIN, "--backend", "openai-chat",
            "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", "stub", "--tokenizer", tokenizer,
@@ -230,7 +267,7 @@ def aiperfs(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[li
     return cmd, read
 
 
-CLIENTS = {"ours": ("ours", ours), "vllm": ("vllm bench serve", vllms),
+CLIENTS = {"floor": ("floor: reads, parses nothing", floors), "ours": ("ours", ours), "vllm": ("vllm bench serve", vllms),
            "guidellm": ("GuideLLM 0.8.1", guidellms), "aiperf": ("AIPerf 0.13.0", aiperfs)}
 
 
@@ -270,6 +307,8 @@ def measure(key: str, level: int, n: int, args, stub_on: set[int], client_on: se
         if code != 0:
             return {"level": level, "client": name, "skipped": f"exit status {code} (see {out / 'client.log'})"}
         real, got = truth(url, level), read()
+        if got is None:  # the floor measures nothing but its CPU
+            got = Result(math.nan, math.nan, math.nan, math.nan)
         used = cpu.between(real.t0, real.t1)
         return {"level": level, "client": name, "got": got, "truth": real, "cpu_s_per_1k": 1000 * used / real.tokens}
     except Exception as exc:  # a client that fails is reported, not the end of the benchmark
@@ -284,7 +323,7 @@ def main() -> None:
     p.add_argument("--ttft-ms", type=float, default=50.0)
     p.add_argument("--itl-ms", type=float, default=10.0, help="the batch's step")
     p.add_argument("--levels", default="1,64,256,1024")
-    p.add_argument("--clients", default="ours,vllm,guidellm,aiperf")
+    p.add_argument("--clients", default="floor,ours,vllm,guidellm,aiperf")
     p.add_argument("--requests-per-stream", type=int, default=2, help="measured requests a stream (1 stream: 32)")
     p.add_argument("--timeout", type=float, default=600, help="seconds a client may take for one level")
     p.add_argument("--baseline", type=Path, help="another checkout of this project (e.g. `git worktree add` of an "
@@ -319,9 +358,12 @@ def main() -> None:
             print(f"| {r['level']:,} | {r['client']} | skipped: {r['skipped']} | | | | | | | |")
             continue
         g, t = r["got"], r["truth"]
-        itl = f"{g.itl99_ms - t.itl99_ms:+.1f}" if g.itl99_ms is not None else "n/a"
-        print(f"| {r['level']:,} | {r['client']} | {g.ttft_ms - t.ttft_ms:+.1f} | {g.tpot_ms - t.tpot_ms:+.2f} | "
-              f"{itl} | {g.tok_s:,.0f} | {r['cpu_s_per_1k']:.4f} | {r['cpu_s_per_1k'] / 1000 / unit_s:.1f} | "
+        def err(ours: float | None, real: float, digits: int) -> str:
+            return "n/a" if ours is None or math.isnan(ours) else f"{ours - real:+.{digits}f}"
+        tok_s = "n/a" if math.isnan(g.tok_s) else f"{g.tok_s:,.0f}"
+        print(f"| {r['level']:,} | {r['client']} | {err(g.ttft_ms, t.ttft_ms, 1)} | {err(g.tpot_ms, t.tpot_ms, 2)} | "
+              f"{err(g.itl99_ms, t.itl99_ms, 1)} | {tok_s} | {r['cpu_s_per_1k']:.4f} | "
+              f"{r['cpu_s_per_1k'] / 1000 / unit_s:.1f} | "
               f"{t.most_in_flight:,}, {t.mean_in_flight:,.0f} | {t.late_p99_ms:.1f} |")
     print(f"\nrun folders: {work}")
 
