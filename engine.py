@@ -282,7 +282,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if device.note:
         print(f"note: {device.note}", file=sys.stderr)
     if args.metrics_url and not args.endpoint:
-        raise presets.PresetError("--metrics-url goes with --endpoint (a server launched here is read at its own /metrics)")
+        raise presets.PresetError("--metrics-url goes with --endpoint (a server launched here is read at its own "
+                                  "/metrics)")
     prepared, source = _prepare(args, device)
     out_root = writable(args.out or RUNS_DIR)
     srv = _launch(prepared, device, source) if source is not None else None

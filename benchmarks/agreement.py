@@ -39,7 +39,8 @@ def main() -> int:
     target = Target(status.base_url, srv.served_model_name, srv.api_key)
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[int, list[tuple[agreement.Figures, agreement.Figures]]] = {c: [] for c in levels}
-    print("| rep | streams | client | TTFT ms | the server's TTFT ms | TPOT ms | output tok/s | failed | flags | agrees |")
+    print("| rep | streams | client | TTFT ms | the server's TTFT ms | TPOT ms | output tok/s | failed | flags | "
+          "agrees |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     bad = 0
     for rep in range(1, args.reps + 1):

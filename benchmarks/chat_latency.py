@@ -131,38 +131,44 @@ def by_browser(app: str, stub: str, n: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=10)
-    p.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose app.py runs (another, e.g. an "
-                   "earlier commit's `git worktree`, for a before/after)")
+    p.add_argument("--app-root", type=Path, nargs="+", default=[ROOT], help="the checkouts whose app.py runs, in "
+                   "turn (add an earlier commit's `git worktree` for a before/after in one run)")
     args = p.parse_args()
     logs = Path("/tmp/chat-latency")
     logs.mkdir(exist_ok=True)
-    stub_port, app_port = server.free_port(), server.free_port()
+    stub_port = server.free_port()
     stub = f"http://127.0.0.1:{stub_port}"
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(stub_port),
-                               "--ttft-ms", str(STUB_TTFT_MS), "--itl-ms", str(STUB_ITL_MS)],
-                              stdout=(logs / "stub.log").open("w"), stderr=subprocess.STDOUT)]
+    stub_proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(stub_port),
+                                  "--ttft-ms", str(STUB_TTFT_MS), "--itl-ms", str(STUB_ITL_MS)],
+                                 stdout=(logs / "stub.log").open("w"), stderr=subprocess.STDOUT)
+    rows = []
     try:
         wait_for(stub + "/health")
-        procs.append(subprocess.Popen([sys.executable, str(args.app_root / "app.py"), "--endpoint", stub,
-                                       "--api-key", "x", "--port", str(app_port)], cwd=args.app_root,
-                                      stdout=(logs / "app.log").open("w"), stderr=subprocess.STDOUT))
-        app = f"http://127.0.0.1:{app_port}/"
-        wait_for(app)
-        time.sleep(3)  # the app's status poll finds the server ready
-        rows = [("gradio_client (the /chat API)", by_client(app, stub, args.messages)),
-                ("Chromium (the Chat tab, drawn)", by_browser(app, stub, args.messages))]
+        for root in args.app_root:  # each app in turn, against the same stub, in this one run
+            app_port = server.free_port()
+            proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--endpoint", stub, "--api-key", "x",
+                                     "--port", str(app_port)], cwd=root,
+                                    stdout=(logs / f"app-{app_port}.log").open("w"), stderr=subprocess.STDOUT)
+            try:
+                app = f"http://127.0.0.1:{app_port}/"
+                wait_for(app)
+                time.sleep(3)  # the app's status poll finds the server ready
+                rows += [(root, "gradio_client (the /chat API)", by_client(app, stub, args.messages)),
+                         (root, "Chromium (the Chat tab, drawn)", by_browser(app, stub, args.messages))]
+            finally:
+                proc.terminate()
+                proc.wait()
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait()
-    print(f"\napp: {args.app_root}; stub: TTFT {STUB_TTFT_MS} ms, {STUB_ITL_MS} ms a token; {args.messages} messages "
-          "each, one at a time\n")
-    print("| client | added in all, median ms | before the server | after its first token | all, min–max ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, times in rows:
+        stub_proc.terminate()
+        stub_proc.wait()
+    print(f"\nstub: TTFT {STUB_TTFT_MS} ms, {STUB_ITL_MS} ms a token; {args.messages} messages each, one at a time\n")
+    print("| app | client | added in all, median ms | before the server | after its first token | all, min–max ms |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for root, name, times in rows:
         total, before, after = (statistics.median(t[k] for t in times) for k in range(3))
-        print(f"| {name} | {total:.1f} | {before:.1f} | {after:.1f} | "
+        print(f"| {root.name} | {name} | {total:.1f} | {before:.1f} | {after:.1f} | "
               f"{min(t[0] for t in times):.1f}–{max(t[0] for t in times):.1f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -68,7 +68,8 @@ def start_stub(ttft_ms: float, itl_ms: float, on: set[int], log: Path) -> tuple[
     port = server.free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(port),
                              "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--batch-clock"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, on))
+                            stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: os.sched_setaffinity(0, on))
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -267,7 +268,8 @@ def aiperfs(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[li
     return cmd, read
 
 
-CLIENTS = {"floor": ("floor: reads, parses nothing", floors), "ours": ("ours", ours), "vllm": ("vllm bench serve", vllms),
+CLIENTS = {"floor": ("floor: reads, parses nothing", floors), "ours": ("ours", ours),
+           "vllm": ("vllm bench serve", vllms),
            "guidellm": ("GuideLLM 0.8.1", guidellms), "aiperf": ("AIPerf 0.13.0", aiperfs)}
 
 
@@ -289,7 +291,8 @@ def installed(name: str) -> str | None:
 
 def measure(key: str, level: int, n: int, args, stub_on: set[int], client_on: set[int], tokenizer: str,
             work: Path) -> dict:
-    name, make = CLIENTS[key] if key != "baseline" else (f"ours at {args.baseline.name}", partial(ours, root=args.baseline))
+    name, make = CLIENTS[key] if key != "baseline" else (f"ours at {args.baseline.name}",
+                                                         partial(ours, root=args.baseline))
     out = work / f"{key}-{level}"
     out.mkdir(parents=True, exist_ok=True)
     stub, url = start_stub(args.ttft_ms, args.itl_ms, stub_on, out / "stub.log")  # a fresh stub for each client

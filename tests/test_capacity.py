@@ -217,3 +217,9 @@ def test_the_load_a_point_really_applied():
     assert metrics.load_applied(behind).achieved_rate == pytest.approx(10 / 1.5)
     row = metrics.summarize(rate, behind, 3.0)
     assert "under_loaded" in row["flags"] and row["achieved_rate"] == pytest.approx(10 / 1.5)
+    # Our count can reach the concurrency while the server never held it (requests waiting unread in
+    # its socket): its own running + waiting says so; a few between two requests are allowed.
+    wide = Workload(concurrency=[1024], input_len=[8], output_len=4).points()[0]
+    assert metrics.server_under_loaded(wide, 575) and not metrics.server_under_loaded(wide, 1000)
+    assert not metrics.server_under_loaded(wide, math.nan)  # a server without /metrics: our count alone
+    assert not metrics.server_under_loaded(rate, 3)  # an open loop's in flight is what its arrivals make

@@ -353,12 +353,13 @@ async def _attempt(pool: wire.Pool, origin: wire.Origin, request: bytes, rec: Re
         rec.error = f"connection broke: {exc}"[:ERROR_CHARS]
     except wire.BadResponse as exc:
         rec.error = f"not an HTTP answer: {exc}"[:ERROR_CHARS]
+    except asyncio.CancelledError:  # a stop: the request is abandoned, its connection closed
+        if conn is not None:
+            pool.release(origin, conn)
+        raise
     rec.end = time.perf_counter()
     if conn is not None:
-        if rec.error is None and conn.reusable:
-            pool.release(origin, conn)
-        else:
-            conn.close()
+        pool.release(origin, conn)  # kept for the next request only if its response ended cleanly
     return rec.error is not None and conn is not None and conn.reused and not conn.answered and not fresh
 
 

@@ -305,6 +305,14 @@ class LoadApplied:
         return self.achieved_rate < self.scheduled_rate * (1 - UNDER_LOAD_TOLERANCE)
 
 
+def server_under_loaded(point: Point, busiest: float) -> bool:
+    """A closed loop whose server never held the concurrency asked for (the most requests running
+    + waiting its /metrics showed, `UNDER_LOAD_TOLERANCE` allowed for requests between two of
+    ours): our own count can reach it while the requests wait, unread, in the server's socket."""
+    return (not point.open_loop and point.users is None and bool(point.concurrency) and math.isfinite(busiest)
+            and busiest < point.concurrency * (1 - UNDER_LOAD_TOLERANCE))
+
+
 def load_applied(measured: list[RequestRecord]) -> LoadApplied:
     sent = [r for r in measured if math.isfinite(r.start) and math.isfinite(r.end)]
     if not sent:

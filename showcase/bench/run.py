@@ -401,6 +401,7 @@ class _Run:
         # point sends means others (the app's chats, another client) shared the server.
         busiest = max((r.get("running", 0) + r.get("waiting", 0) for r in timeline), default=math.nan)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
+        flags |= {Flag.UNDER_LOADED} if measured and metrics.server_under_loaded(point, busiest) else set()
         flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records, timeline) else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags, (before, after))
         row |= {"server_requests_max": busiest, **self._extras(point, records, row, timeline)}

@@ -342,8 +342,10 @@ class Pool:
         return conn
 
     def release(self, origin: Origin, conn: Connection) -> None:
-        """A connection whose response is over: kept for the next request if it may carry one."""
-        if conn.reusable and not conn.closed:
+        """A connection whose request is over (answered, failed or abandoned): kept for the next
+        request if its response ended cleanly, else closed."""
+        if conn.reusable and not conn.closed and conn.done is not None and conn.done.done() \
+                and not conn.done.cancelled() and conn.done.exception() is None:
             conn.idle_since = time.perf_counter()
             self._idle.setdefault(origin, []).append(conn)
         else:
