@@ -57,6 +57,15 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def one_after_another(replies: list[list[bytes]]) -> list[tuple]:
+    """Each scripted reply as the answer to one request, on one pool, one after another."""
+    server, origin, _ = await scripted(replies)
+    async with wire.Pool(keepalive_s=5) as pool:
+        got = [await exchange(pool, origin) for _ in replies]
+    server.close()
+    return got
+
+
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
@@ -69,15 +78,7 @@ CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     [b"HTTP/1.1 100 Continue\r\n\r\n", CHUNKED + b"b\r\nhello world\r\n0\r\n\r\n"],  # an interim response first
 ])
 def test_a_chunked_body_arrives_whole_from_any_cut_and_the_connection_is_kept(pieces):
-    async def main():
-        server, origin, _ = await scripted([pieces, pieces])
-        async with wire.Pool(keepalive_s=5) as pool:
-            first = await exchange(pool, origin)
-            second = await exchange(pool, origin)
-        server.close()
-        return first, second
-
-    (status, body, conn), (status2, body2, conn2) = run(main())
+    (status, body, conn), (status2, body2, conn2) = run(one_after_another([pieces, pieces]))
     assert (status, body) == (200, b"hello world") == (status2, body2)
     assert conn2 is conn and conn2.reused  # one connection carried both
 
@@ -85,16 +86,7 @@ def test_a_chunked_body_arrives_whole_from_any_cut_and_the_connection_is_kept(pi
 def test_a_sized_body_and_a_body_to_the_connections_end():
     sized = [b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot", b" found"]
     to_close = [b"HTTP/1.0 200 OK\r\n\r\nall of", b" it"]
-
-    async def main():
-        server, origin, _ = await scripted([sized, to_close])
-        async with wire.Pool(keepalive_s=5) as pool:
-            a = await exchange(pool, origin)
-            b = await exchange(pool, origin)
-        server.close()
-        return a, b
-
-    (status, body, conn), (status2, body2, conn2) = run(main())
+    (status, body, conn), (status2, body2, conn2) = run(one_after_another([sized, to_close]))
     assert (status, body) == (404, b"not found") and conn2 is conn  # a sized body leaves the connection reusable
     assert (status2, body2, conn2.reusable) == (200, b"all of it", False)  # delimited by its close: not reused
 
