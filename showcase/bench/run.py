@@ -188,6 +188,7 @@ class _Stopped(Exception):
 
 
 PROGRESS_S = 0.1  # the least time between two progress reports while a point runs
+HELD_SAMPLES = 3  # samples of /metrics inside a point's measured window before its count of requests is judged
 
 
 class _Run:
@@ -401,7 +402,7 @@ class _Run:
         # point sends means others (the app's chats, another client) shared the server.
         busiest = max((r.get("running", 0) + r.get("waiting", 0) for r in timeline), default=math.nan)
         flags |= {Flag.SHARED_SERVER} if point.concurrency and busiest > point.concurrency else set()
-        flags |= {Flag.UNDER_LOADED} if measured and metrics.server_under_loaded(point, busiest) else set()
+        flags |= {Flag.UNDER_LOADED} if metrics.server_under_loaded(point, self._held(measured, timeline)) else set()
         flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records, timeline) else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags, (before, after))
         row |= {"server_requests_max": busiest, **self._extras(point, records, row, timeline)}
@@ -409,6 +410,17 @@ class _Run:
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
         return records, row
+
+    def _held(self, measured: list[metrics.RequestRecord], timeline: list[dict]) -> float:
+        """The most requests (running + waiting) the server held in the samples taken while the
+        point's measured requests ran; NaN with fewer than `HELD_SAMPLES` of them (a short point's
+        one sample may fall between two requests)."""
+        sent = [r for r in measured if math.isfinite(r.start) and math.isfinite(r.end)]
+        if not sent:
+            return math.nan
+        t0, t1 = min(r.start for r in sent) - self.t0, max(r.end for r in sent) - self.t0
+        inside = [r.get("running", 0) + r.get("waiting", 0) for r in timeline if t0 <= r["t_s"] <= t1]
+        return max(inside) if len(inside) >= HELD_SAMPLES else math.nan
 
     @staticmethod
     def _oversaturated(point: Point, records: list[metrics.RequestRecord], timeline: list[dict]) -> bool:
