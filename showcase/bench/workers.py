@@ -105,31 +105,33 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     if point.open_loop:  # its part of the cap on requests in flight
         point = point.model_copy(update={"concurrency": share.streams or None})
     lag = samplers.LagSampler()
-    async with loadgen.measuring_session() as session:
-        out.put(("ready", share.worker, None))
-        # Polled, not waited on: a worker killed inside `Event.wait` leaves the event's condition
-        # counting a sleeper that never wakes, and the parent's `go.set()` then blocks for ever.
-        while not go.is_set():
-            await asyncio.sleep(GO_POLL_S)
-        t0 = start_at.value
-        await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
-        sampler = asyncio.create_task(lag.run())
-        lag.begin()
-        run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
-                                stop.is_set)
-        if job.conversations is not None:
-            measured = run.users_loop(job.conversations, users=list(share.users))
-        elif point.open_loop:
-            measured = run.open_loop(job.prompts, t0, list(share.arrivals))
-        elif point.duration_s is not None:
-            measured = run.closed_loop(job.prompts, False, t0 + point.duration_s,
-                                       itertools.count(share.worker, job.workers), share.streams)
-        else:
-            measured = run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
-        with loadgen.frozen_heap():
+    # The heap is frozen (a full collection first) before this worker says it is ready: done after
+    # the shared first instant, that collection made the first sends of a rate 50 ms late.
+    with loadgen.frozen_heap():
+        async with loadgen.measuring_session() as session:
+            out.put(("ready", share.worker, None))
+            # Polled, not waited on: a worker killed inside `Event.wait` leaves the event's condition
+            # counting a sleeper that never wakes, and the parent's `go.set()` then blocks for ever.
+            while not go.is_set():
+                await asyncio.sleep(GO_POLL_S)
+            t0 = start_at.value
+            await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+            sampler = asyncio.create_task(lag.run())
+            lag.begin()
+            run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
+                                    stop.is_set)
+            if job.conversations is not None:
+                measured = run.users_loop(job.conversations, users=list(share.users))
+            elif point.open_loop:
+                measured = run.open_loop(job.prompts, t0, list(share.arrivals))
+            elif point.duration_s is not None:
+                measured = run.closed_loop(job.prompts, False, t0 + point.duration_s,
+                                           itertools.count(share.worker, job.workers), share.streams)
+            else:
+                measured = run.closed_loop(job.prompts, False, None, iter(share.indices), share.streams)
             await loadgen.stoppable(measured, stop.is_set)  # as on one worker: a stop ends it within seconds
-        health = lag.take()
-        sampler.cancel()
+            health = lag.take()
+            sampler.cancel()
     out.put(("done", share.worker, health))
 
 
