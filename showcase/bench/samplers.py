@@ -64,12 +64,22 @@ def parse_histograms(text: str) -> dict[str, tuple[float, float]]:
     return {part: (v[0], v[1]) for part, v in out.items()}
 
 
+METRICS_TIMEOUT_S = 5.0
+
+
+async def metrics_body(session: aiohttp.ClientSession, target: Target) -> tuple[int, bytes | None]:
+    """GET the server's /metrics (or `--metrics-url`): its status and body (b"" unless 200; None
+    when longer than `MAX_METRICS_BYTES`)."""
+    async with session.get(target.metrics, headers=target.headers,
+                           timeout=aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)) as resp:
+        return resp.status, await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else b""
+
+
 async def server_times(session: aiohttp.ClientSession, target: Target) -> ServerTimes | None:
     """The server's latency histograms now; None when it has none (another server, a router: say
     `--metrics-url`), or did not answer."""
     try:
-        async with session.get(target.metrics, headers=target.headers, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            body = await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else None
+        _, body = await metrics_body(session, target)
         if not body:
             return None
         # Parsed off the event loop, as the timeline's samples are.
@@ -139,11 +149,9 @@ class ServerSampler:
     async def run(self) -> None:
         while True:
             try:
-                async with self.session.get(self.target.metrics, headers=self.target.headers,
-                                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                    if resp.status == 404:  # a server without /metrics: no timeline, said by its absence
-                        return
-                    body = await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else b""
+                status, body = await metrics_body(self.session, self.target)
+                if status == 404:  # a server without /metrics: no timeline, said by its absence
+                    return
                 if body is None:
                     self.note = f"/metrics answered more than {MAX_METRICS_BYTES // 2**20} MiB: its timeline stops here"
                     return
