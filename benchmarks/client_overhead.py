@@ -39,6 +39,7 @@ import pandas as pd
 import psutil
 
 from showcase import ROOT, server, sources
+from showcase.bench import metrics
 
 INPUT_LEN, OUTPUT_LEN = 64, 32
 VERSIONS = {"guidellm": "guidellm==0.8.1", "aiperf": "aiperf==0.13.0"}
@@ -143,15 +144,10 @@ def truth(url: str, warmups: int) -> Truth:
     served = get(url + "/stub/served")[warmups:]
     gaps = [g for s in served for g in s["gaps_s"]]
     t0, t1 = min(s["t_received"] for s in served), max(s["t_end"] for s in served)
-    edges = sorted([(s["t_received"], 1) for s in served] + [(s["t_end"], -1) for s in served])
-    level, most, area, last = 0, 0, 0.0, t0
-    for t, step in edges:
-        area += level * (t - last)
-        level, last = level + step, t
-        most = max(most, level)
+    mean, most = metrics.in_flight([(s["t_received"], s["t_end"]) for s in served])
     return Truth(1000 * float(np.mean([s["ttft_s"] for s in served])),
                  1000 * float(np.mean([s["tpot_s"] for s in served])), 1000 * float(np.percentile(gaps, 99)),
-                 t0, t1, sum(s["tokens"] for s in served), most, area / (t1 - t0),
+                 t0, t1, sum(s["tokens"] for s in served), most, mean,
                  get(url + "/stub/late")["p99_ms"])
 
 

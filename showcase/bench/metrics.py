@@ -313,12 +313,11 @@ def server_under_loaded(point: Point, busiest: float) -> bool:
             and busiest < point.concurrency * (1 - UNDER_LOAD_TOLERANCE))
 
 
-def load_applied(measured: list[RequestRecord]) -> LoadApplied:
-    sent = [r for r in measured if math.isfinite(r.start) and math.isfinite(r.end)]
-    if not sent:
-        return LoadApplied()
+def in_flight(spans: list[tuple[float, float]]) -> tuple[float, int]:
+    """Requests in flight over (start, end) spans, from the first start to the last end: the
+    time-weighted mean and the most at once."""
     # Ends sort before starts at the same instant: a slot freed and taken again is one request in flight.
-    events = sorted([(r.start, 1) for r in sent] + [(r.end, -1) for r in sent])
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     t0, t1 = events[0][0], events[-1][0]
     level = most = 0
     area, last = 0.0, t0
@@ -326,13 +325,21 @@ def load_applied(measured: list[RequestRecord]) -> LoadApplied:
         area += level * (t - last)
         level, last = level + step, t
         most = max(most, level)
+    return (area / (t1 - t0) if t1 > t0 else float(most)), most
+
+
+def load_applied(measured: list[RequestRecord]) -> LoadApplied:
+    sent = [r for r in measured if math.isfinite(r.start) and math.isfinite(r.end)]
+    if not sent:
+        return LoadApplied()
+    mean, most = in_flight([(r.start, r.end) for r in sent])
     starts = sorted(r.start for r in sent)
     planned = sorted(r.scheduled for r in sent if math.isfinite(r.scheduled))
 
     def rate(times: list[float]) -> float:
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else NAN
 
-    return LoadApplied(area / (t1 - t0) if t1 > t0 else float(most), most, rate(starts), rate(planned))
+    return LoadApplied(mean, most, rate(starts), rate(planned))
 
 
 def point_flags(point: Point, done: list[RequestRecord], measured: int, client: ClientHealth,
