@@ -15,7 +15,7 @@ from showcase.bench import run as bench
 from showcase.bench import traffic
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Chat, Workload, WorkloadError
-from tests.stub_server import TEMPLATE_OVERHEAD
+from stub_server import TEMPLATE_OVERHEAD
 
 
 def write(tmp_path, name: str, content: str | bytes) -> str:
