@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import html
 import json
 import os
@@ -19,14 +20,27 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-import functools
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from showcase import RUNS_DIR, access, chat, coordinator, cores, forms, measure, prepare, presets, roofline, server, sources, views
+from showcase import (
+    RUNS_DIR,
+    access,
+    chat,
+    coordinator,
+    cores,
+    forms,
+    measure,
+    prepare,
+    presets,
+    roofline,
+    server,
+    sources,
+    views,
+)
 from showcase import report as html_report
 from showcase.bench import traffic
 from showcase.bench.folder import read_tables
@@ -360,14 +374,13 @@ def bench_controls(ctx: Context) -> dict:
         stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         restart_btn = gr.Button("Restart server", scale=1, elem_id="restart")
     with gr.Accordion("Capacity search settings (Find capacity; empty: the preset's)", open=False,
-                      elem_id="capacity-settings"):
-        with gr.Row():
-            percentile = gr.Number(label="Percentile judged", value=None, elem_id="c-percentile")
-            slo_ttft = gr.Number(label="TTFT target (ms)", value=None, elem_id="c-slo-ttft")
-            slo_tpot = gr.Number(label="TPOT target (ms)", value=None, elem_id="c-slo-tpot")
-            slo_e2el = gr.Number(label="E2E target (ms)", value=None, elem_id="c-slo-e2el")
-            failed_share = gr.Number(label="Failed share allowed (0–1)", value=None, elem_id="c-failed")
-            upper = gr.Number(label="Highest level probed", value=None, precision=0, elem_id="c-upper")
+                      elem_id="capacity-settings"), gr.Row():
+        percentile = gr.Number(label="Percentile judged", value=None, elem_id="c-percentile")
+        slo_ttft = gr.Number(label="TTFT target (ms)", value=None, elem_id="c-slo-ttft")
+        slo_tpot = gr.Number(label="TPOT target (ms)", value=None, elem_id="c-slo-tpot")
+        slo_e2el = gr.Number(label="E2E target (ms)", value=None, elem_id="c-slo-e2el")
+        failed_share = gr.Number(label="Failed share allowed (0–1)", value=None, elem_id="c-failed")
+        upper = gr.Number(label="Highest level probed", value=None, precision=0, elem_id="c-upper")
     with gr.Accordion("Experiment: is B better than A? (restarts the server for each arm)", open=False,
                       elem_id="experiment-panel"):
         gr.Markdown("Two or more arms on one workload, run in ABBA order, each run a repeat of its arm; for each "

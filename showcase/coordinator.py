@@ -21,17 +21,16 @@ import pandas as pd
 
 from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child
-from showcase.bench.loadgen import Target
+from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError
+from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Limits
 from showcase.errors import UserError
-from showcase.measure import DeviceFigures
-from showcase.bench.compare import Experiment
 from showcase.experiment import PreparedExperiment
+from showcase.measure import DeviceFigures
 from showcase.prepare import prepare_run
 from showcase.presets import Preset
-
 
 SHUTDOWN_WAIT_S = 60.0  # at exit, how long a stopped run may take to finish its requests in flight
 

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from showcase import server, sources
 from showcase.bench import compare, stats
 from showcase.bench.compare import Arm, ArmRecord, Experiment, ExperimentPlan
-from showcase.bench.loadgen import Target
 from showcase.bench.folder import RunFolder, read_tables
+from showcase.bench.loadgen import Target
 from showcase.bench.run import RunMeta, RunResult, RunStatus, mark_ended
 from showcase.bench.workload import ENGINE, Limits, Point, WorkloadError
 from showcase.errors import UserError

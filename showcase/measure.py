@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -104,7 +104,7 @@ def measure(device: str | None = None, dtype: str = "bfloat16") -> Measured:
         name, memory = f"cpu ({_cpu_name()}, {threads} thread{'s' if threads != 1 else ''})", _ram_gb()
     return Measured(device=name, bandwidth_gb_s=2 * nbytes / copy_s / 1e9, matmul_tflops=2 * n**3 / mm_s / 1e12,
                     dtype=dtype, memory_gb=memory, torch_version=torch.__version__,
-                    measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     threads=torch.get_num_threads(), bandwidth_spread=copy_spread, matmul_spread=mm_spread)
 
 

@@ -12,14 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from showcase import ROOT, roofline, server, sources
+from showcase.bench import capacity, traffic
 from showcase.bench import run as bench
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.run import Bound, Price, RunMeta
-from showcase.measure import Measured
-from showcase.bench import capacity
-from showcase.bench import traffic
 from showcase.bench.workload import ENGINE, VISITOR, Limits, Workload, validated
 from showcase.errors import UserError
+from showcase.measure import Measured
 from showcase.presets import Preset
 
 ATTACHED = "unknown (attached endpoint)"

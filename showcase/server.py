@@ -33,8 +33,8 @@ from typing import Literal, Protocol, get_args
 
 from showcase import sources
 from showcase.cores import CoreSplit
-from showcase.processes import STOP_GRACE_S, WATCHDOG, explain_exit, log_tail, terminate_group
 from showcase.errors import UserError
+from showcase.processes import STOP_GRACE_S, WATCHDOG, explain_exit, log_tail, terminate_group
 
 # The one table of values vLLM accepts for these settings (presets validate against it too).
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -488,7 +488,7 @@ class VLLMServer:
         while generation == self._generation:
             try:
                 ok = self._probe(self.endpoint, None)
-            except Exception:  # noqa: BLE001 - the watcher must outlive any answer; not ready is the verdict
+            except Exception:
                 ok = False
             if ok:
                 self._set(State.READY, f"attached to {self.endpoint}", generation)

@@ -18,13 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import charts, coordinator, roofline, server
-from showcase.forms import levels_text, prompt_lengths
-from showcase.measure import Measured
-from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError, read_tables
+from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
+from showcase.forms import levels_text, prompt_lengths
+from showcase.measure import Measured
 from showcase.presets import Preset
 
 # The article's request shape, drawn when a run does not say which: its tables use 512-token

@@ -56,8 +56,8 @@ def make_app(fault: str) -> web.Application:
             await asyncio.sleep(0.002)
             done = str(i + 1) if not (bad and kind == "usage") else raw
             event = raw if bad and kind == "event" and i == 1 else (
-                '{"choices": [{"index": 0, "delta": {"content": " x"}}], "usage": {"prompt_tokens": %d, '
-                '"completion_tokens": %s}}' % (prompt, done))
+                '{"choices": [{"index": 0, "delta": {"content": " x"}}], "usage": {"prompt_tokens": '
+                f'{prompt}, "completion_tokens": {done}}}}}')
             await resp.write(f"data: {event}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
         return resp

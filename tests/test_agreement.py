@@ -12,7 +12,6 @@ import pytest
 from showcase.bench import agreement
 from showcase.bench.loadgen import Target
 
-
 # One comparison (theirs, ours, ours, theirs) on this 2-core CPU server: the server itself drifts by
 # ±15 % between runs, so single comparisons spread: our output tok/s over vLLM's client's measured
 # 0.84–1.07 at 8 streams over six runs. The stated criteria (agreement.Tolerance()) hold over

@@ -7,10 +7,9 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import ADMIN, server_metric
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
-
-from conftest import ADMIN, server_metric
 
 SMALL = json.dumps({"concurrency": [1, 2], "input_len": [64], "output_len": 8, "num_requests": 3,
                     "warmup_requests": 0})
@@ -193,7 +192,7 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
     ctx = app_module.Context(None, coord, presets.load_all(), None, views.Limit(None, ""), None)
     app_module.find_capacity(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 2, None, None, 99, 0.05, 64, 400,
                              None, None, "")
-    (p, overrides, search, price, _), kwargs = started[0]
+    (p, overrides, search, _price, _), kwargs = started[0]
     assert search == {"by": "concurrency", "percentile": 99.0, "max_failed_share": 0.05, "upper": 64}
     assert kwargs["slos"] == {"ttft_ms": 400.0, "tpot_ms": None, "e2el_ms": None} and overrides["repeats"] == 2
     with pytest.raises(WorkloadError, match="Highest level probed: give a whole number"):
@@ -201,9 +200,10 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
 
 
 def test_a_wrong_admin_password_is_one_line_in_the_log_not_a_traceback(stub, tmp_path, capfd, caplog):
+    from test_coordinator import FakeServer
+
     import app as app_module
     from showcase import coordinator, presets, server, sources
-    from test_coordinator import FakeServer
 
     base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(), sources.Device("cpu", "cpu"), base, tmp_path / "logs")

@@ -11,9 +11,9 @@ import urllib.request
 
 import psutil
 import pytest
+from conftest import ROOT
 
 from showcase import processes, server
-from conftest import ROOT
 
 
 def _descendants_with_engine(app: psutil.Process, timeout_s: float) -> list[psutil.Process]:

@@ -358,7 +358,7 @@ child.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), out_root=
     assert len(children) == 1
     caller.kill()
     caller.wait()
-    gone, alive = psutil.wait_procs(children, timeout=15)
+    _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, "the load generator outlived its caller"
     info = json.loads(next(tmp_path.glob("*/run.json")).read_text())
     assert info["status"] == "stopped"

@@ -11,9 +11,8 @@ import re
 import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
-
 from conftest import ADMIN, ROOT
+from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "screenshots"

@@ -37,7 +37,7 @@ def test_the_search_is_exact_on_noisy_but_separable_measurements():
     # A TPOT that grows with the level plus noise that never crosses the SLO's line.
     rng = random.Random(7)
     for answer in (5, 21, 64):
-        def measure(level: int) -> bool:
+        def measure(level: int, answer: int = answer) -> bool:
             tpot = 10 + level + (rng.uniform(-0.4, 0.4))
             return tpot <= 10 + answer + 0.5
         s, _ = search_with(measure, upper=256)

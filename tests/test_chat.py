@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
+from conftest import server_metric
 
 from showcase import chat
-from conftest import server_metric
 
 HELLO = [{"role": "user", "content": "hello"}]
 

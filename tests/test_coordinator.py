@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from showcase import server
-from showcase import sources
-from showcase import presets
-from showcase import coordinator, prepare
+from showcase import coordinator, prepare, presets, server, sources
 from showcase.bench import run as bench
 
 

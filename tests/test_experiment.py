@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_coordinator import CPU, FakeServer
 
 import engine
 from showcase import experiment, presets, server
 from showcase.bench.run import RunStatus, read_meta, run_sync
 from showcase.prepare import ad_hoc
-from test_coordinator import CPU, FakeServer
 
 SMALL = ["--concurrency", "2", "--input-len", "16", "--output-len", "8", "--num-requests", "8"]
 

@@ -18,11 +18,12 @@ import pytest
 
 import engine
 from showcase import ROOT, coordinator, server
-from showcase.bench import loadgen
 from showcase.bench import folder as folder_io
+from showcase.bench import loadgen
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
+
 
 def small(**changes) -> bench.RunMeta:
     w = Workload(**({"concurrency": [1], "input_len": [16], "output_len": 4, "num_requests": 6, "warmup_requests": 0}
@@ -112,7 +113,7 @@ def test_a_first_ctrl_c_or_sigterm_stops_keeps_the_point_in_progress_and_says_st
         time.sleep(0.1)
     sent = time.monotonic()
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 10 and proc.returncode == 1, err
     folder = next(tmp_path.glob("*-ad-hoc"))
     assert json.loads((folder / "run.json").read_text())["status"] == "stopped"

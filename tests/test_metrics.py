@@ -9,10 +9,9 @@ import math
 import pandas as pd
 import pytest
 
-from showcase.bench import loadgen
-from showcase.bench import metrics, samplers, wire
+from showcase.bench import loadgen, metrics, samplers, wire
 from showcase.bench.metrics import RequestRecord
-from showcase.bench.workload import SLOs, Point
+from showcase.bench.workload import Point, SLOs
 
 
 class FakeClock:

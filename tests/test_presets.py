@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from showcase import server
-from showcase import sources
-from showcase import ROOT, presets
+from showcase import ROOT, presets, server, sources
 from showcase.bench import traffic
 
 

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import socket
+from pathlib import Path
 
 import openai
 import pytest
 
-from showcase import cores, processes, server
-from showcase import sources
+from showcase import cores, processes, server, sources
 
 
 def settings(**kw) -> server.ServerSettings:
@@ -195,7 +195,7 @@ def test_shared_server_is_ready_and_answers_through_the_openai_sdk(vllm_server):
     )
     assert reply.usage.completion_tokens == 8 and reply.choices[0].message.content
     assert vllm_server.max_model_len == 4096
-    log = open(status.log_path).read()
+    log = Path(status.log_path).read_text()
     assert "NOTE: CPU smoke model" in log and "gibberish" in log  # the log says it plainly too
     assert vllm_server.api_key not in log  # the key is masked in the logged command line
 

@@ -10,12 +10,12 @@ import math
 import pandas as pd
 import pytest
 import requests
+from stub_server import TEMPLATE_OVERHEAD
 
 from showcase.bench import run as bench
 from showcase.bench import traffic
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Chat, Workload, WorkloadError
-from stub_server import TEMPLATE_OVERHEAD
 
 
 def write(tmp_path, name: str, content: str | bytes) -> str:

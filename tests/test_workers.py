@@ -89,7 +89,7 @@ def test_a_killed_worker_counts_its_requests_as_failed_and_the_point_goes_on(stu
         pids.extend(started)
         asyncio.get_running_loop().call_later(0.8, os.kill, started[0], signal.SIGKILL)
 
-    records, duration, health = asyncio.run(workers.run_point(Target(url, "stub"), p, prompts, lambda r: None,
+    records, duration, _ = asyncio.run(workers.run_point(Target(url, "stub"), p, prompts, lambda r: None,
                                                               lambda: False, 2, on_started=kill_one))
     failed = [r for r in records if not r.ok]
     assert len(pids) == 2 and len(records) == 16 and sorted(r.index for r in records) == list(range(16))

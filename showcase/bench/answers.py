@@ -15,7 +15,6 @@ from typing import Annotated
 
 import msgspec
 
-
 MAX_EVENT_BYTES = 4 * 1024 * 1024  # one SSE event this long is no token chunk: a broken or hostile server
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, FiniteFloat
 
-from showcase.bench.workload import VISITOR, Limits, SLOs, Point, Strict, Workload, WorkloadError
+from showcase.bench.workload import VISITOR, Limits, Point, SLOs, Strict, Workload, WorkloadError
 
 By = Literal["concurrency", "rate", "users"]
 NOUNS = {"concurrency": "concurrent streams", "rate": "requests/s", "users": "chat users"}

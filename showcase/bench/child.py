@@ -23,8 +23,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from showcase import ROOT, RUNS_DIR
-from showcase.bench.loadgen import Target
 from showcase.bench.folder import read_tables
+from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, mark_ended, run_sync
 from showcase.bench.workload import WorkloadError
 from showcase.errors import UserError

@@ -29,11 +29,18 @@ import msgspec
 import numpy as np
 
 from showcase.bench import wire
-from showcase.bench.answers import (ERROR_BYTES, ERROR_CHARS, MalformedAnswer, NotJSON, SSESplitter, Usage, decoded,
-                                    error_text)
+from showcase.bench.answers import (
+    ERROR_BYTES,
+    ERROR_CHARS,
+    MalformedAnswer,
+    NotJSON,
+    SSESplitter,
+    Usage,
+    decoded,
+    error_text,
+)
 from showcase.bench.metrics import RequestRecord
 from showcase.bench.workload import Point, WorkloadError
-
 
 # Idle pooled connections are closed after this long. vLLM's HTTP server closes them after 5 s
 # (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) and load balancers drop them silently; a request sent on a
@@ -252,7 +259,7 @@ class _Reader:
     content chunks, the server's counts), or a whole body (an error's, or a non-streamed
     answer) kept up to `cap` bytes."""
 
-    __slots__ = ("rec", "conn", "status", "split", "seen", "done", "body", "size", "cap")
+    __slots__ = ("body", "cap", "conn", "done", "rec", "seen", "size", "split", "status")
 
     def __init__(self, rec: RequestRecord, conn: wire.Connection) -> None:
         self.rec, self.conn, self.status = rec, conn, 0

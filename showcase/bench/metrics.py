@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from showcase.bench.workload import SLOs, Point
+from showcase.bench.workload import Point, SLOs
 
 NAN = float("nan")
 CLIENT_CPU_LIMIT = 0.9  # the client's process used this share of one core or more: it set the pace

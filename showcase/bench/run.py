@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -36,7 +36,7 @@ from showcase.bench.folder import RunFolder, StorageError, read_model, read_tabl
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.traffic import FileFacts
-from showcase.bench.workload import SLOs, Point, Workload, WorkloadError
+from showcase.bench.workload import Point, SLOs, Workload, WorkloadError
 
 HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
 HEALTH_PATIENCE_S = 120.0  # a server that accepts connections but answers nothing this long is dead too
@@ -180,7 +180,7 @@ def _finite(x: object) -> float | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class _Stopped(Exception):
@@ -502,7 +502,7 @@ async def run(
         if resume is not None:
             folder = RunFolder.reopen(resume)
             started = read_meta(resume).started or started
-            since = max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds())
+            since = max(0.0, (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds())
             earlier = tuple(t.to_dict("records") for t in read_tables(resume))
         else:
             folder = RunFolder(out_root, meta.preset)

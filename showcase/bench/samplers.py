@@ -178,7 +178,7 @@ async def vllm_version(session: aiohttp.ClientSession, target: Target) -> str | 
     return str(version)[:100] if version is not None else None
 
 
-async def health(session: aiohttp.ClientSession, target: Target) -> bool | None | str:
+async def health(session: aiohttp.ClientSession, target: Target) -> bool | str | None:
     """True/False for a vLLM /health (False: refused, or an error); None when the server has no such
     route; "silent" when it did not answer in time (paused or swamped, not yet dead)."""
     try:

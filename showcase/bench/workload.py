@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError,
 
 from showcase.errors import UserError
 
+
 class WorkloadError(UserError):
     """A workload that does not validate, or that the server cannot serve; refused before the run."""
 
