@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's two entry points, each setting everything up first (idempotent, quick when done):
 #   ./run.sh app  [app options]     set up, then launch the app (see `./run.sh app --help`)
-#   ./run.sh test [pytest options]  set up (with test tools), then run the whole test suite
+#   ./run.sh test [pytest options]  set up (with test tools), lint, type-check, then run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,4 +55,7 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   sudo_="" ; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# The lint and the type check first (their files are configured in pyproject.toml), then the tests.
+.venv/bin/ruff check --quiet
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -1,16 +1,52 @@
-"""Shared fixtures: one real vLLM (CPU) server per test session, and a sandboxed environment."""
+"""Shared fixtures: one real vLLM (CPU) server per test session, and a sandboxed environment.
+
+Markers (set here, from what a test uses): `vllm` for the tests that start real vLLM (through the
+`vllm_server` or `app_url` fixture, or by launching the app), `browser` for those that drive
+Chromium; `-m "not vllm and not browser"` runs the rest alone.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from showcase import ROOT, processes, server, sources  # noqa: F401 (ROOT: for the tests that import it from here)
+
+def _isolated_home() -> Path:
+    """A HOME of the session's own, so no test reads or leaves caches in the user's (measured
+    devices, logs, runs of other sessions); the smoke model's folder and vLLM's own compile cache
+    stay shared, as they only cost start-up time. Set before the app's modules read HOME."""
+    real = Path.home()
+    home = Path(tempfile.mkdtemp(prefix="showcase-test-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    cache = home / ".cache"
+    (cache / "vllm-showcase").mkdir(parents=True)
+    for shared in (Path(".cache") / "vllm-showcase" / "models", Path(".cache") / "vllm"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (home / shared).symlink_to(real / shared)
+    os.environ["HOME"] = str(home)
+    return home
+
+
+TEST_HOME = _isolated_home()
+
+from showcase import ROOT, processes, server, sources  # noqa: E402, F401 (after HOME is set; ROOT: for the tests that import it from here)
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+VLLM_FIXTURES = {"vllm_server", "app_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.vllm)
+        if item.path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
 STUB = Path(__file__).resolve().parent / "stub_server.py"
 HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import openai
 import pandas as pd
 import pytest
 from conftest import ADMIN, server_metric
@@ -51,9 +52,15 @@ def test_stop_ends_the_request_on_the_server(client, vllm_server):
     while server_metric(vllm_server.base_url, "vllm:num_requests_running") > 0:
         assert time.monotonic() < deadline, "the server kept generating after stop"
         time.sleep(0.2)
+    assert server_metric(vllm_server.base_url, "vllm:num_requests_waiting") == 0  # nor queued again
+    # One more request of one token, after it: the server's count grows by that token alone.
     generated = server_metric(vllm_server.base_url, "vllm:generation_tokens_total")
-    time.sleep(2)
-    assert server_metric(vllm_server.base_url, "vllm:generation_tokens_total") == generated
+    openai.OpenAI(base_url=vllm_server.base_url + "/v1", api_key=vllm_server.api_key).completions.create(
+        model=vllm_server.served_model_name, prompt="Hi", max_tokens=1)
+    while server_metric(vllm_server.base_url, "vllm:generation_tokens_total") < generated + 1:
+        assert time.monotonic() < deadline + 30, "the server never counted the one-token request"
+        time.sleep(0.1)
+    assert server_metric(vllm_server.base_url, "vllm:generation_tokens_total") == generated + 1
 
 
 def test_a_small_preset_run_returns_its_csv(client):

@@ -26,6 +26,7 @@ def _descendants_with_engine(app: psutil.Process, timeout_s: float) -> list[psut
     raise AssertionError("vLLM's engine core never started under the app")
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_the_app_leaves_no_vllm_process(sig, tmp_path):
     port = server.free_port()
@@ -60,10 +61,11 @@ def test_killing_the_app_leaves_no_vllm_process(sig, tmp_path):
 def test_the_watchdog_ends_the_group_when_its_pipe_closes(tmp_path):
     """The pipe closing is what the kernel does when the app dies, even by SIGKILL."""
     victim = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                               "time.sleep(600)"], start_new_session=True)
+                               "print('ignoring SIGTERM', flush=True); time.sleep(600)"], start_new_session=True,
+                              stdout=subprocess.PIPE, text=True)
+    assert victim.stdout.readline().strip() == "ignoring SIGTERM"  # its handler is set before anything is sent
     watchdog = subprocess.Popen([sys.executable, "-c", processes.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
                                 start_new_session=True)
-    time.sleep(0.5)
     assert victim.poll() is None
     watchdog.stdin.close()
     assert victim.wait(timeout=20) == -signal.SIGKILL  # it ignored SIGTERM, so it took SIGKILL

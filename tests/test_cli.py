@@ -94,6 +94,7 @@ def test_sigterm_stops_a_run_and_its_files_say_stopped(stub, tmp_path):
     import subprocess
     import sys
     import time
+    import urllib.request
 
     from showcase import ROOT
 
@@ -105,7 +106,9 @@ def test_sigterm_stops_a_run_and_its_files_say_stopped(stub, tmp_path):
     while not list(tmp_path.glob("*/run.json")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no run"
         time.sleep(0.1)
-    time.sleep(1)  # some requests done
+    while len(json.loads(urllib.request.urlopen(url + "/stub/served").read())) < 5:  # some requests done
+        assert time.monotonic() < deadline and proc.poll() is None, "no request was served"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     info = json.loads(next(tmp_path.glob("*/run.json")).read_text())

@@ -89,11 +89,11 @@ def test_only_one_benchmark_at_a_time(stub, tmp_path):
     coord.start(small("article-concurrency-sweep"), {"concurrency": [1], "num_requests": 20})
     with pytest.raises(coordinator.BenchmarkBusy, match="already running"):
         coord.start(small("article-concurrency-sweep"))
-    for _ in range(300):  # stop in the middle of the point
-        p = coord.snapshot().progress
-        if p is not None and p.done >= 1:
-            break
+    deadline = time.monotonic() + 30
+    while (p := coord.snapshot().progress) is None or p.done < 1:  # stop in the middle of the point
+        assert time.monotonic() < deadline and coord.snapshot().running, "no request of the point finished"
         time.sleep(0.05)
+    assert p.done < 20
     coord.stop()
     snap = coord.wait(60)
     assert snap.status == "stopped" and snap.folder is not None

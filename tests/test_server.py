@@ -230,6 +230,7 @@ def test_missing_model_folder_fails_at_once(device, tmp_path):
     assert status.state is server.State.FAILED and "does not exist" in status.message
 
 
+@pytest.mark.vllm
 def test_port_already_taken_fails_with_a_clear_message(device, model_cache, tmp_path):
     source = sources.resolve(None, "real", device, cache_dir=model_cache)
     with socket.socket() as sock:
@@ -242,6 +243,7 @@ def test_port_already_taken_fails_with_a_clear_message(device, model_cache, tmp_
     assert status.state is server.State.FAILED and f"Port {port} is already in use" in status.message
 
 
+@pytest.mark.vllm
 def test_a_server_killed_mid_chat_comes_back_by_itself_and_the_chat_answers_again(device, model_cache, tmp_path):
     import asyncio
 

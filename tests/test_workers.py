@@ -87,10 +87,15 @@ def test_a_killed_worker_counts_its_requests_as_failed_and_the_point_goes_on(stu
 
     def kill_one(started: list[int]) -> None:
         pids.extend(started)
-        asyncio.get_running_loop().call_later(0.8, os.kill, started[0], signal.SIGKILL)
 
-    records, duration, _ = asyncio.run(workers.run_point(Target(url, "stub"), p, prompts, lambda r: None,
-                                                              lambda: False, 2, on_started=kill_one))
+    def on_done(_: object) -> None:  # worker 0 dies once requests are done, with its others in flight
+        if len(pids) == 2 and not killed:
+            killed.append(pids[0])
+            os.kill(pids[0], signal.SIGKILL)
+
+    killed: list[int] = []
+    records, duration, _ = asyncio.run(workers.run_point(Target(url, "stub"), p, prompts, on_done,
+                                                         lambda: False, 2, on_started=kill_one))
     failed = [r for r in records if not r.ok]
     assert len(pids) == 2 and len(records) == 16 and sorted(r.index for r in records) == list(range(16))
     assert failed and all("worker 0 died (exit code -9)" in r.error for r in failed)
