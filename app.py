@@ -44,7 +44,7 @@ from showcase import (
 from showcase import report as html_report
 from showcase.bench import traffic
 from showcase.bench.folder import read_tables
-from showcase.bench.workload import ENGINE, VISITOR, Limits
+from showcase.bench.workload import TRUSTED, VISITOR, Allowance
 from showcase.coordinator import BenchmarkCoordinator
 from showcase.errors import UserError
 
@@ -63,7 +63,7 @@ class Context:
     coord: BenchmarkCoordinator
     catalogue: dict[str, presets.Preset]
     admin_password: str | None
-    limit: views.Limit
+    served: views.ServedModel
     figures: measure.DeviceFigures | None  # this device measured in the background; None when attached
 
     @functools.cached_property
@@ -72,7 +72,7 @@ class Context:
 
     def measured_roofline(self):
         result = self.figures.result if self.figures else None
-        return views.measured_roofline(self.limit, result, self.server.settings.dtype if self.server.settings else "auto")
+        return views.measured_roofline(self.served, result, self.server.settings.dtype if self.server.settings else "auto")
 
 
 def refusal(text: str) -> gr.Error:
@@ -90,13 +90,13 @@ def shown() -> Iterator[None]:
         raise refusal(html.escape(str(exc), quote=False)) from exc
 
 
-def require_admin(ctx: Context, password: str) -> Limits:
-    """Refuse a wrong admin password; the limits a run started by this caller is held to (the
+def require_admin(ctx: Context, password: str) -> Allowance:
+    """Refuse a wrong admin password; the allowance a run started by this caller is held to (the
     engine's for the admin, the visitors' in an app without an admin password: anyone reaching it)."""
     if ctx.admin_password is not None and not ctx.admin_guard.check(password or ""):
         raise refusal("This needs the admin password: a shared link can chat but cannot start, stop or "
                        "restart anything.")
-    return ENGINE if ctx.admin_password is not None else VISITOR
+    return TRUSTED if ctx.admin_password is not None else VISITOR
 
 
 def preset_of(ctx: Context, name: str) -> presets.Preset:
@@ -177,22 +177,22 @@ def start(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: f
           upload: str | None, password: str, search: bool = False):
     """Start the preset as edited (with the uploaded traffic, if any); `search`: as a capacity search
     (the preset's own, or by its kind of level)."""
-    limits = require_admin(ctx, password)
+    allowance = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
         ctx.coord.start(p, forms.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
-                        forms.search_for(p) if search else None, forms.price_from(price), limits)
+                        forms.search_for(p) if search else None, forms.price_from(price), allowance)
     return views.progress_markdown(ctx.coord.snapshot())
 
 
 def find_capacity(ctx: Context, name: str, conc: str, inlen: str, outlen: float, nreq: float, stream: bool, repeats,
                   price, upload: str | None, percentile, failed_share, upper, ttft_ms, tpot_ms, e2el_ms, password: str):
     """The preset as a capacity search, with the search's fields and SLOs as given (empty: the preset's)."""
-    limits = require_admin(ctx, password)
+    allowance = require_admin(ctx, password)
     p = preset_of(ctx, name)
     with shown():
         ctx.coord.start(p, forms.form_overrides(p, conc, inlen, outlen, nreq, stream, repeats, upload),
-                        forms.search_for(p, percentile, failed_share, upper), forms.price_from(price), limits,
+                        forms.search_for(p, percentile, failed_share, upper), forms.price_from(price), allowance,
                         slos=forms.slos_from(ttft_ms, tpot_ms, e2el_ms))
     return views.progress_markdown(ctx.coord.snapshot())
 
@@ -201,13 +201,13 @@ def start_experiment(ctx: Context, choice: str, main_preset: str, conc: str, inl
                      stream: bool, upload: str | None, endpoint_a: str, endpoint_b: str, repeats, password: str):
     """An experiment preset as it is, or an A/A of the preset selected above, or two endpoints, on
     its workload as edited above."""
-    limits = require_admin(ctx, password)
+    allowance = require_admin(ctx, password)
     with shown():
         endpoints = forms.endpoints_from(endpoint_a, endpoint_b)
         aa = choice == forms.AA_CHOICE
         p = preset_of(ctx, main_preset if endpoints or aa else choice)
         edits = forms.form_overrides(p, conc, inlen, outlen, nreq, stream, upload=upload) if endpoints or aa else None
-        ctx.coord.start_experiment(p, forms.repeats_from(repeats, 2), endpoints, aa and not endpoints, limits,
+        ctx.coord.start_experiment(p, forms.repeats_from(repeats, 2), endpoints, aa and not endpoints, allowance,
                                    overrides=edits)
     return views.progress_markdown(ctx.coord.snapshot())
 
@@ -229,14 +229,14 @@ def _overrides(text: str) -> dict:
 def api_run_experiment(ctx: Context, preset: str, overrides: str, repeats: float, admin: str):
     """Run an experiment preset (or "aa:NAME", an A/A of any preset, with workload overrides as a JSON
     object), wait for it, return experiment.json."""
-    limits = require_admin(ctx, admin)
+    allowance = require_admin(ctx, admin)
     aa = preset.startswith("aa:")
     changes = _overrides(overrides)
     if changes and not aa:
         raise refusal("an experiment preset runs as it is; workload overrides apply to an A/A (aa:NAME)")
     with shown():
         ctx.coord.start_experiment(preset_of(ctx, preset[3:] if aa else preset), forms.repeats_from(repeats, 2),
-                                   aa=aa, limits=limits, overrides=changes or None)
+                                   aa=aa, allowance=allowance, overrides=changes or None)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     path = snap.folder / "experiment.json" if snap.folder is not None else None
     if path is None or not path.exists():
@@ -294,7 +294,7 @@ def tick(ctx: Context, seen: str):
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
     with shown():
         v, refused = views.load_views(run_folders(ctx, selected), [Path(u) for u in uploads or []],
-                                      roofline.gpu(gpu_name), ctx.limit, ctx.measured_roofline(), ctx.coord.runs_dir)
+                                      roofline.gpu(gpu_name), ctx.served, ctx.measured_roofline(), ctx.coord.runs_dir)
     for reason in refused:
         gr.Warning(html.escape(reason, quote=False))
     return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,
@@ -306,14 +306,14 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
     """Start a preset with workload overrides (a JSON object), wait for it, return its summary. The
     object may also hold "slos" (ms) and "capacity" (the search's fields, `{}` for the preset's own or
     its kind of level): a capacity search."""
-    limits = require_admin(ctx, admin)
+    allowance = require_admin(ctx, admin)
     changes = _overrides(overrides)
     slos, search = changes.pop("slos", None), changes.pop("capacity", None)
     if not isinstance(slos, (dict, type(None))) or not isinstance(search, (dict, type(None))):
         raise refusal('"slos" and "capacity" must be JSON objects, like {"slos": {"ttft_ms": 500}, "capacity": {}}')
     with shown():
         p = preset_of(ctx, preset)
-        ctx.coord.start(p, changes, (forms.search_for(p) | search) if search is not None else None, limits=limits,
+        ctx.coord.start(p, changes, (forms.search_for(p) | search) if search is not None else None, allowance=allowance,
                         slos=slos)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
@@ -349,7 +349,7 @@ def bench_controls(ctx: Context) -> dict:
         preset = gr.Dropdown([(p.title, n) for n, p in ctx.catalogue.items()], value=DEFAULT_PRESET, label="Preset",
                              scale=2, elem_id="preset")
         gpu = gr.Dropdown(list(roofline.known_gpus()), value=own_gpu.name if own_gpu else roofline.article().stated_gpu,
-                          label="Physical limit for GPU", scale=1, info=ctx.limit.note)
+                          label="Physical limit for GPU", scale=1, info=ctx.served.note)
     info = gr.Markdown()
     with gr.Row():
         conc = gr.Textbox(label="Concurrency levels (chat presets: users)", elem_id="w-concurrency")
@@ -496,7 +496,7 @@ def wire_bench(ctx: Context, b: dict, r: dict) -> None:
 
 def build_demo(srv: server.ServerHandle, coord: BenchmarkCoordinator, catalogue: dict[str, presets.Preset],
                admin_password: str | None = None) -> gr.Blocks:
-    ctx = Context(srv, coord, catalogue, admin_password, views.limit_for(srv), coord.figures)
+    ctx = Context(srv, coord, catalogue, admin_password, views.served_model_for(srv), coord.figures)
     chat_limit = srv.settings.max_num_seqs if srv.settings and srv.settings.max_num_seqs else 64
     with gr.Blocks(title="vLLM showcase") as demo:
         gr.Markdown("# vLLM showcase\nChat with the model, and measure honestly how fast it serves.")

@@ -39,7 +39,7 @@ def search(url: str, slo: SLOs, upper: int, out: Path) -> tuple[bench.RunResult,
     w = Workload(concurrency=[1], input_len=[INPUT_LEN], output_len=OUTPUT_LEN, num_requests=REQUESTS,
                  warmup_requests=0)
     t = time.perf_counter()
-    result = bench.run_sync(bench.plan("search", w, slo, capacity=CapacityPlan(upper=upper)), Target(url, "stub"),
+    result = bench.run_sync(bench.run_meta("search", w, slo, capacity=CapacityPlan(upper=upper)), Target(url, "stub"),
                             out_root=out)
     return result, time.perf_counter() - t
 
@@ -50,7 +50,7 @@ def sweep(url: str, slo: SLOs, last: int, out: Path) -> tuple[bench.RunResult, f
     w = Workload(concurrency=[1], input_len=[INPUT_LEN], output_len=OUTPUT_LEN, num_requests=REQUESTS,
                  warmup_requests=0)
     points = tuple(CapacityPlan(upper=last).point(w, c, c - 1) for c in range(1, last + 1))
-    meta = bench.plan("sweep", w, slo).model_copy(update={"points": points})
+    meta = bench.run_meta("sweep", w, slo).model_copy(update={"points": points})
     t = time.perf_counter()
     result = bench.run_sync(meta, Target(url, "stub"), out_root=out)
     return result, time.perf_counter() - t

@@ -48,7 +48,7 @@ def main() -> None:
             took, chars = asyncio.run(build(url, n))
             t = time.perf_counter()
             w = Workload(concurrency=[4], input_len=[n], output_len=1, num_requests=PROMPTS, warmup_requests=0)
-            result = bench.run_sync(bench.plan("long", w), Target(url, "stub"), out_root="/tmp/long-prompt-runs")
+            result = bench.run_sync(bench.run_meta("long", w), Target(url, "stub"), out_root="/tmp/long-prompt-runs")
             assert result.summary.iloc[0]["completed"] == PROMPTS, result.message
             print(f"| {n:,} | {chars:,} | {took:.2f} | {time.perf_counter() - t:.2f} |")
     finally:

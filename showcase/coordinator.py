@@ -25,7 +25,7 @@ from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunStatus, read_meta
-from showcase.bench.workload import VISITOR, Limits
+from showcase.bench.workload import VISITOR, Allowance
 from showcase.errors import UserError
 from showcase.experiment import PreparedExperiment
 from showcase.measure import DeviceFigures
@@ -88,27 +88,27 @@ class BenchmarkCoordinator:
         self._snap = replace(self._snap, **changes)
 
     def start(self, preset: Preset, overrides: dict | None = None, search: dict | None = None,
-              price: float | None = None, limits: Limits = VISITOR, slos: dict | None = None) -> Preset:
+              price: float | None = None, allowance: Allowance = VISITOR, slos: dict | None = None) -> Preset:
         """Validate, take the slot and start in the background; returns the preset as it will run.
         `search`: run it as a capacity search (see `prepare_run`); `price`: dollars per GPU-hour;
-        `limits`: the visitors' unless the caller proved to be the admin."""
+        `allowance`: the visitors' unless the caller proved to be the admin."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         prepared = prepare_run(preset, overrides, srv.launch_settings if launched else None, srv.device, is_smoke(srv),
                                slos, measured=self.figures.result if self.figures else None, search=search, price=price,
-                               limits=limits)
+                               allowance=allowance)
         self._take(preset.name, self._run, prepared)
         return prepared.preset
 
     def start_experiment(self, preset: Preset, repeats: int, endpoints: tuple[str, str] | None = None,
-                         aa: bool = False, limits: Limits = VISITOR, overrides: dict | None = None) -> PreparedExperiment:
+                         aa: bool = False, allowance: Allowance = VISITOR, overrides: dict | None = None) -> PreparedExperiment:
         """An experiment in the background: the preset's arms (the server restarted with each arm's
         settings, after each arm's pre-flight check), two endpoints, or the preset twice (`aa`)."""
         srv = self.server
         launched = srv.endpoint is None and srv.launch_settings is not None
         plan = experiment.plan_of(preset, endpoints, aa)
         prep = experiment.prepare_experiment(preset, overrides, srv.launch_settings if launched else None, srv.device,
-                                             is_smoke(srv), repeats, plan, limits=limits,
+                                             is_smoke(srv), repeats, plan, allowance=allowance,
                                              measured=self.figures.result if self.figures else None)
         self._take(preset.name, self._run_experiment, prep)
         return prep

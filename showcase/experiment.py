@@ -25,7 +25,7 @@ from showcase.bench.compare import Arm, ArmRecord, Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, read_tables
 from showcase.bench.loadgen import Target
 from showcase.bench.run import RunMeta, RunResult, RunStatus, mark_ended
-from showcase.bench.workload import ENGINE, Limits, Point, WorkloadError
+from showcase.bench.workload import TRUSTED, Allowance, Point, WorkloadError
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, prepare_run
 from showcase.presets import Preset
@@ -82,7 +82,7 @@ def plan_of(preset: Preset, endpoints: tuple[str, str] | None = None, aa: bool =
 
 def prepare_experiment(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
                        device: sources.Device, smoke: bool, repeats: int, plan: ExperimentPlan,
-                       slos: dict | None = None, limits: Limits = ENGINE, **run_facts) -> PreparedExperiment:
+                       slos: dict | None = None, allowance: Allowance = TRUSTED, **run_facts) -> PreparedExperiment:
     """Every arm prepared as a run of its own would be (refused here, before any server starts,
     if one cannot be), then the order and the experiment's points. `launch`: None when the arms
     are attached endpoints (or the app is attached: no server of ours to restart)."""
@@ -97,7 +97,7 @@ def prepare_experiment(preset: Preset, overrides: dict | None, launch: server.Se
     arms = {}
     for arm in plan.arms:
         prepared = prepare_run(base.for_arm(arm), None, launch if arm.endpoint is None else None, device, False,
-                               slos, limits=limits, **run_facts)
+                               slos, allowance=allowance, **run_facts)
         if prepared.meta.capacity is not None:
             raise WorkloadError("an experiment compares arms on fixed points: leave the capacity search out")
         arms[arm.name] = ArmRun(arm, prepared)
@@ -116,10 +116,10 @@ def prepare_experiment(preset: Preset, overrides: dict | None, launch: server.Se
         else:
             segments.append((name, indices))
     requests = sum((p.num_requests or 0) + p.warmup_requests for p in points)
-    if len(points) > limits.points or requests > limits.total_requests:
+    if len(points) > allowance.points or requests > allowance.total_requests:
         raise WorkloadError(f"{len(points)} points and {requests:,} requests in all (arms × repeats × points); at "
-                            f"most {limits.points:,} points and {limits.total_requests:,} requests (the limit for "
-                            f"{limits.who})")
+                            f"most {allowance.points:,} points and {allowance.total_requests:,} requests (the allowance for "
+                            f"{allowance.who})")
     first_meta = next(iter(arms.values())).prepared.meta
     meta = first_meta.model_copy(update={"points": tuple(points), "experiment": plan, "preset": preset.name,
                                          "workload": base.workload.model_copy(update={"repeats": repeats}),

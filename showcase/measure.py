@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from showcase import ROOT, cores, roofline, sources
 from showcase.errors import UserError
@@ -46,7 +46,8 @@ class Measured(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     device: str
-    bandwidth_gb_s: float  # bytes read + written per second, in GB/s (1e9)
+    # Bytes read + written per second, in GB/s (1e9), as `roofline.GPU`; files measured before were "bandwidth_gb_s".
+    bandwidth_gbs: float = Field(validation_alias=AliasChoices("bandwidth_gbs", "bandwidth_gb_s"))
     matmul_tflops: float  # dense matmul in `dtype`, 1e12 FLOP/s
     dtype: str
     memory_gb: float
@@ -58,12 +59,12 @@ class Measured(BaseModel):
 
     def as_gpu(self) -> roofline.GPU:
         """This device as the roofline's accelerator: its measured figures in the datasheet's place."""
-        return roofline.GPU(f"{self.device} (measured)", self.memory_gb, self.bandwidth_gb_s, self.matmul_tflops,
+        return roofline.GPU(f"{self.device} (measured)", self.memory_gb, self.bandwidth_gbs, self.matmul_tflops,
                             f"measured {self.measured_at[:10]} with torch {self.torch_version}",
                             "showcase.measure: a timed copy and matmul on this device")
 
     def line(self) -> str:
-        return (f"{self.device}: {self.bandwidth_gb_s:,.1f} GB/s copy bandwidth, {self.matmul_tflops:,.2f} TFLOPS "
+        return (f"{self.device}: {self.bandwidth_gbs:,.1f} GB/s copy bandwidth, {self.matmul_tflops:,.2f} TFLOPS "
                 f"{self.dtype} matmul (measured {self.measured_at[:16]})")
 
 
@@ -102,7 +103,7 @@ def measure(device: str | None = None, dtype: str = "bfloat16") -> Measured:
     else:
         threads = torch.get_num_threads()
         name, memory = f"cpu ({_cpu_name()}, {threads} thread{'s' if threads != 1 else ''})", _ram_gb()
-    return Measured(device=name, bandwidth_gb_s=2 * nbytes / copy_s / 1e9, matmul_tflops=2 * n**3 / mm_s / 1e12,
+    return Measured(device=name, bandwidth_gbs=2 * nbytes / copy_s / 1e9, matmul_tflops=2 * n**3 / mm_s / 1e12,
                     dtype=dtype, memory_gb=memory, torch_version=torch.__version__,
                     measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     threads=torch.get_num_threads(), bandwidth_spread=copy_spread, matmul_spread=mm_spread)

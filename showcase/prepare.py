@@ -15,8 +15,8 @@ from showcase import ROOT, roofline, server, sources
 from showcase.bench import capacity, traffic
 from showcase.bench import run as bench
 from showcase.bench.capacity import CapacityPlan
-from showcase.bench.run import Bound, Price, RunMeta
-from showcase.bench.workload import ENGINE, VISITOR, Limits, Workload, validated
+from showcase.bench.run import Price, RunMeta
+from showcase.bench.workload import TRUSTED, VISITOR, Allowance, Workload, validated
 from showcase.errors import UserError
 from showcase.measure import Measured
 from showcase.presets import Preset
@@ -59,7 +59,7 @@ class PreparedRun:
     meta: RunMeta
 
 
-def measured_bound(settings: server.ServerSettings | None, measured: Measured | None) -> Bound | None:
+def measured_bound(settings: server.ServerSettings | None, measured: Measured | None) -> roofline.Roofline | None:
     """The served model on this device's measured figures; None when either is unknown."""
     if settings is None or measured is None:
         return None
@@ -67,7 +67,7 @@ def measured_bound(settings: server.ServerSettings | None, measured: Measured | 
         shape = roofline.served_shape(settings.model, settings.served_model_name)
     except roofline.RooflineError:  # no config to read: the run has no efficiency, its column stays empty
         return None
-    return Bound(shape=shape, device=measured.as_gpu(), dtype=roofline.weights_dtype(settings.dtype))
+    return roofline.Roofline(shape, measured.as_gpu(), 1, roofline.weights_dtype(settings.dtype))
 
 
 def ad_hoc(workload: dict) -> Preset:
@@ -79,7 +79,7 @@ def ad_hoc(workload: dict) -> Preset:
 def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
                 device: sources.Device, smoke: bool, slos: dict | None = None,
                 measured: Measured | None = None, search: dict | None = None,
-                price: float | None = None, gpus: int | None = None, limits: Limits = ENGINE) -> PreparedRun:
+                price: float | None = None, gpus: int | None = None, allowance: Allowance = TRUSTED) -> PreparedRun:
     """The run of `preset` with workload `overrides` and SLO `slos` (ms; None keeps the preset's).
 
     `launch`: the server's launch defaults (None when attached to an endpoint); `smoke`: the CPU
@@ -88,7 +88,7 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     `search`: make it a capacity search, with these of `CapacityPlan`'s fields over the preset's
     own (None: a search only if the preset is one). `price`: dollars per GPU-hour over the
     preset's; `gpus`: how many serve (default: the launched server's tensor parallelism, else 1).
-    `limits`: who asks (`VISITOR` in the app without its admin password; `ENGINE` otherwise).
+    `allowance`: who asks (`VISITOR` in the app without its admin password; `TRUSTED` otherwise).
     """
     if smoke:
         preset = preset.for_cpu()
@@ -105,17 +105,17 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
         plan = validated(CapacityPlan, (plan.model_dump(exclude_unset=True) if plan else {})
                          | {k: v for k, v in search.items() if v is not None}, "capacity search")
     preset = _with_file(preset)
-    limits.check(preset.workload)
+    allowance.check(preset.workload)
     if plan is not None:
-        capacity.check(plan, preset.workload, slo, limits)
+        capacity.check(plan, preset.workload, slo, allowance)
     usd = price if price is not None else preset.price_per_gpu_hour
     cost = None if usd is None else validated(Price, {"usd_per_gpu_hour": usd, "gpus": gpus or (
         settings.tensor_parallel_size if settings else 1)}, "price")
-    meta = bench.plan(preset.name, preset.workload, slo,
+    meta = bench.run_meta(preset.name, preset.workload, slo,
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
                       server_settings=asdict(settings) if settings else None,
                       preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured),
-                      capacity=plan, price=cost, traffic=_file_facts(preset.workload, limits))
+                      capacity=plan, price=cost, traffic=_file_facts(preset.workload, allowance))
     return PreparedRun(preset, settings, meta)
 
 
@@ -132,11 +132,11 @@ def _with_file(preset: Preset) -> Preset:
     return preset.with_workload(**{key: str(path.resolve())})
 
 
-def _file_facts(w: Workload, limits: Limits) -> traffic.FileFacts | None:
+def _file_facts(w: Workload, allowance: Allowance) -> traffic.FileFacts | None:
     """The file read as the workload takes it (a visitor's within the upload bounds), or None."""
     if not w.from_file:
         return None
     kind = "dataset" if w.dataset is not None else "trace"
-    max_bytes, max_rows = (traffic.UPLOAD_MAX_BYTES, traffic.UPLOAD_MAX_ROWS) if limits is VISITOR else \
+    max_bytes, max_rows = (traffic.UPLOAD_MAX_BYTES, traffic.UPLOAD_MAX_ROWS) if allowance is VISITOR else \
         (traffic.MAX_FILE_BYTES, None)
     return traffic.facts(w.dataset or w.trace, kind, max_bytes, max_rows)

@@ -100,13 +100,13 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, na_rep="—", float_format=lambda x: f"{x:,.2f}", border=0)
 
 
-def _limit(meta: RunMeta) -> tuple[views.Limit, roofline.Roofline | None]:
+def _served(meta: RunMeta) -> tuple[views.ServedModel, roofline.Roofline | None]:
     """The bounds as the app draws them: the served model's measured bound when the run has one."""
     if meta.bound is None:
-        return views.Limit(None, "No measured bound: this device was not measured for this run, or the endpoint "
+        return views.ServedModel(None, "No measured bound: this device was not measured for this run, or the endpoint "
                                  "was attached; the datasheet bound is the article's model on the GPU named."), None
-    r = roofline.Roofline(meta.bound.shape, meta.bound.device, 1, meta.bound.dtype)
-    return views.Limit(meta.bound.shape, "The measured bound is the served model on this device's measured "
+    r = meta.bound
+    return views.ServedModel(meta.bound.shape, "The measured bound is the served model on this device's measured "
                                          "bandwidth and compute; the datasheet bound is the article's model on the "
                                          "GPU named."), r
 
@@ -119,8 +119,8 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     except RunFolderError as exc:
         raise ReportError(f"{folder}: not a run folder with a readable run.json ({exc})") from exc
     g = gpu or _gpu_of(meta)
-    limit, measured_r = _limit(meta)
-    v, _ = views.load_views([Path(folder)], [], g, limit, measured_r)
+    served, measured_r = _served(meta)
+    v, _ = views.load_views([Path(folder)], [], g, served, measured_r)
     charts = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
               "prompt": v.by_prompt, "time": v.time_parts, "latency": v.latency, "timeline": v.timeline}
     cap = read_capacity(folder)
@@ -141,7 +141,7 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
         f'<p class="answer">{html.escape(answer)}</p>',
         md.render(v.experiment) if v.experiment else "",
         md.render(v.uncertainty) if v.uncertainty else "",
-        f"<p>{html.escape(limit.note)} Physical limits are drawn for the {html.escape(g.name)}.</p>",
+        f"<p>{html.escape(served.note)} Physical limits are drawn for the {html.escape(g.name)}.</p>",
         *(f'<div class="chart" id="chart-{k}"></div>' for k in charts),
         "<h2>Summary (a row per point)</h2>", _table(v.summary),
         *(["<h2>Over repeats: each setting's mean and 95 % interval</h2>", _table(v.aggregate)]

@@ -482,7 +482,7 @@ def efficiency(r: Roofline, output_throughput: float, concurrency: int | None, i
     return output_throughput / r.decode_tokens_per_s(int(concurrency), input_len + output_len / 2)
 
 
-def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, output_len: int,
+def bound_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, output_len: int,
                          kind: str = "datasheet bound") -> pd.DataFrame:
     """The fastest output tokens/s and the TTFT floor at each concurrency, for one request shape."""
     context = (input_len or 0) + output_len / 2 if input_len else 0.0
@@ -497,7 +497,7 @@ def limit_by_concurrency(r: Roofline, levels: list[int], input_len: int | None, 
     })
 
 
-def limit_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency: int | None,
+def bound_by_input(r: Roofline, lengths: list[int], output_len: int, concurrency: int | None,
                    kind: str = "datasheet bound") -> pd.DataFrame:
     """The fastest output tokens/s (as many sequences as fit, up to `concurrency`) and the TTFT floor by prompt length."""
     lo, hi = min(lengths), max(lengths)

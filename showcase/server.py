@@ -48,15 +48,15 @@ RESTART_BACKOFF_S = (2.0, 10.0, 30.0)  # waits before each automatic restart of 
 STABLE_S = 120.0  # a server that served this long before it died starts its count of restarts afresh
 
 
-class EngineError(UserError):
+class ServerError(UserError):
     """Base of the server's errors; the message is written for the person using the app."""
 
 
-class SettingsError(EngineError):
+class SettingsError(ServerError):
     """Server settings that vLLM would refuse, caught before anything is launched."""
 
 
-class ServerNotReady(EngineError):
+class ServerNotReady(ServerError):
     """The server is starting, failed or stopped; the message says which."""
 
 

@@ -146,32 +146,32 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class Limit:
+class ServedModel:
     """The served model, whose measured bound is drawn beside the measured points (None when its
     config cannot be known), and what the charts' bounds are, in words."""
 
-    served: roofline.ModelShape | None
+    shape: roofline.ModelShape | None
     note: str
 
 
-def limit_for(srv: server.ServerHandle) -> Limit:
+def served_model_for(srv: server.ServerHandle) -> ServedModel:
     """The served model's shape, or why there is none; never silently another model's."""
     article = "the datasheet bound is the article's model on the GPU chosen here"
     if srv.settings is None:
-        return Limit(None, f"Attached endpoint: its model's config is unknown, so no measured bound is drawn; {article}.")
+        return ServedModel(None, f"Attached endpoint: its model's config is unknown, so no measured bound is drawn; {article}.")
     try:
         shape = roofline.served_shape(srv.settings.model, srv.settings.served_model_name)
     except roofline.RooflineError as exc:
-        return Limit(None, f"The served model's config cannot be read ({exc}): no measured bound is drawn; {article}.")
-    return Limit(shape, f"The measured bound is {srv.settings.served_model_name} on this device's measured bandwidth "
+        return ServedModel(None, f"The served model's config cannot be read ({exc}): no measured bound is drawn; {article}.")
+    return ServedModel(shape, f"The measured bound is {srv.settings.served_model_name} on this device's measured bandwidth "
                         f"and compute; {article}.")
 
 
-def measured_roofline(limit: Limit, measured: Measured | None, dtype: str) -> roofline.Roofline | None:
+def measured_roofline(served: ServedModel, measured: Measured | None, dtype: str) -> roofline.Roofline | None:
     """The served model on this device's measured figures, when both are known."""
-    if limit.served is None or measured is None:
+    if served.shape is None or measured is None:
         return None
-    return roofline.Roofline(limit.served, measured.as_gpu(), 1, roofline.weights_dtype(dtype))
+    return roofline.Roofline(served.shape, measured.as_gpu(), 1, roofline.weights_dtype(dtype))
 
 
 def reference_tables(conc: pd.DataFrame, length: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -411,15 +411,15 @@ def _bounds(measured_r: roofline.Roofline | None, article_r: roofline.Roofline, 
             lengths: list[int], one_len: int, out_len: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The bound lines by concurrency and by prompt length: the article's datasheet bound, and the
     served model's measured bound when there is one."""
-    by_conc = [roofline.limit_by_concurrency(article_r, levels, one_len, out_len)]
-    by_len = [roofline.limit_by_input(article_r, lengths, out_len, None)]
+    by_conc = [roofline.bound_by_concurrency(article_r, levels, one_len, out_len)]
+    by_len = [roofline.bound_by_input(article_r, lengths, out_len, None)]
     if measured_r is not None:
-        by_conc.append(roofline.limit_by_concurrency(measured_r, levels, one_len, out_len, "measured bound"))
-        by_len.append(roofline.limit_by_input(measured_r, lengths, out_len, None, "measured bound"))
+        by_conc.append(roofline.bound_by_concurrency(measured_r, levels, one_len, out_len, "measured bound"))
+        by_len.append(roofline.bound_by_input(measured_r, lengths, out_len, None, "measured bound"))
     return pd.concat(by_conc, ignore_index=True), pd.concat(by_len, ignore_index=True)
 
 
-def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, limit: Limit,
+def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, served: ServedModel,
                measured_r: roofline.Roofline | None = None, runs_dir: Path | None = None) -> tuple[Views, list[str]]:
     """Charts, the summary table and downloads for the selected runs (the first is the main one),
     with the article's numbers judged for `g`; and the reasons any upload was refused."""

@@ -41,7 +41,7 @@ def test_measured_latencies_match_the_stubs_truth(stub, tmp_path, concurrency):
     url = stub(ttft_ms=100, itl_ms=20)
     busy = quiet_machine()
     # One warm-up per stream opens the connections, as a real run's warm-up does.
-    run_plan = bench.plan("fidelity", workload(concurrency=[concurrency], num_requests=concurrency * 2, output_len=30,
+    run_plan = bench.run_meta("fidelity", workload(concurrency=[concurrency], num_requests=concurrency * 2, output_len=30,
                                                warmup_requests=concurrency))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
@@ -89,7 +89,7 @@ def test_points_are_measured_with_the_heap_frozen_out_of_collections(stub, tmp_p
 
     before = gc.get_threshold()
     monkeypatch.setattr(loadgen, "run_point", spy)
-    result = bench.run_sync(bench.plan("gc", workload(concurrency=[1, 2], num_requests=2)), Target(stub(), "stub"),
+    result = bench.run_sync(bench.run_meta("gc", workload(concurrency=[1, 2], num_requests=2)), Target(stub(), "stub"),
                             out_root=tmp_path)
     assert result.status == "completed" and len(frozen) == 2
     assert all(n > 10_000 for n in frozen)  # everything alive before the point
@@ -101,7 +101,7 @@ def test_the_servers_own_view_sits_beside_ours(stub, tmp_path):
     # The stub's /metrics carries vLLM's latency histograms from its own truth: the server's TTFT is
     # the stub's, ours is a little above it (the network and our client), and nothing is flagged.
     url = stub(ttft_ms=60, itl_ms=10)
-    row = bench.run_sync(bench.plan("view", workload(concurrency=[2], num_requests=8)), Target(url, "stub"),
+    row = bench.run_sync(bench.run_meta("view", workload(concurrency=[2], num_requests=8)), Target(url, "stub"),
                          out_root=tmp_path).summary.iloc[0]
     assert row["server_requests"] == 8
     assert 60 <= row["server_mean_ttft_ms"] < 80 and row["server_mean_queue_ms"] == 0
@@ -110,14 +110,14 @@ def test_the_servers_own_view_sits_beside_ours(stub, tmp_path):
     assert "outside_server" not in str(row["flags"])
     # Time spent before the server's clock starts (an API server's own work) is outside it: flagged.
     slow = stub(ttft_ms=60, itl_ms=10, outside_ms=40)
-    row = bench.run_sync(bench.plan("outside", workload(concurrency=[2], num_requests=8)), Target(slow, "stub"),
+    row = bench.run_sync(bench.run_meta("outside", workload(concurrency=[2], num_requests=8)), Target(slow, "stub"),
                          out_root=tmp_path).summary.iloc[0]
     assert 40 <= row["outside_ttft_ms"] < 50 and "outside_server" in row["flags"]
 
 
 def test_a_router_without_histograms_leaves_the_servers_view_empty_unless_pointed_at_an_engine(stub, tmp_path):
     router = stub(ttft_ms=60, itl_ms=10, no_histograms=True)
-    plan = bench.plan("router", workload(concurrency=[2], num_requests=8))
+    plan = bench.run_meta("router", workload(concurrency=[2], num_requests=8))
     row = bench.run_sync(plan, Target(router, "stub"), out_root=tmp_path).summary.iloc[0]
     assert all(pd.isna(row[c]) for c in ("server_mean_ttft_ms", "server_mean_e2el_ms", "outside_ttft_ms"))
     assert "outside_server" not in str(row["flags"])
@@ -128,7 +128,7 @@ def test_a_router_without_histograms_leaves_the_servers_view_empty_unless_pointe
 
 def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
     url = stub(ttft_ms=50, itl_ms=10)
-    run_plan = bench.plan("rate", workload(request_rate=[20.0], concurrency=[2], num_requests=20, warmup_requests=0))
+    run_plan = bench.run_meta("rate", workload(request_rate=[20.0], concurrency=[2], num_requests=20, warmup_requests=0))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     reqs = result.requests.sort_values("start")
     assert len(reqs) == 20 and result.summary.iloc[0]["request_rate"] == 20.0
@@ -141,7 +141,7 @@ def test_rate_mode_spaces_requests_and_caps_in_flight(stub, tmp_path):
 
 def test_duration_mode_runs_for_the_time_given(stub, tmp_path):
     url = stub(ttft_ms=20, itl_ms=5)
-    run_plan = bench.plan("dur", workload(num_requests=None, duration_s=1.5, concurrency=[2], output_len=10))
+    run_plan = bench.run_meta("dur", workload(num_requests=None, duration_s=1.5, concurrency=[2], output_len=10))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert 1.5 <= row["duration"] < 2.0 and row["completed"] >= 20
@@ -149,7 +149,7 @@ def test_duration_mode_runs_for_the_time_given(stub, tmp_path):
 
 def test_breaking_streams_count_as_failures_and_the_run_goes_on(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=5, break_after=3)
-    result = bench.run_sync(bench.plan("broken", workload(concurrency=[1, 2], num_requests=3)), Target(url, "stub"),
+    result = bench.run_sync(bench.run_meta("broken", workload(concurrency=[1, 2], num_requests=3)), Target(url, "stub"),
                             out_root=tmp_path)
     assert result.status == "completed" and len(result.summary) == 2
     assert (result.summary["failed"] == 3).all() and (result.summary["completed"] == 0).all()
@@ -169,7 +169,7 @@ def test_one_stream_reuses_one_connection(stub, tmp_path):
     # A finished stream is read to its end, so its connection goes back to the pool: one stream
     # sent one after another keeps one connection, and no request pays for a new one in its TTFT.
     url = stub(ttft_ms=20, itl_ms=5)
-    result = bench.run_sync(bench.plan("reuse", workload(concurrency=[1], num_requests=8, output_len=8)),
+    result = bench.run_sync(bench.run_meta("reuse", workload(concurrency=[1], num_requests=8, output_len=8)),
                             Target(url, "stub"), out_root=tmp_path)
     assert result.summary.iloc[0]["completed"] == 8
     assert connections(url) == 1
@@ -183,7 +183,7 @@ def test_connections_left_idle_are_not_reused_after_a_server_dropped_them(stub, 
 
     assert loadgen.KEEPALIVE_S < 1.2
     url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=1.2)
-    run_plan = bench.plan("idle", workload(request_rate=[0.7], burstiness=1000.0, concurrency=[1], num_requests=4,
+    run_plan = bench.run_meta("idle", workload(request_rate=[0.7], burstiness=1000.0, concurrency=[1], num_requests=4,
                                            output_len=8))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
@@ -199,7 +199,7 @@ def test_a_request_lost_on_a_stale_connection_is_retried_once_on_a_new_one(stub,
     # and is not dropped: of 5 measured requests after the warm-up, 2 or 3 are dropped (3 when quiet;
     # a busy machine sending a late request at once can spare one).
     url = stub(ttft_ms=20, itl_ms=10, drop_idle_s=0.1)
-    run_plan = bench.plan("stale", workload(request_rate=[2.0], burstiness=1000.0, concurrency=[1], num_requests=6,
+    run_plan = bench.run_meta("stale", workload(request_rate=[2.0], burstiness=1000.0, concurrency=[1], num_requests=6,
                                             warmup_requests=1, output_len=8))
     result = bench.run_sync(run_plan, Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
@@ -212,7 +212,7 @@ def test_a_request_lost_on_a_stale_connection_is_retried_once_on_a_new_one(stub,
 def test_a_request_that_fails_on_a_new_connection_is_not_retried(stub, tmp_path):
     # Breaks after the response began: the server failed it. It stays a failure, never retried.
     url = stub(ttft_ms=10, itl_ms=5, break_after=2)
-    result = bench.run_sync(bench.plan("broken", workload(num_requests=3)), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("broken", workload(num_requests=3)), Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert row["failed"] == 3 and row["retried"] == 0
 
@@ -226,10 +226,10 @@ def test_a_point_that_shared_the_server_with_other_requests_says_so(stub, tmp_pa
                        "stream": True}).encode()
     chat = threading.Thread(target=lambda: urllib.request.urlopen(urllib.request.Request(
         url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})).read())
-    alone = bench.run_sync(bench.plan("alone", workload(num_requests=6, output_len=20)), Target(url, "stub"),
+    alone = bench.run_sync(bench.run_meta("alone", workload(num_requests=6, output_len=20)), Target(url, "stub"),
                            out_root=tmp_path)
     chat.start()
-    shared = bench.run_sync(bench.plan("shared", workload(num_requests=6, output_len=20)), Target(url, "stub"),
+    shared = bench.run_sync(bench.run_meta("shared", workload(num_requests=6, output_len=20)), Target(url, "stub"),
                             out_root=tmp_path)
     chat.join()
     assert alone.summary.iloc[0]["server_requests_max"] == 1 and "shared_server" not in str(alone.summary["flags"][0])
@@ -238,7 +238,7 @@ def test_a_point_that_shared_the_server_with_other_requests_says_so(stub, tmp_pa
 
 def test_the_server_dying_ends_the_run_and_keeps_what_was_measured(stub, tmp_path):
     url = stub(ttft_ms=20, itl_ms=20)
-    run_plan = bench.plan("dies", workload(concurrency=[1, 2, 4], num_requests=30, output_len=20))
+    run_plan = bench.run_meta("dies", workload(concurrency=[1, 2, 4], num_requests=30, output_len=20))
 
     def kill_after_three(p: bench.Progress) -> None:
         # On what was measured, not on a clock: a slow start on a busy machine must not
@@ -271,7 +271,7 @@ def test_a_stop_request_ends_the_run_between_requests(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=5)
     stop, seen, progress = stop_after(3)
 
-    result = bench.run_sync(bench.plan("stop", workload(concurrency=[1, 2], num_requests=50)), Target(url, "stub"),
+    result = bench.run_sync(bench.run_meta("stop", workload(concurrency=[1, 2], num_requests=50)), Target(url, "stub"),
                             out_root=tmp_path, on_progress=progress, stop=stop)
     assert result.status == "stopped" and len(result.summary) == 1
     assert result.summary.iloc[0]["completed"] < 50 and "stopped" in result.summary.iloc[0]["flags"]
@@ -282,13 +282,13 @@ def test_a_workload_beyond_the_context_is_refused_before_any_request(stub, tmp_p
     import stub_server
 
     url = stub()
-    too_long = bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN]))
+    too_long = bench.run_meta("long", workload(input_len=[stub_server.MAX_MODEL_LEN]))
     runs = tmp_path / "runs"
     with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
         bench.run_sync(too_long, Target(url, "stub"), out_root=runs)
     assert not runs.exists()  # no run folder for a run that never started
     with pytest.raises(WorkloadError, match="does not serve 'other'"):
-        bench.run_sync(bench.plan("x", workload()), Target(url, "other"), out_root=runs)
+        bench.run_sync(bench.run_meta("x", workload()), Target(url, "other"), out_root=runs)
 
 
 def bench_children() -> list:
@@ -302,7 +302,7 @@ def test_a_run_in_its_own_process_reports_progress_and_stops(stub, tmp_path):
     stop, seen, progress = stop_after(3)
 
     log = tmp_path / "logs" / "bench.log"
-    result = child.run_in_process(bench.plan("stop", workload(concurrency=[1, 2], num_requests=200),
+    result = child.run_in_process(bench.run_meta("stop", workload(concurrency=[1, 2], num_requests=200),
                                              device="from the caller"),
                                   Target(url, "stub"), out_root=tmp_path / "runs",
                                   on_progress=progress, stop=stop, log_path=log)
@@ -317,7 +317,7 @@ def test_a_refused_workload_crosses_from_the_run_process(stub, tmp_path):
     import stub_server
 
     with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
-        child.run_in_process(bench.plan("long", workload(input_len=[stub_server.MAX_MODEL_LEN])),
+        child.run_in_process(bench.run_meta("long", workload(input_len=[stub_server.MAX_MODEL_LEN])),
                              Target(stub(), "stub"), out_root=tmp_path)
 
 
@@ -330,7 +330,7 @@ def test_a_killed_run_process_is_an_error_naming_its_log(stub, tmp_path):
                 proc.kill()
 
     with pytest.raises(child.RunProcessError, match=r"exited with code -9 .*log: .*bench.log") as err:
-        child.run_in_process(bench.plan("killed", workload(num_requests=500)), Target(url, "stub"),
+        child.run_in_process(bench.run_meta("killed", workload(num_requests=500)), Target(url, "stub"),
                              out_root=tmp_path, on_progress=progress, log_path=tmp_path / "bench.log")
     meta = bench.read_meta(err.value.folder)  # the run says how it ended, not "running" for good
     assert meta.status == "failed" and "exited with code -9" in meta.message and meta.finished
@@ -348,7 +348,7 @@ from showcase.bench import child, run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
 w = Workload(concurrency=[1], input_len=[64], output_len=20, num_requests=2000, warmup_requests=0)
-child.run_in_process(bench.plan("orphan", w), Target({url!r}, "stub"), out_root={str(tmp_path)!r})
+child.run_in_process(bench.run_meta("orphan", w), Target({url!r}, "stub"), out_root={str(tmp_path)!r})
 """], cwd=ROOT)
     deadline = time.monotonic() + 30
     while not list(tmp_path.glob("*/run.json")):
@@ -377,7 +377,7 @@ def test_cli_ad_hoc_run_prints_a_summary_and_exits_by_outcome(stub, tmp_path, ca
 
 def test_real_vllm_run_writes_the_result_files(vllm_server, tmp_path):
     target = Target(vllm_server.base_url, vllm_server.served_model_name, vllm_server.api_key)
-    run_plan = bench.plan("real", workload(concurrency=[1, 4], input_len=[100], output_len=16, num_requests=4),
+    run_plan = bench.run_meta("real", workload(concurrency=[1, 4], input_len=[100], output_len=16, num_requests=4),
                           SLOs(ttft_ms=5000), device="cpu")
     result = bench.run_sync(run_plan, target, out_root=tmp_path)
     assert result.status == "completed"

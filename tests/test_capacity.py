@@ -86,10 +86,10 @@ def test_the_answer_is_one_sentence_with_the_failing_level_and_the_cost():
 def test_a_search_needs_an_slo_and_the_right_workload():
     w = Workload(concurrency=[1], input_len=[64], output_len=8)
     with pytest.raises(WorkloadError, match="at least one SLO"):
-        bench.plan("x", w, SLOs(), capacity=CapacityPlan())
+        bench.run_meta("x", w, SLOs(), capacity=CapacityPlan())
     with pytest.raises(WorkloadError, match="users"):
-        bench.plan("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan(by="users"))
-    assert bench.plan("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan()).points == ()
+        bench.run_meta("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan(by="users"))
+    assert bench.run_meta("x", w, SLOs(ttft_ms=100), capacity=CapacityPlan()).points == ()
 
 
 def test_rate_levels_are_steps_of_the_resolution_without_a_cap():
@@ -127,7 +127,7 @@ def test_chat_users_send_growing_histories_with_exact_new_messages(stub, tmp_pat
     url = stub(ttft_ms=10, itl_ms=2)
     chat = Chat(turns=3, system_prompt_len=50, think_time_s=0.05, think_time="exponential")
     w = Workload(users=[2], input_len=[20], output_len=6, chat=chat, warmup_requests=0)
-    result = bench.run_sync(bench.plan("chat", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("chat", w), Target(url, "stub"), out_root=tmp_path)
     row, reqs = result.summary.iloc[0], result.requests
     assert row["completed"] == 6 and row["failed"] == 0 and "input_len_mismatch" not in str(row["flags"])
     assert sorted(zip(reqs["conversation"], reqs["turn"])) == [(u, t) for u in (0, 1) for t in (0, 1, 2)]
@@ -142,7 +142,7 @@ def test_the_capacity_search_finds_the_known_answer_of_a_loaded_server(stub, tmp
     # p90 TPOT ≤ 32 ms holds up to 5 streams (29 ms) and fails at 6 (35 ms): 3 ms either side.
     url = stub(ttft_ms=10, itl_ms=5, itl_per_stream_ms=6)
     w = Workload(concurrency=[1], input_len=[32], output_len=16, num_requests=8, warmup_requests=0)
-    meta = bench.plan("capacity", w, SLOs(tpot_ms=32), capacity=CapacityPlan(upper=64),
+    meta = bench.run_meta("capacity", w, SLOs(tpot_ms=32), capacity=CapacityPlan(upper=64),
                       price=bench.Price(usd_per_gpu_hour=2.0))
     result = bench.run_sync(meta, Target(url, "stub"), out_root=tmp_path)
     cap = result.capacity
@@ -161,7 +161,7 @@ def test_the_capacity_search_finds_the_known_answer_of_a_loaded_server(stub, tmp
 def test_with_repeats_each_level_is_judged_on_the_upper_bound_of_its_repeats(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=5, itl_per_stream_ms=6)  # as above: 5 streams pass, 6 fail
     w = Workload(concurrency=[1], input_len=[32], output_len=16, num_requests=8, warmup_requests=0, repeats=2)
-    result = bench.run_sync(bench.plan("capacity", w, SLOs(tpot_ms=32), capacity=CapacityPlan(upper=64)),
+    result = bench.run_sync(bench.run_meta("capacity", w, SLOs(tpot_ms=32), capacity=CapacityPlan(upper=64)),
                             Target(url, "stub"), out_root=tmp_path)
     cap = result.capacity
     assert cap.done and cap.repeats == 2 and cap.max_passing == 5
@@ -191,7 +191,7 @@ def test_a_level_whose_load_was_never_applied_does_not_pass_whatever_its_latenci
     monkeypatch.setattr(metrics.LoadApplied, "under_loaded",
                         lambda self, point: point.concurrency >= 4 or real(self, point))
     w = Workload(concurrency=[1], input_len=[16], output_len=4, num_requests=8, warmup_requests=0)
-    meta = bench.plan("capacity", w, SLOs(e2el_ms=10_000), capacity=CapacityPlan(upper=16))
+    meta = bench.run_meta("capacity", w, SLOs(e2el_ms=10_000), capacity=CapacityPlan(upper=16))
     cap = bench.run_sync(meta, Target(url, "stub"), out_root=tmp_path).capacity
     assert cap.max_passing == 3 and cap.min_failing == 4 and cap.binding_slo == "under_loaded"
     assert "at 4, the load was never applied" in cap.sentence

@@ -28,7 +28,7 @@ from showcase.bench.workload import Workload
 def small(**changes) -> bench.RunMeta:
     w = Workload(**({"concurrency": [1], "input_len": [16], "output_len": 4, "num_requests": 6, "warmup_requests": 0}
                     | changes))
-    return bench.plan("hostile", w)
+    return bench.run_meta("hostile", w)
 
 
 @pytest.mark.parametrize("event", [
@@ -139,7 +139,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_leaves_a_consistent_folder(st
     monkeypatch.setattr(Path, "write_text", full_after_a_point)
     w = Workload(concurrency=[1, 2, 3], input_len=[16], output_len=4, num_requests=3, warmup_requests=0)
     with pytest.raises(folder_io.StorageError, match="No space left on device"):
-        bench.run_sync(bench.plan("disk", w), Target(url, "stub"), out_root=tmp_path / "runs")
+        bench.run_sync(bench.run_meta("disk", w), Target(url, "stub"), out_root=tmp_path / "runs")
     (folder,) = (tmp_path / "runs").iterdir()
     assert not list(folder.glob(".*.tmp"))
     summary, requests = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "requests.csv")
@@ -173,7 +173,7 @@ def test_a_capacity_search_whose_level_has_no_value_fails_it_with_the_reason(stu
 def _folder(tmp_path: Path, summary: bytes | str | None = None) -> Path:
     folder = tmp_path / "20260101-000000-run"
     folder.mkdir()
-    meta = bench.plan("run", Workload(concurrency=[1], input_len=[16], output_len=4))
+    meta = bench.run_meta("run", Workload(concurrency=[1], input_len=[16], output_len=4))
     (folder / "run.json").write_text(meta.model_dump_json())
     if summary is not None:
         (folder / "summary.csv").write_bytes(summary.encode() if isinstance(summary, str) else summary)
@@ -249,12 +249,12 @@ def test_a_utf16_upload_is_read(tmp_path):
 
 
 def test_visitors_get_no_more_workers_than_cores():
-    from showcase.bench.workload import ENGINE, VISITOR, WorkloadError
+    from showcase.bench.workload import TRUSTED, VISITOR, WorkloadError
 
     w = Workload(concurrency=[1], input_len=[16], output_len=4, workers=256)
     with pytest.raises(WorkloadError, match="workers: at most"):
         VISITOR.check(w)
-    ENGINE.check(w)
+    TRUSTED.check(w)
 
 
 def test_the_endpoint_watcher_survives_any_models_answer(hostile):
@@ -335,7 +335,7 @@ def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_
         proc.send_signal(signal.SIGCONT)
 
     threading.Thread(target=pause, daemon=True).start()
-    result = bench.run_sync(bench.plan("paused", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("paused", w), Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status is bench.RunStatus.COMPLETED, result.message
     assert row["completed"] == 30 and "server_died" not in str(row["flags"])

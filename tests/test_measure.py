@@ -22,10 +22,10 @@ def cpu() -> measure.Measured:
 
 
 def test_this_cpu_is_measured_positive_and_repeatably(cpu):
-    assert cpu.bandwidth_gb_s > 0.1 and cpu.matmul_tflops > 0.001 and cpu.dtype == "bfloat16"
+    assert cpu.bandwidth_gbs > 0.1 and cpu.matmul_tflops > 0.001 and cpu.dtype == "bfloat16"
     assert cpu.device.startswith("cpu") and cpu.torch_version and cpu.measured_at
     again = measure.measure("cpu")
-    assert 1 / SPREAD < again.bandwidth_gb_s / cpu.bandwidth_gb_s < SPREAD
+    assert 1 / SPREAD < again.bandwidth_gbs / cpu.bandwidth_gbs < SPREAD
     assert 1 / SPREAD < again.matmul_tflops / cpu.matmul_tflops < SPREAD
 
 
@@ -33,14 +33,14 @@ def test_the_command_line_measures_on_vllms_cores_and_writes_json(tmp_path, monk
     monkeypatch.setattr(measure, "CACHE_DIR", tmp_path)
     assert engine.main(["roofline", "--measure", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert {"device", "bandwidth_gb_s", "matmul_tflops", "dtype", "torch_version", "measured_at"} <= set(data)
+    assert {"device", "bandwidth_gbs", "matmul_tflops", "dtype", "torch_version", "measured_at"} <= set(data)
     assert data["threads"] == 1  # on vLLM's one core of two, as vLLM gets it
     cached = measure.measured_device(sources.detect_device())  # the app reads the same, from the cache
     assert cached.measured_at == data["measured_at"] and list(tmp_path.glob("*.json"))
 
 
 def fake(bandwidth: float = 100.0, tflops: float = 1.0) -> measure.Measured:
-    return measure.Measured(device="cpu (test)", bandwidth_gb_s=bandwidth, matmul_tflops=tflops, dtype="bfloat16",
+    return measure.Measured(device="cpu (test)", bandwidth_gbs=bandwidth, matmul_tflops=tflops, dtype="bfloat16",
                             memory_gb=24, torch_version="x", measured_at="2026-11-27T00:00:00+00:00", threads=1,
                             bandwidth_spread=0.1, matmul_spread=0.1)
 
@@ -61,8 +61,8 @@ def test_the_status_panel_and_charts_show_the_measured_device(tmp_path):
     srv = type("S", (), {"device": sources.Device("cpu", "cpu"),
                          "settings": views.server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
                                                                  served_model_name="smoke-qwen3")})()
-    limit = views.limit_for(srv)
-    v, _ = views.load_views([], [], roofline.gpu("A10G"), limit, views.measured_roofline(limit, fake(), "auto"))
+    served = views.served_model_for(srv)
+    v, _ = views.load_views([], [], roofline.gpu("A10G"), served, views.measured_roofline(served, fake(), "auto"))
     labels = {row.get("label") for data in v.by_concurrency.to_dict()["datasets"].values() for row in data}
     assert any(str(x).startswith("measured bound: ") and "smoke-qwen3" in str(x) for x in labels)
     assert any(str(x).startswith("datasheet bound: Qwen/Qwen3-4B-Instruct-2507") and "A10G" in str(x) for x in labels)
@@ -70,13 +70,13 @@ def test_the_status_panel_and_charts_show_the_measured_device(tmp_path):
 
 def test_each_point_gets_its_efficiency_against_the_measured_bound(stub, tmp_path):
     smoke = roofline.ModelShape.load(str(sources.ASSETS / "smoke-qwen3"))
-    bound = bench.Bound(shape=smoke, device=fake(1.0, 0.01).as_gpu(), dtype="bfloat16")
+    bound = roofline.Roofline(smoke, fake(1.0, 0.01).as_gpu(), 1, "bfloat16")
     w = Workload(concurrency=[1, 2], input_len=[64], output_len=10, num_requests=4)
-    result = bench.run_sync(bench.plan("eff", w, bound=bound), Target(stub(ttft_ms=5, itl_ms=5), "stub"),
+    result = bench.run_sync(bench.run_meta("eff", w, bound=bound), Target(stub(ttft_ms=5, itl_ms=5), "stub"),
                             out_root=tmp_path)
     s = pd.read_csv(result.folder / "summary.csv")
-    r = roofline.Roofline(smoke, bound.device)
+    r = roofline.Roofline(smoke, bound.gpu)
     for _, row in s.iterrows():
         expected = row["output_throughput"] / r.decode_tokens_per_s(int(row["max_concurrency"]), 64 + 10 / 2)
         assert row["efficiency"] == pytest.approx(expected) and row["efficiency"] > 0
-    assert bench.read_meta(result.folder).bound.device.bandwidth_gbs == 1.0
+    assert bench.read_meta(result.folder).bound.gpu.bandwidth_gbs == 1.0

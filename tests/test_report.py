@@ -21,7 +21,7 @@ def test_a_chat_capacity_search_on_real_vllm_and_its_report_offline(vllm_server,
     # 10 s is never missed by up to 4 users on this server, so the search reaches its upper bound.
     w = Workload(users=[1], input_len=[16], output_len=16, warmup_requests=0,
                  chat=Chat(turns=2, system_prompt_len=64, think_time_s=0.05))
-    meta = bench.plan("real-capacity", w, SLOs(e2el_ms=10_000), capacity=CapacityPlan(by="users", upper=4),
+    meta = bench.run_meta("real-capacity", w, SLOs(e2el_ms=10_000), capacity=CapacityPlan(by="users", upper=4),
                       price=bench.Price(usd_per_gpu_hour=1.0))
     result = bench.run_sync(meta, Target(vllm_server.base_url, vllm_server.served_model_name, vllm_server.api_key),
                             out_root=tmp_path)

@@ -1,4 +1,4 @@
-"""Scale: limits for visitors and for the engine, long prompts and replies, the batch-clock stub."""
+"""Scale: allowances for visitors and for the command line, long prompts and replies, the batch-clock stub."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from showcase import presets, sources
 from showcase.bench import loadgen
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
-from showcase.bench.workload import ENGINE, VISITOR, Workload, WorkloadError
+from showcase.bench.workload import TRUSTED, VISITOR, Workload, WorkloadError
 from showcase.prepare import prepare_run
 
 CPU = sources.Device("cpu", "cpu")
@@ -29,8 +29,8 @@ def test_a_visitor_is_held_to_the_visitor_limits_and_the_engine_is_not():
     preset = presets.load_all()["low-latency-chatbot"]
     changes = {"concurrency": [10_000], "num_requests": 1_000_000}
     with pytest.raises(WorkloadError, match="at most 256 .*visitors of the app"):
-        prepare_run(preset, changes, None, CPU, False, limits=VISITOR)
-    prepared = prepare_run(preset, changes, None, CPU, False, limits=ENGINE)
+        prepare_run(preset, changes, None, CPU, False, allowance=VISITOR)
+    prepared = prepare_run(preset, changes, None, CPU, False, allowance=TRUSTED)
     assert prepared.meta.points[0].concurrency == 10_000 and prepared.meta.points[0].num_requests == 1_000_000
     with pytest.raises(ValueError, match="at most 100,000"):
         big(concurrency=[200_000])
@@ -60,7 +60,7 @@ def test_the_open_file_limit_is_raised_for_many_streams():
 def test_a_256k_token_prompt_and_a_32k_token_reply_against_the_stub(stub, tmp_path):
     url = stub(ttft_ms=5, itl_ms=0)
     started = time.perf_counter()
-    long_prompt = bench.run_sync(bench.plan("long", Workload(concurrency=[1], input_len=[262_144], output_len=8,
+    long_prompt = bench.run_sync(bench.run_meta("long", Workload(concurrency=[1], input_len=[262_144], output_len=8,
                                                              num_requests=2, warmup_requests=0)),
                                  Target(url, "stub"), out_root=tmp_path)
     took = time.perf_counter() - started
@@ -68,7 +68,7 @@ def test_a_256k_token_prompt_and_a_32k_token_reply_against_the_stub(stub, tmp_pa
     assert row["completed"] == 2 and row["mean_input_tokens"] == 262_144
     assert "input_len_mismatch" not in str(row["flags"])  # exact, as the stub counted it
     assert took < 120  # prompts of a megabyte and more, built and sent (seconds on a quiet machine)
-    long_reply = bench.run_sync(bench.plan("reply", Workload(concurrency=[2], input_len=[64], output_len=32_768,
+    long_reply = bench.run_sync(bench.run_meta("reply", Workload(concurrency=[2], input_len=[64], output_len=32_768,
                                                              num_requests=2, warmup_requests=0)),
                                 Target(url, "stub"), out_root=tmp_path)
     row = long_reply.summary.iloc[0]
@@ -77,7 +77,7 @@ def test_a_256k_token_prompt_and_a_32k_token_reply_against_the_stub(stub, tmp_pa
 
 def test_the_batch_clock_stub_steps_every_stream_together_and_says_what_it_did(stub, tmp_path):
     url = stub(ttft_ms=20, itl_ms=10, batch_clock=True)
-    result = bench.run_sync(bench.plan("batch", Workload(concurrency=[16], input_len=[64], output_len=32,
+    result = bench.run_sync(bench.run_meta("batch", Workload(concurrency=[16], input_len=[64], output_len=32,
                                                          num_requests=32, warmup_requests=0)),
                             Target(url, "stub"), out_root=tmp_path)
     served = json.loads(urllib.request.urlopen(url + "/stub/served").read())

@@ -142,7 +142,7 @@ def test_a_datasets_prompts_and_lengths_arrive_as_the_file_gives_them(stub, tmp_
     rows = [{"prompt": f"question number {i}", "output_tokens": 2 + i} for i in range(4)] + [{"prompt": "no length"}]
     path = write(tmp_path, "p.jsonl", jsonl(rows))
     w = Workload(dataset=path, concurrency=[2], num_requests=5, warmup_requests=0, output_len=9)
-    result = bench.run_sync(bench.plan("file", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("file", w), Target(url, "stub"), out_root=tmp_path)
     got = sorted(received(url), key=lambda r: r["messages"][0]["content"])
     want = sorted(rows, key=lambda r: r["prompt"])
     assert [g["messages"] for g in got] == [[{"role": "user", "content": r["prompt"]}] for r in want]
@@ -159,7 +159,7 @@ def test_no_output_length_leaves_the_stop_to_the_model_and_says_so(stub, tmp_pat
     url = stub(ttft_ms=5, itl_ms=1)
     path = write(tmp_path, "p.csv", "text\nfirst\nsecond\n")
     w = Workload(dataset=path, concurrency=[1], num_requests=3, warmup_requests=0, seed=7)
-    result = bench.run_sync(bench.plan("file", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("file", w), Target(url, "stub"), out_root=tmp_path)
     assert all(g["max_tokens"] is None and g["ignore_eos"] is None for g in received(url))
     flags = result.summary.iloc[0]["flags"]
     assert "model_stop" in flags and "prompts_reused" in flags  # 3 requests from 2 rows
@@ -172,7 +172,7 @@ def test_seed_shuffles_and_salt_defeats_the_prefix_cache(stub, tmp_path):
 
     def order(**kw) -> list[int]:
         w = Workload(dataset=path, concurrency=[1], num_requests=20, warmup_requests=0, **kw)
-        return list(bench.run_sync(bench.plan("f", w), Target(url, "stub"), out_root=tmp_path).requests["row"])
+        return list(bench.run_sync(bench.run_meta("f", w), Target(url, "stub"), out_root=tmp_path).requests["row"])
 
     assert order() == list(range(20))
     shuffled = order(seed=1)
@@ -190,7 +190,7 @@ def test_chat_users_replay_a_sharegpt_conversation_turn_by_turn(stub, tmp_path):
              for u in range(2)]
     w = Workload(dataset=write(tmp_path, "sg.json", json.dumps(convs)), users=[2], chat=Chat(turns=5),
                  warmup_requests=0)
-    result = bench.run_sync(bench.plan("sg", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("sg", w), Target(url, "stub"), out_root=tmp_path)
     assert result.summary.iloc[0]["completed"] == 4
     last = [g for g in received(url) if len(g["messages"]) == 3]
     assert len(last) == 2 and all(g["max_tokens"] == 2 for g in last)  # the second reply's length: "d e"
@@ -202,7 +202,7 @@ def test_a_trace_is_sent_on_its_schedule_with_its_lengths(stub, tmp_path):
     url = stub(ttft_ms=5, itl_ms=1)
     rows = [{"timestamp": i * 20, "input_length": 40 + i, "output_length": 1 + i % 3} for i in range(100)]  # 50 req/s
     w = Workload(trace=write(tmp_path, "t.jsonl", jsonl(rows)), warmup_requests=0)
-    result = bench.run_sync(bench.plan("trace", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("trace", w), Target(url, "stub"), out_root=tmp_path)
     req = result.requests.sort_values("row")
     assert len(req) == 100 and req["error"].isna().all()
     offsets = (req["scheduled"] - req["scheduled"].iloc[0]).to_numpy()
@@ -216,7 +216,7 @@ def test_a_trace_is_sent_on_its_schedule_with_its_lengths(stub, tmp_path):
     s = result.summary.iloc[0]
     assert s["request_rate"] == pytest.approx(50) and s["p99_send_lag_ms"] < 10 and "behind_schedule" not in str(s["flags"])
     half = Workload(trace=w.trace, warmup_requests=0, time_scale=0.5, trace_window=(1.0, 1.5))
-    req = bench.run_sync(bench.plan("t", half), Target(url, "stub"), out_root=tmp_path).requests.sort_values("row")
+    req = bench.run_sync(bench.run_meta("t", half), Target(url, "stub"), out_root=tmp_path).requests.sort_values("row")
     assert list(req["row"]) == list(range(50, 75))
     assert (req["scheduled"] - req["scheduled"].iloc[0]).to_numpy() == pytest.approx([i * 10 for i in range(25)], abs=0.01)
 
@@ -224,7 +224,7 @@ def test_a_trace_is_sent_on_its_schedule_with_its_lengths(stub, tmp_path):
 def test_a_reasoning_stream_times_its_first_token_and_its_first_answer_token(stub, tmp_path):
     url = stub(ttft_ms=50, itl_ms=10, reasoning_tokens=5)
     w = Workload(concurrency=[1], input_len=[32], output_len=10, num_requests=4, warmup_requests=0)
-    result = bench.run_sync(bench.plan("think", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("think", w), Target(url, "stub"), out_root=tmp_path)
     truth = pd.DataFrame(requests.get(f"{url}/stub/served", timeout=10).json())
     req = result.requests
     assert (req["output_tokens"] == 10).all()  # reasoning and answer counted once, from usage
@@ -243,7 +243,7 @@ def test_a_traces_repeated_hash_ids_meet_vllms_prefix_cache_and_unique_ones_do_n
     def replay(ids) -> pd.Series:
         rows = [{"timestamp": i * 200, "input_length": 1100, "output_length": 4, "hash_ids": ids(i)} for i in range(6)]
         w = Workload(trace=write(tmp_path, f"t{len(list(tmp_path.iterdir()))}.jsonl", jsonl(rows)), warmup_requests=0)
-        result = bench.run_sync(bench.plan("trace", w), target, out_root=tmp_path)
+        result = bench.run_sync(bench.run_meta("trace", w), target, out_root=tmp_path)
         assert (result.requests["prompt_tokens"] == 1100).all()
         return result.summary.iloc[0]
 

@@ -72,15 +72,15 @@ def fake_server(device: sources.Device, settings: server.ServerSettings | None) 
 
 
 def test_the_served_model_of_the_measured_bound_is_said_never_silently_swapped(tmp_path):
-    attached = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
-    assert attached.served is None and "no measured bound is drawn" in attached.note
+    attached = views.served_model_for(fake_server(sources.Device("cpu", "cpu"), None))
+    assert attached.shape is None and "no measured bound is drawn" in attached.note
     gpu = sources.Device("cuda", "NVIDIA A10G", 1)
-    unreadable = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(tmp_path / "none"),
+    unreadable = views.served_model_for(fake_server(gpu, server.ServerSettings(model=str(tmp_path / "none"),
                                                                           served_model_name="x")))
-    assert unreadable.served is None and "cannot be read" in unreadable.note
-    served = views.limit_for(fake_server(gpu, server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
+    assert unreadable.shape is None and "cannot be read" in unreadable.note
+    served = views.served_model_for(fake_server(gpu, server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
                                                                      served_model_name="smoke")))
-    assert served.served.layers == 2 and "smoke on this device's measured bandwidth" in served.note
+    assert served.shape.layers == 2 and "smoke on this device's measured bandwidth" in served.note
     assert views.measured_roofline(served, None, "auto") is None  # not measured (yet): no line, no guess
 
 
@@ -92,8 +92,8 @@ def test_views_of_a_run_folder_and_uploads(tmp_path):
     good, bad = tmp_path / "other.csv", tmp_path / "bad.csv"
     good.write_text("concurrency,output_throughput,mean_ttft_ms,input_len\n8,300,90,256\n")
     bad.write_text("a,b\n1,2\n")
-    limit = views.limit_for(fake_server(sources.Device("cpu", "cpu"), None))
-    v, refused = views.load_views([run], [good, bad], roofline.gpu("A10G"), limit)
+    served = views.served_model_for(fake_server(sources.Device("cpu", "cpu"), None))
+    v, refused = views.load_views([run], [good, bad], roofline.gpu("A10G"), served)
     assert refused == ["bad.csv is not a benchmark summary: it lacks input_len, max_concurrency, "
                        "mean_ttft_ms, output_throughput"]
     assert v.summary.iloc[0]["output tok/s"] == 80.0 and v.files == [str(run / "summary.csv")]

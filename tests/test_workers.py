@@ -51,7 +51,7 @@ def test_records_from_several_workers_merge_to_the_same_point_as_one_worker(stub
     url = stub(ttft_ms=30, itl_ms=5)
     rows, reqs = [], []
     for n in (1, 3):
-        result = bench.run_sync(bench.plan(f"w{n}", Workload(concurrency=[6], input_len=[32], output_len=8,
+        result = bench.run_sync(bench.run_meta(f"w{n}", Workload(concurrency=[6], input_len=[32], output_len=8,
                                                              num_requests=18, warmup_requests=2, workers=n)),
                                 Target(url, "stub"), out_root=tmp_path)
         rows.append(result.summary.iloc[0])
@@ -70,7 +70,7 @@ def test_a_rate_over_workers_sends_each_request_at_its_scheduled_time(stub, tmp_
     url = stub(ttft_ms=10, itl_ms=2)
     w = Workload(concurrency=[50], request_rate=[20.0], input_len=[32], output_len=4, num_requests=30,
                  warmup_requests=0, workers=2)
-    result = bench.run_sync(bench.plan("rate", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("rate", w), Target(url, "stub"), out_root=tmp_path)
     req = result.requests.sort_values("index")
     offsets = [t for _, t in loadgen.schedule(w.points()[0], few(30))]
     sched = (req["scheduled"] - req["scheduled"].min()) / 1000
@@ -106,7 +106,7 @@ def test_a_killed_worker_counts_its_requests_as_failed_and_the_point_goes_on(stu
 def test_chat_users_over_workers(stub, tmp_path):
     url = stub(ttft_ms=10, itl_ms=2)
     w = Workload(users=[4], input_len=[16], output_len=4, warmup_requests=0, chat=Chat(turns=2), workers=2)
-    result = bench.run_sync(bench.plan("chat", w), Target(url, "stub"), out_root=tmp_path)
+    result = bench.run_sync(bench.run_meta("chat", w), Target(url, "stub"), out_root=tmp_path)
     req = result.requests
     assert result.summary.iloc[0]["completed"] == 8
     assert (req["prompt_tokens"] == req["expected_prompt_tokens"]).all()

@@ -74,7 +74,7 @@ def run_ours(target: Target, concurrency: int, input_len: int, output_len: int, 
              out_root: Path) -> Figures:
     w = Workload(concurrency=[concurrency], input_len=[input_len], output_len=output_len,
                          num_requests=num_requests, warmup_requests=concurrency)
-    result = bench.run_sync(bench.plan("agreement", w), target, out_root=out_root)
+    result = bench.run_sync(bench.run_meta("agreement", w), target, out_root=out_root)
     row = result.summary.iloc[0]
     return Figures("ours", concurrency, int(row["completed"]), int(row["failed"]), float(row["mean_ttft_ms"]),
                    float(row["mean_tpot_ms"]), float(row["output_throughput"]),

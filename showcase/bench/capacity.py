@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, FiniteFloat
 
-from showcase.bench.workload import VISITOR, Limits, Point, SLOs, Strict, Workload, WorkloadError
+from showcase.bench.workload import VISITOR, Allowance, Point, SLOs, Strict, Workload, WorkloadError
 
 By = Literal["concurrency", "rate", "users"]
 NOUNS = {"concurrency": "concurrent streams", "rate": "requests/s", "users": "chat users"}
@@ -51,7 +51,7 @@ class CapacityPlan(Strict):
         return point
 
 
-def check(plan: CapacityPlan, workload: Workload, slos: SLOs, limits: Limits | None = None) -> None:
+def check(plan: CapacityPlan, workload: Workload, slos: SLOs, allowance: Allowance | None = None) -> None:
     """Refuse a search that cannot answer: no SLO, or a workload of the wrong kind for `by`."""
     if not slos.any:
         raise WorkloadError("a capacity search needs at least one SLO (TTFT, TPOT or E2E)")
@@ -61,8 +61,8 @@ def check(plan: CapacityPlan, workload: Workload, slos: SLOs, limits: Limits | N
         raise WorkloadError("a trace sets its own rate: search a trace by concurrency (the cap on requests in flight)")
     if plan.by == "rate" and workload.duration_s is not None:
         raise WorkloadError("a search by rate sends a number of requests per level: give num_requests, not duration_s")
-    if limits is not None and plan.by in ("concurrency", "users") and plan.upper > limits.concurrency:
-        raise WorkloadError(f"upper: at most {limits.concurrency:,} {NOUNS[plan.by]} (the limit for {limits.who})")
+    if allowance is not None and plan.by in ("concurrency", "users") and plan.upper > allowance.concurrency:
+        raise WorkloadError(f"upper: at most {allowance.concurrency:,} {NOUNS[plan.by]} (the allowance for {allowance.who})")
 
 
 class Probe(BaseModel):
@@ -117,11 +117,11 @@ def judge(values_ms: dict[str, float | None], failed_share: float | None, slos: 
     if failed_share is None or not math.isfinite(failed_share) or failed_share > max_failed_share:
         return False, "failures"
     ratios = {}
-    for name, limit in slos.model_dump().items():
-        if limit is None:
+    for name, target in slos.model_dump().items():
+        if target is None:
             continue
         value = values_ms.get(name)
-        ratios[name] = value / limit if value is not None and math.isfinite(value) else math.inf
+        ratios[name] = value / target if value is not None and math.isfinite(value) else math.inf
     worst = max(ratios, key=ratios.get)
     return (False, worst) if ratios[worst] > 1 else (True, None)
 

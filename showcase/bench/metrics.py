@@ -94,8 +94,8 @@ def request_metrics(r: RequestRecord) -> RequestMetrics:
 
 def meets(m: RequestMetrics, slos: SLOs) -> bool:
     """A missing value (no TTFT without streaming) cannot meet an SLO on it."""
-    for limit, value in ((slos.ttft_ms, m.ttft), (slos.tpot_ms, m.tpot), (slos.e2el_ms, m.e2el)):
-        if limit is not None and (value is None or value * 1000 > limit):
+    for most_ms, value in ((slos.ttft_ms, m.ttft), (slos.tpot_ms, m.tpot), (slos.e2el_ms, m.e2el)):
+        if most_ms is not None and (value is None or value * 1000 > most_ms):
             return False
     return True
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from showcase import RUNS_DIR, client_version, roofline
 from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, wire, workers
@@ -50,19 +50,12 @@ class RunStatus(str, enum.Enum):
     FAILED = "failed"
 
 
-class Bound(BaseModel):
-    """The served model on this device's measured bandwidth and compute (`showcase.measure`)."""
-
-    shape: roofline.ModelShape
-    device: roofline.GPU
-    dtype: str
-
-    def efficiency(self, point: Point, output_throughput: float) -> float:
-        """NaN for a file's requests: their lengths vary, and the bound is for one length."""
-        if point.input_len is None or point.output_len is None:
-            return math.nan
-        r = roofline.Roofline(self.shape, self.device, 1, self.dtype)
-        return roofline.efficiency(r, output_throughput, point.concurrency, point.input_len, point.output_len)
+def efficiency(bound: roofline.Roofline, point: Point, output_throughput: float) -> float:
+    """A point's output throughput over the bound; NaN for a file's requests: their lengths vary,
+    and the bound is for one length."""
+    if point.input_len is None or point.output_len is None:
+        return math.nan
+    return roofline.efficiency(bound, output_throughput, point.concurrency, point.input_len, point.output_len)
 
 
 class Price(BaseModel):
@@ -94,7 +87,9 @@ class RunMeta(BaseModel):
     smoke_model: bool = False
     server_settings: dict | None = None  # None: an attached endpoint, its settings unknown
     preset_definition: dict | None = None
-    bound: Bound | None = None  # for each point's efficiency; None: this device was not measured
+    # The served model on this device's measured bandwidth and compute (`showcase.measure`), for
+    # each point's efficiency; None: this device was not measured.
+    bound: roofline.Roofline | None = None
     price: Price | None = None  # for each point's cost; None: no price was given
     capacity: CapacityPlan | None = None  # a capacity search: its points are chosen as it goes
     experiment: ExperimentPlan | None = None  # an experiment: its points are its arms' repeats, in their order
@@ -109,8 +104,16 @@ class RunMeta(BaseModel):
     status: RunStatus = RunStatus.RUNNING
     message: str = ""
 
+    @field_validator("bound", mode="before")
+    @classmethod
+    def _bound_of_earlier_runs(cls, v: object) -> object:
+        """Runs before the one bound type wrote {shape, device, dtype}: the same bound on one device."""
+        if isinstance(v, dict) and "device" in v and "gpu" not in v:
+            return {"shape": v["shape"], "gpu": v["device"], "tp": 1, "dtype": v["dtype"]}
+        return v
 
-def plan(name: str, workload: Workload, slos: SLOs = SLOs(), **facts) -> RunMeta:
+
+def run_meta(name: str, workload: Workload, slos: SLOs = SLOs(), **facts) -> RunMeta:
     """A run of `workload`'s points, named `name`; `facts`: more of `RunMeta`'s fields. With a
     `capacity` plan the points are chosen as the search goes (checked here, before any request)."""
     plan_ = facts.get("capacity")
@@ -444,7 +447,7 @@ class _Run:
         asked = {"request_rate": (len(trace.rows) - 1) / span if span > 0 else math.inf} if trace else {}
         return asked | {
             "trace_cached_share": trace.implied_cached_share() if trace else math.nan,
-            "efficiency": self.meta.bound.efficiency(point, row["output_throughput"]) if self.meta.bound else math.nan,
+            "efficiency": efficiency(self.meta.bound, point, row["output_throughput"]) if self.meta.bound else math.nan,
             "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
             "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,

@@ -1,8 +1,8 @@
-"""What a benchmark runs: a workload, the points it expands into, the SLOs, and the limits.
+"""What a benchmark runs: a workload, the points it expands into, the SLOs, and the allowances.
 
 This module owns the one description of a point (`Point`), the workload that expands into points
-(`Workload.points`), the one SLO type (`SLOs`), and the limits (`Limits`): `VISITOR` for whoever
-reaches the app without its admin password, `ENGINE` for the command line and the admin (what the
+(`Workload.points`), the one SLO type (`SLOs`), and the allowances (`Allowance`): `VISITOR` for whoever
+reaches the app without its admin password, `TRUSTED` for the command line and the admin (what the
 load generator can drive; every workload is held to it). It validates strictly and knows nothing
 about servers, HTTP or files.
 """
@@ -25,7 +25,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Limits(Strict):
+class Allowance(Strict):
     """How much one run may ask for: each value, and the run as a whole (points, requests, hours)."""
 
     who: str
@@ -45,7 +45,7 @@ class Limits(Strict):
         """Refuse `w` with a `WorkloadError` naming the first limit it passes."""
         problem = self._problem(w)
         if problem:
-            raise WorkloadError(f"{problem} (the limit for {self.who})")
+            raise WorkloadError(f"{problem} (the allowance for {self.who})")
 
     def _problem(self, w: Workload) -> str:
         points = len(w.input_len or [None]) * len(w.request_rate or [None]) * len(w.levels or [None]) * w.repeats
@@ -77,12 +77,12 @@ class Limits(Strict):
 
 # Whoever reaches the app without its admin password: generous for a GPU, bounded so a shared link
 # cannot queue a day of work.
-VISITOR = Limits(who="visitors of the app", concurrency=256, num_requests=2000, input_len=262_144, output_len=8192,
+VISITOR = Allowance(who="visitors of the app", concurrency=256, num_requests=2000, input_len=262_144, output_len=8192,
                  duration_s=3600, points=64, total_requests=20_000, run_s=4 * 3600, turns=64, think_time_s=600,
                  workers=os.cpu_count() or 1)
 # The command line and the admin: what one load generator can be asked to drive (a data-parallel
 # cluster at 10,000 streams, a million requests); prompts are bounded by the server's context.
-ENGINE = Limits(who="the command line and the admin", concurrency=100_000, num_requests=10_000_000,
+TRUSTED = Allowance(who="the command line and the admin", concurrency=100_000, num_requests=10_000_000,
                 input_len=16_777_216, output_len=1_048_576, duration_s=7 * 86400, points=10_000,
                 total_requests=100_000_000, run_s=30 * 86400, turns=10_000, think_time_s=86400, workers=1024)
 
@@ -225,7 +225,7 @@ class Workload(FromFile):
             raise ValueError("give exactly one of num_requests and duration_s")
         if self.shared_prefix_len and any(self.shared_prefix_len >= n for n in self.input_len or [0]):
             raise ValueError("shared_prefix_len must be shorter than every input_len")
-        problem = ENGINE._problem(self)  # every workload, whoever asks, within what the engine can drive
+        problem = TRUSTED._problem(self)  # every workload, whoever asks, within what the engine can drive
         if problem:
             raise ValueError(problem)
         return self
