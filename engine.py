@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from showcase import RUNS_DIR, cores, experiment, measure, presets, roofline, server, sources
+from showcase import RUNS_DIR, api, cores, experiment, measure, presets, roofline, server, sources
 from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
@@ -248,7 +248,7 @@ def _prepare(args: argparse.Namespace, device: sources.Device) -> tuple[Prepared
     extra = {"search": _search(args), "price": args.price_per_gpu_hour, "gpus": args.gpus}
     if args.endpoint:
         args.endpoint = loadgen.base_url(args.endpoint)
-        args.model = args.model or loadgen.only_model(args.endpoint, args.api_key)
+        args.model = args.model or api.only_model(args.endpoint, args.api_key)
         return prepare_run(preset, overrides, None, device, False, _slos(args), **extra), None
     source, launch, measured = _launch_defaults(args, device)
     return prepare_run(preset, overrides, launch, device, source.is_smoke, _slos(args), measured, **extra), source
@@ -297,7 +297,7 @@ def bench_command(args: argparse.Namespace) -> int:
     finally:
         if srv is not None:
             srv.stop()
-    return report(result)
+    return print_outcome(result)
 
 
 def experiment_command(args: argparse.Namespace) -> int:
@@ -404,7 +404,7 @@ def writable(folder: Path) -> Path:
     return folder
 
 
-def report(result: RunResult) -> int:
+def print_outcome(result: RunResult) -> int:
     """Print the summary and how the run ended (a search: its answer); the exit status for it."""
     print_summary(result.summary)
     if result.capacity is not None:

@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import time
 
-import aiohttp
-
 from benchmarks.client_overhead import start_stub
 from showcase.bench import prompts as prompt_kit
 from showcase.bench import run as bench
@@ -28,8 +26,9 @@ PROMPTS = 8
 
 
 async def build(url: str, n: int) -> tuple[float, int]:
-    async with aiohttp.ClientSession() as session:
-        factory = prompt_kit.PromptFactory(session, Target(url, "stub"))
+    target = Target(url, "stub")
+    async with target.api() as api:
+        factory = prompt_kit.PromptFactory(api, target)
         await factory.calibrate()
         t = time.perf_counter()
         prompts = await factory.build(n, list(range(PROMPTS)))

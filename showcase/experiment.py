@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from showcase import server, sources
+from showcase import api, server, sources
 from showcase.bench import compare, stats
 from showcase.bench.compare import Arm, ArmRecord, Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, read_tables
@@ -201,7 +201,7 @@ def endpoint_target(arm: ArmRun, api_key: str) -> Target:
 
     base = loadgen.base_url(arm.arm.endpoint or "")
     try:
-        model = arm.arm.model or loadgen.only_model(base, api_key)
+        model = arm.arm.model or api.only_model(base, api_key)
     except UserError as exc:
         raise ArmUnavailable(f"its endpoint {base} does not answer as expected: {exc}") from exc
     return Target(base, model, api_key)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import enum
-import json
 import os
 import re
 import secrets
@@ -25,13 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol, get_args
 
-from showcase import sources
+from showcase import api, sources
 from showcase.cores import CoreSplit
 from showcase.errors import UserError
 from showcase.processes import STOP_GRACE_S, WATCHDOG, explain_exit, log_tail, terminate_group
@@ -502,32 +499,25 @@ class VLLMServer:
 
         Checking the model list too means a stranger's server on a reused port never passes.
         """
+        if not api.health_ok(base_url):
+            return False
         try:
-            with urllib.request.urlopen(f"{base_url}/health", timeout=2) as resp:
-                if resp.status != 200:
-                    return False
-            req = urllib.request.Request(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {self.api_key}"})
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                data = json.loads(resp.read(2**20))
-        except (OSError, urllib.error.URLError, ValueError):
+            data = api.models(base_url, self.api_key)
+        except api.ServerAPIError:
+            # Any answer at all (no list, entries that are no objects) leaves the watcher running:
+            # such a server is simply not ready.
             return False
-        # Any answer at all (a list, entries that are no objects or have no id) leaves the watcher
-        # running: such a server is simply not ready.
-        data = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(data, list):
-            return False
-        data = [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
-        names = {m["id"]: m for m in data}
+        names = {m.id: m for m in data}
         if expect_model is None:
             if not names:
                 return False
             first = data[0]
-            self._served_name = self._served_name or first["id"]
-            self._max_model_len = names.get(self._served_name, first).get("max_model_len")
+            self._served_name = self._served_name or first.id
+            self._max_model_len = names.get(self._served_name, first).max_model_len
             return True
         if expect_model not in names:
             return False
-        self._max_model_len = names[expect_model].get("max_model_len")
+        self._max_model_len = names[expect_model].max_model_len
         return True
 
 

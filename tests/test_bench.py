@@ -13,6 +13,7 @@ import pytest
 
 import engine
 from showcase import ROOT
+from showcase.api import ServerAPIError
 from showcase.bench import child
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
@@ -287,7 +288,7 @@ def test_a_workload_beyond_the_context_is_refused_before_any_request(stub, tmp_p
     with pytest.raises(WorkloadError, match="exceeds the server's max_model_len"):
         bench.run_sync(too_long, Target(url, "stub"), out_root=runs)
     assert not runs.exists()  # no run folder for a run that never started
-    with pytest.raises(WorkloadError, match="does not serve 'other'"):
+    with pytest.raises(ServerAPIError, match="does not serve 'other'"):
         bench.run_sync(bench.run_meta("x", workload()), Target(url, "other"), out_root=runs)
 
 

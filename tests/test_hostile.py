@@ -17,9 +17,8 @@ import pandas as pd
 import pytest
 
 import engine
-from showcase import ROOT, coordinator, server
+from showcase import ROOT, api, coordinator, server
 from showcase.bench import folder as folder_io
-from showcase.bench import loadgen
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
@@ -72,7 +71,7 @@ def test_a_broken_response_fails_that_request_with_the_reason(hostile, tmp_path,
 
 
 def test_a_tokenizer_that_never_answers_fails_the_run_naming_the_route_and_the_wait(hostile, tmp_path, monkeypatch):
-    monkeypatch.setattr(loadgen, "SIDE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(api, "TOKENIZE_TIMEOUT_S", 1.0)
     started = time.monotonic()
     result = bench.run_sync(small(), Target(hostile("tokenize-hang"), "stub"), out_root=tmp_path)
     assert time.monotonic() - started < 15

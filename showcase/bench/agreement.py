@@ -138,13 +138,11 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
     """The chat tab's own measurement (chat.stream_reply) of `times` answers to prompts of
     `input_len` tokens: mean TTFT in ms and mean tokens/s after the first token. Sampling as the
     benchmark's requests get it (the server's defaults), since sampling itself costs time per token."""
-    import aiohttp
-
     from showcase import chat
     from showcase.bench.prompts import PromptFactory
 
-    async with aiohttp.ClientSession() as session:
-        prompts = await PromptFactory(session, target).build(input_len, [random.getrandbits(31) for _ in range(times)])
+    async with target.api() as api:
+        prompts = await PromptFactory(api, target).build(input_len, [random.getrandbits(31) for _ in range(times)])
     ttfts, rates = [], []
     for messages in prompts:
         stats = None

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from showcase import ROOT, RUNS_DIR
+from showcase.api import ServerAPIError
 from showcase.bench.folder import read_tables
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunMeta, RunResult, RunStatus, mark_ended, run_sync
@@ -176,7 +177,7 @@ def main() -> None:
     try:
         result = run_sync(job.meta, job.target, job.out_root, on_progress, stop, resume=job.resume, only=job.only,
                           final=job.final)
-    except WorkloadError as exc:
+    except (WorkloadError, ServerAPIError) as exc:
         send(ErrorMessage(kind="workload", message=str(exc)))
         return
     except Exception as exc:

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import aiohttp
 import msgspec
 import numpy as np
 
+from showcase.api import ServerAPI
 from showcase.bench import wire
 from showcase.bench.answers import (
     ERROR_BYTES,
@@ -51,21 +51,11 @@ KEEPALIVE_S = 1.0
 
 def measuring_session() -> wire.Pool:
     """The pool that carries measured requests: our own HTTP/1.1 (`wire`), short keep-alive."""
-    return wire.Pool(KEEPALIVE_S, CONNECT_TIMEOUT_S)
+    return wire.Pool(KEEPALIVE_S, wire.CONNECT_TIMEOUT_S)
 
 
-SIDE_TIMEOUT_S = 30.0  # any request off the measured path (/tokenize, /v1/models, /version, /metrics)
-CONNECT_TIMEOUT_S = 10.0
 STOP_GRACE_S = 3.0  # after a stop, requests in flight get this long to finish; then they are abandoned
 
-
-def side_session() -> aiohttp.ClientSession:
-    """A new connection for every request: health checks, /metrics, /tokenize, and retries; each
-    bounded by `SIDE_TIMEOUT_S` (a retry of a measured request keeps its own timeout).
-
-    A health check that met a stale pooled connection would call a live server dead."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=32),
-                                 timeout=aiohttp.ClientTimeout(total=SIDE_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
 
 
 async def stoppable(coro, should_stop: Callable[[], bool], grace_s: float = STOP_GRACE_S) -> bool:
@@ -144,29 +134,6 @@ def base_url(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def only_model(base: str, api_key: str) -> str:
-    """The one model a server serves (as `vllm bench serve` takes it); refused when it serves
-    none or several, naming them, or answers something that is no list of models."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(f"{base}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
-    try:
-        with urllib.request.urlopen(req, timeout=CONNECT_TIMEOUT_S) as resp:
-            data = json.loads(resp.read(2**20))
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise WorkloadError(f"Cannot reach the server at {base} to ask which model it serves: {exc}") from exc
-    models = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
-        raise WorkloadError(f"{base}/v1/models answered no list of models: {str(data)[:ERROR_CHARS]}")
-    names = [m.get("id") for m in models]
-    if len(names) != 1:
-        raise WorkloadError(f"{base} serves {', '.join(map(str, names)) or 'no model'}: say which with --model.")
-    if not isinstance(names[0], str) or not names[0]:
-        raise WorkloadError(f"{base}/v1/models lists a model without a name (id): say which with --model.")
-    return names[0]
-
-
 @dataclass(frozen=True)
 class Prompt:
     """One request to send: its chat messages and what it aims at."""
@@ -195,13 +162,9 @@ class Target:
     api_key: str = "EMPTY"
     metrics_url: str | None = None  # an engine's own /metrics, where base_url is a router's (default: base_url's)
 
-    @property
-    def metrics(self) -> str:
-        return self.metrics_url or f"{self.base_url}/metrics"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+    def api(self) -> ServerAPI:
+        """The server's API off the measured path (use inside `async with`)."""
+        return ServerAPI(self.base_url, self.api_key, self.metrics_url)
 
     @functools.cached_property
     def origin(self) -> wire.Origin:
@@ -385,31 +348,6 @@ DRAIN_S = 1.0  # how long the end of a body may lag its [DONE] before the connec
 # ([DONE] and the body's closing chunk often arrive in separate reads on a busy machine; a
 # connection given up before its end is closed, and the next request would pay for a new one
 # inside its TTFT. The request itself is complete either way.)
-
-
-async def server_max_model_len(session: aiohttp.ClientSession, target: Target) -> int | None:
-    """The served model's context length; refuses a server that is unreachable or lacks the model."""
-    url = f"{target.base_url}/v1/models"
-    try:
-        async with session.get(url, headers=target.headers) as resp:
-            if resp.status != 200:
-                raise WorkloadError(f"{url} answered HTTP {resp.status}")
-            data = json.loads(await resp.read())
-    except TimeoutError as exc:
-        raise WorkloadError(f"{url} did not answer within {SIDE_TIMEOUT_S:g} s.") from exc
-    except (aiohttp.ClientError, ValueError, UnicodeDecodeError) as exc:
-        raise WorkloadError(f"Cannot reach the server at {target.base_url}: {exc}") from exc
-    models = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
-        raise WorkloadError(f"{url} answered no list of models: {str(data)[:ERROR_CHARS]}")
-    for m in models:
-        if m.get("id") == target.model:
-            length = m.get("max_model_len")
-            if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
-                raise WorkloadError(f"{url} gives {target.model!r} a max_model_len of {length!r}, not a length")
-            return length
-    names = ", ".join(str(m.get("id", "?")) for m in models)
-    raise WorkloadError(f"The server does not serve {target.model!r} (it serves: {names or 'nothing'}).")
 
 
 def check_fits(points: list[Point], max_model_len: int | None) -> None:

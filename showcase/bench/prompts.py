@@ -11,14 +11,12 @@ exactly its input lengths whose leading blocks repeat where its `hash_ids` repea
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 
-import aiohttp
 import numpy as np
 
-from showcase.bench import loadgen, traffic
-from showcase.bench.answers import ERROR_BYTES, ERROR_CHARS
+from showcase.api import ServerAPI
+from showcase.bench import traffic
 from showcase.bench.loadgen import Conversations, Prompt, Target
 from showcase.bench.workload import Point, WorkloadError
 
@@ -34,41 +32,23 @@ WORDS = ["time", "year", "people", "way", "day", "man", "thing", "woman", "life"
 class PromptFactory:
     """Builds chat messages whose prompt, chat template included, is an exact number of tokens."""
 
-    def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
-        self.session, self.target = session, target
+    def __init__(self, api: ServerAPI, target: Target) -> None:
+        self.api, self.target = api, target
         self.bricks: list[str] = []
         self.overhead = 0  # template tokens around an empty user message
         self._brick_array = np.asarray([], dtype=object)  # the bricks, for drawing many at once
 
-    async def _tokenize(self, **body) -> dict:
-        url = f"{self.target.base_url}/tokenize"
-        try:
-            async with self.session.post(url, json={"model": self.target.model, **body},
-                                         headers=self.target.headers) as resp:
-                if resp.status != 200:
-                    text = (await resp.content.read(ERROR_BYTES)).decode("utf-8", "replace")
-                    raise WorkloadError(f"The server's /tokenize answered HTTP {resp.status}: {text[:ERROR_CHARS]}")
-                data = json.loads(await resp.read())
-        except TimeoutError as exc:
-            raise WorkloadError(f"The server's /tokenize did not answer within {loadgen.SIDE_TIMEOUT_S:g} s.") from exc
-        except aiohttp.ClientError as exc:
-            raise WorkloadError(f"Cannot reach the server's /tokenize: {exc}") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WorkloadError(f"The server's /tokenize answered something that is not JSON ({exc}).") from exc
-        count = data.get("count") if isinstance(data, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise WorkloadError(f"The server's /tokenize answered without a token count: {str(data)[:ERROR_CHARS]}")
-        return data
+    async def _tokenize(self, **body: object) -> int:
+        return await self.api.tokenize(self.target.model, **body)
 
     async def count(self, content: str) -> int:
-        data = await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
-        return int(data["count"])
+        return await self._tokenize(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
 
     async def calibrate(self) -> None:
         if self.bricks:
             return
         counts = await asyncio.gather(*(self._tokenize(prompt=" " + w, add_special_tokens=False) for w in WORDS))
-        self.bricks = [" " + w for w, c in zip(WORDS, counts) if c["count"] == 1]
+        self.bricks = [" " + w for w, c in zip(WORDS, counts) if c == 1]
         if len(self.bricks) < 50:
             raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
         self._brick_array = np.asarray(self.bricks, dtype=object)
@@ -76,7 +56,7 @@ class PromptFactory:
 
     async def count_messages(self, messages: list[dict]) -> int:
         """What a whole conversation costs as a prompt, chat template included."""
-        return int((await self._tokenize(messages=messages, add_generation_prompt=True))["count"])
+        return await self._tokenize(messages=messages, add_generation_prompt=True)
 
     def text(self, n: int, seed: int) -> str:
         """Content of exactly `n` tokens (after `calibrate`): `n` one-token words."""
@@ -107,7 +87,7 @@ class PromptFactory:
 
     async def count_text(self, text: str) -> int:
         """Tokens of a text on its own (no template, no special tokens): a reply's length."""
-        return int((await self._tokenize(prompt=text, add_special_tokens=False))["count"])
+        return await self._tokenize(prompt=text, add_special_tokens=False)
 
     def words(self, n: int, seed: int) -> np.ndarray:
         """`n` one-token words (after `calibrate`), drawn fast for long prompts."""

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from showcase import RUNS_DIR, client_version, roofline
+from showcase.api import ServerAPI, ServerAPIError
 from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, wire, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
@@ -198,7 +198,7 @@ class _Run:
     """One run in progress: its sessions, samplers, rows and folder. `execute` runs the points."""
 
     def __init__(self, meta: RunMeta, target: Target, session: wire.Pool,
-                 side: aiohttp.ClientSession, folder: RunFolder, on_progress: Callable[[Progress], None],
+                 side: ServerAPI, folder: RunFolder, on_progress: Callable[[Progress], None],
                  stop: threading.Event, todo: tuple[Point, ...], since_start_s: float = 0.0,
                  earlier: tuple[list[dict], list[dict], list[dict]] = ([], [], [])) -> None:
         self.meta, self.target, self.session, self.side, self.folder = meta, target, session, side, folder
@@ -206,7 +206,7 @@ class _Run:
         # Times in the files count from the run's start, also for points added to an earlier folder.
         self.t0 = time.perf_counter() - since_start_s
         self.factory = prompts.PromptFactory(side, target)
-        self.sampler = samplers.ServerSampler(side, target, self.t0)
+        self.sampler = samplers.ServerSampler(side, self.t0)
         self.lag = samplers.LagSampler()
         self.dead = threading.Event()
         # New prompts every run: a server with prefix caching (vLLM's default) still holds the
@@ -238,9 +238,9 @@ class _Run:
                     await self._point(point)
         except _Stopped:
             pass  # said below: the stop is set
-        except WorkloadError as exc:
+        except (WorkloadError, ServerAPIError) as exc:
             status, message = RunStatus.FAILED, str(exc)
-            if not await samplers.answers(self.side, self.target):
+            if not await samplers.answers(self.side):
                 self.dead.set()
         finally:
             for task in background:
@@ -257,7 +257,7 @@ class _Run:
         at all for `HEALTH_PATIENCE_S` (a paused or swamped server that answers again goes on)."""
         misses, silent_since = 0, None
         while misses < HEALTH_MISSES:
-            answer = await samplers.health(self.side, self.target)
+            answer = await self.side.health()
             misses = misses + 1 if answer is False else 0
             if answer == "silent":
                 silent_since = silent_since or time.monotonic()
@@ -378,7 +378,7 @@ class _Run:
             self.lag.begin()
             self.current = (point, [])
             warmed = await loadgen.warm_up(self.session, self.target, point, warm, on_done, self.ended)
-            before = await samplers.server_times(self.side, self.target)  # the server's own clock, from here
+            before = await samplers.server_times(self.side)  # the server's own clock, from here
             if n > 1:  # the measured requests over worker processes
                 records, duration, health = await workers.run_point(self.target, point, todo, on_done, self.ended,
                                                                     n, chats)
@@ -389,10 +389,9 @@ class _Run:
                 health = self.lag.take()
             records = warmed + records
         self.current = None
-        after = await samplers.server_times_after(self.side, self.target, before,
-                                                  sum(r.ok for r in records if not r.warmup))
+        after = await samplers.server_times_after(self.side, before, sum(r.ok for r in records if not r.warmup))
         await self._check_histories(records)
-        if any((r.error or "").startswith("connection") for r in records) and not await samplers.answers(self.side, self.target):
+        if any((r.error or "").startswith("connection") for r in records) and not await samplers.answers(self.side):
             self.dead.set()
         measured = [r for r in records if not r.warmup]
         # A file's rows came round again, or a duration's pool of prompts was sent more than once.
@@ -495,8 +494,8 @@ async def run(
     todo = tuple(p for p in meta.points if only is None or p.index in only)
     # Measured requests go on pooled connections; everything else (prompt building, health,
     # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
-    async with loadgen.measuring_session() as session, loadgen.side_session() as side:
-        max_len = await loadgen.server_max_model_len(side, target)
+    async with loadgen.measuring_session() as session, target.api() as side:
+        max_len = await side.max_model_len(target.model)
         first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity else []
         loadgen.check_fits([*todo, *first], max_len)
         top = meta.capacity.upper if meta.capacity and meta.capacity.by != "rate" else 0
@@ -511,7 +510,7 @@ async def run(
             folder = RunFolder(out_root, meta.preset)
         meta = meta.model_copy(update={
             "endpoint": target.base_url, "model": target.model, "max_model_len": max_len, "started": started,
-            "vllm_version": await samplers.vllm_version(side, target), "client_version": client_version(),
+            "vllm_version": await side.version(), "client_version": client_version(),
             "status": RunStatus.RUNNING})
         folder.write_model("run.json", meta)
         job = _Run(meta, target, session, side, folder, on_progress, stop or threading.Event(), todo, since, earlier)

@@ -2,7 +2,7 @@
 
 This module owns the server's timeline (vLLM's gauges and prefix-cache counters from /metrics,
 every half second, tagged with the point), its latency histograms before and after each point,
-whether the server still answers (/health) and which vLLM it is (/version), and our client's
+whether the server still answers (/health), and our client's
 account of itself (how late its event loop wakes, its CPU, and how long its thread waited for a
 CPU). It computes no benchmark figure;
 `metrics.py` does, from what is sampled here.
@@ -18,10 +18,8 @@ import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from showcase.bench.loadgen import Target
+from showcase.api import MAX_METRICS_BYTES, ServerAPI
 from showcase.bench.metrics import ClientHealth, ServerTimes
-
-MAX_METRICS_BYTES = 8 * 2**20  # a /metrics body beyond this is no vLLM's (its own are tens of kB)
 
 SERVER_GAUGES = {
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
@@ -64,22 +62,11 @@ def parse_histograms(text: str) -> dict[str, tuple[float, float]]:
     return {part: (v[0], v[1]) for part, v in out.items()}
 
 
-METRICS_TIMEOUT_S = 5.0
-
-
-async def metrics_body(session: aiohttp.ClientSession, target: Target) -> tuple[int, bytes | None]:
-    """GET the server's /metrics (or `--metrics-url`): its status and body (b"" unless 200; None
-    when longer than `MAX_METRICS_BYTES`)."""
-    async with session.get(target.metrics, headers=target.headers,
-                           timeout=aiohttp.ClientTimeout(total=METRICS_TIMEOUT_S)) as resp:
-        return resp.status, await capped_body(resp, MAX_METRICS_BYTES) if resp.status == 200 else b""
-
-
-async def server_times(session: aiohttp.ClientSession, target: Target) -> ServerTimes | None:
+async def server_times(api: ServerAPI) -> ServerTimes | None:
     """The server's latency histograms now; None when it has none (another server, a router: say
     `--metrics-url`), or did not answer."""
     try:
-        _, body = await metrics_body(session, target)
+        _, body = await api.metrics()
         if not body:
             return None
         # Parsed off the event loop, as the timeline's samples are.
@@ -92,31 +79,17 @@ async def server_times(session: aiohttp.ClientSession, target: Target) -> Server
 SETTLE_S = 2.0  # how long a point's last requests may take to reach the server's histograms
 
 
-async def server_times_after(session: aiohttp.ClientSession, target: Target, before: ServerTimes | None,
-                             completed: int) -> ServerTimes | None:
+async def server_times_after(api: ServerAPI, before: ServerTimes | None, completed: int) -> ServerTimes | None:
     """The histograms once the point's `completed` requests are in them (the engine records a
     request as it finishes, a moment after its last byte may have reached us), or after `SETTLE_S`."""
     if before is None:
         return None
     deadline = time.perf_counter() + SETTLE_S
     while True:
-        after = await server_times(session, target)
+        after = await server_times(api)
         if after is None or after.requests_since(before) >= completed or time.perf_counter() >= deadline:
             return after
         await asyncio.sleep(0.1)
-
-
-async def capped_body(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
-    """The whole body, or None when it is longer than `cap` bytes (read no further). Not
-    `content.read(cap)`: that returns what has arrived so far, which for a body of many TCP
-    segments is a part of it."""
-    parts, size = [], 0
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > cap:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
@@ -140,8 +113,8 @@ def parse_server_metrics(text: str) -> dict[str, float]:
 class ServerSampler:
     """Samples /metrics every `interval_s` into a timeline; stops quietly if there is none."""
 
-    def __init__(self, session: aiohttp.ClientSession, target: Target, t0: float, interval_s: float = 0.5):
-        self.session, self.target, self.t0, self.interval_s = session, target, t0, interval_s
+    def __init__(self, api: ServerAPI, t0: float, interval_s: float = 0.5):
+        self.api, self.t0, self.interval_s = api, t0, interval_s
         self.rows: list[dict[str, float]] = []
         self.point = -1
         self.note = ""  # why the timeline stopped early, if it did
@@ -149,7 +122,7 @@ class ServerSampler:
     async def run(self) -> None:
         while True:
             try:
-                status, body = await metrics_body(self.session, self.target)
+                status, body = await self.api.metrics()
                 if status == 404:  # a server without /metrics: no timeline, said by its absence
                     return
                 if body is None:
@@ -167,34 +140,11 @@ class ServerSampler:
             await asyncio.sleep(self.interval_s)
 
 
-async def vllm_version(session: aiohttp.ClientSession, target: Target) -> str | None:
-    """The server's vLLM version; None when it does not say (another server, a router, no answer)."""
-    try:
-        async with session.get(f"{target.base_url}/version", headers=target.headers) as resp:
-            data = await resp.json(content_type=None) if resp.status == 200 else None
-    except (aiohttp.ClientError, ValueError, TimeoutError):
-        return None
-    version = data.get("version") if isinstance(data, dict) else None
-    return str(version)[:100] if version is not None else None
-
-
-async def health(session: aiohttp.ClientSession, target: Target) -> bool | str | None:
-    """True/False for a vLLM /health (False: refused, or an error); None when the server has no such
-    route; "silent" when it did not answer in time (paused or swamped, not yet dead)."""
-    try:
-        async with session.get(f"{target.base_url}/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
-            return None if resp.status == 404 else resp.status == 200
-    except TimeoutError:
-        return "silent"
-    except aiohttp.ClientError:
-        return False
-
-
-async def answers(side: aiohttp.ClientSession, target: Target, tries: int = 2) -> bool:
-    """Whether the server still answers /health on a new connection (a few failed requests do not
-    make a dead server); a server without the route counts as answering."""
+async def answers(api: ServerAPI, tries: int = 2) -> bool:
+    """Whether the server still answers /health (a few failed requests do not make a dead server);
+    a server without the route counts as answering."""
     for i in range(tries):
-        if await health(side, target) not in (False, "silent"):
+        if await api.health() not in (False, "silent"):
             return True
         if i + 1 < tries:
             await asyncio.sleep(0.5)
