@@ -23,8 +23,9 @@ import pandas as pd
 from showcase import RUNS_DIR, api, cores, experiment, measure, presets, roofline, server, sources
 from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
-from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
+from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunResult, RunStatus, run_sync
+from showcase.bench.summary import HEADERS
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, ad_hoc, prepare_run
 
@@ -452,7 +453,7 @@ def print_summary(summary: pd.DataFrame) -> None:
     if summary.empty:
         print("no point was measured")
         return
-    cols = [c for c in shown_columns(summary) if c in HEADLINE_COLUMNS]
+    cols = [c for c in shown_columns(summary) if c in HEADERS]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.1f}".format):
         print(summary[cols].to_string(index=False))
 

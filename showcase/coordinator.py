@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import RUNS_DIR, cores, experiment, server
-from showcase.bench import child
+from showcase.bench import child, summary
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError
 from showcase.bench.loadgen import Target
@@ -242,11 +242,10 @@ class UploadError(UserError):
 
 UPLOAD_MAX_MB = 5  # an uploaded summary: a run of 64 points is a few kB; this leaves room, not memory, to spare
 UPLOAD_MAX_ROWS = 10_000
-UPLOAD_COLUMNS = ("max_concurrency", "concurrency", "input_len", "output_len", "output_throughput", "mean_ttft_ms",
-                  "mean_tpot_ms", "p99_itl_ms", "request_rate", "users", "repeat", "arm",
-                  "flags")  # all the compare view draws and compares: nothing else is read
-UPLOAD_NUMERIC = ("input_len", "max_concurrency", "output_len", "mean_ttft_ms", "output_throughput", "mean_tpot_ms",
-                  "p99_itl_ms", "request_rate", "users", "repeat")
+# All the compare view draws and compares (`Summary`'s upload columns, and another tool's name for
+# the concurrency): nothing else is read.
+UPLOAD_COLUMNS = ("concurrency", *summary.UPLOAD)
+UPLOAD_NUMERIC = tuple(c.name for c in summary.COLUMNS if c.upload and c.numeric)
 
 
 def _upload_text(path: Path) -> str:

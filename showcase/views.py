@@ -21,8 +21,9 @@ from showcase import charts, coordinator, roofline, server
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError, read_tables
-from showcase.bench.metrics import HEADLINE_COLUMNS, shown_columns
+from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
+from showcase.bench.summary import HEADERS, columns_markdown
 from showcase.forms import levels_text, prompt_lengths
 from showcase.measure import Measured
 from showcase.presets import Preset
@@ -54,6 +55,8 @@ DEFINITIONS = """
 - **Cores**: without a GPU, vLLM runs on cores of its own and the load generator on the others, so neither takes the other's CPU.
 - **Physical limit**: a roofline upper bound from peak memory bandwidth and FLOPS; nothing can be faster. On the CPU smoke model the measured numbers are CPU numbers of a tiny model: compare their shape, not their size.
 """
+# Every column of summary.csv with its unit and meaning, from the record itself (`bench.summary`).
+DEFINITIONS += "\n**The columns of `summary.csv`**\n\n" + columns_markdown() + "\n"
 
 
 def status_markdown(status: server.Status, device_note: str = "", measured: str = "") -> str:
@@ -135,10 +138,10 @@ def progress_markdown(snap: coordinator.Snapshot) -> str:
 def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary's headline columns, rounded, with short headers; the CSV download has all of them."""
     if summary.empty:
-        return pd.DataFrame(columns=list(HEADLINE_COLUMNS.values()))
+        return pd.DataFrame(columns=list(HEADERS.values()))
     cols = shown_columns(summary)
     # Dollars keep three decimals (a user-hour can cost cents); everything else one.
-    out = summary[cols].round({c: 3 if c.startswith("usd_") else 1 for c in cols}).rename(columns=HEADLINE_COLUMNS)
+    out = summary[cols].round({c: 3 if c.startswith("usd_") else 1 for c in cols}).rename(columns=HEADERS)
     out["point"] = out["point"] + 1
     if "repeat" in out:
         out["repeat"] = out["repeat"] + 1
@@ -301,7 +304,7 @@ def shown_aggregate(summary: pd.DataFrame) -> pd.DataFrame:
         empty |= c == "arm" and not agg[c].dropna().astype(str).str.len().gt(0).any() if c in agg else False
         empty |= c == "request_rate" and bool((agg[c] == math.inf).all()) if c in agg else False
         if not empty:
-            out[HEADLINE_COLUMNS.get(c, c)] = agg[c]
+            out[HEADERS.get(c, c)] = agg[c]
     for m in AGGREGATE_SHOWN:
         if m in agg and agg[m].notna().any():
             out[f"{compare.NAMES.get(m, m)} {compare.unit(m)} (95 % CI)"] = [
@@ -337,7 +340,7 @@ def compare_runs(measured: pd.DataFrame, aa_noise: str = "") -> tuple[pd.DataFra
                 b = b[b[k].isna()] if pd.isna(v) else b[b[k] == v]
             if b.empty:
                 continue
-            setting = ", ".join(f"{HEADLINE_COLUMNS.get(k, k)} {v:g}" for k, v in zip(keys, key)
+            setting = ", ".join(f"{HEADERS.get(k, k)} {v:g}" for k, v in zip(keys, key)
                                 if pd.notna(v) and not (k == "request_rate" and v == float("inf")))
             for m in COMPARED:
                 if m not in a or m not in b:

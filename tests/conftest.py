@@ -39,13 +39,14 @@ from showcase import ROOT, processes, server, sources  # noqa: E402, F401 (after
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 VLLM_FIXTURES = {"vllm_server", "app_url"}
+BROWSER_FILES = {"test_browser.py", "test_report.py"}  # the files that drive Chromium
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if VLLM_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.vllm)
-        if item.path.name == "test_browser.py":
+        if item.path.name in BROWSER_FILES:
             item.add_marker(pytest.mark.browser)
 STUB = Path(__file__).resolve().parent / "stub_server.py"
 HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"

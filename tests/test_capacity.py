@@ -216,7 +216,7 @@ def test_the_load_a_point_really_applied():
     assert metrics.load_applied(behind).under_loaded(rate)
     assert metrics.load_applied(behind).achieved_rate == pytest.approx(10 / 1.5)
     row = metrics.summarize(rate, behind, 3.0)
-    assert "under_loaded" in row["flags"] and row["achieved_rate"] == pytest.approx(10 / 1.5)
+    assert "under_loaded" in row.flags and row.achieved_rate == pytest.approx(10 / 1.5)
     # Our count can reach the concurrency while the server never held it (requests waiting unread in
     # its socket): its own running + waiting says so; a few between two requests are allowed.
     wide = Workload(concurrency=[1024], input_len=[8], output_len=4).points()[0]

@@ -203,18 +203,18 @@ INFO = Point(index=0, input_len=10, output_len=5, concurrency=2)
 def test_summary_numbers_follow_the_definitions():
     records = [ok(0, 0.1, 0.02), ok(1, 0.3, 0.04)]
     row = metrics.summarize(INFO, records, duration=2.0, slos=SLOs(ttft_ms=200))
-    assert row["completed"] == 2 and row["failed"] == 0
-    assert row["request_throughput"] == pytest.approx(1.0)
-    assert row["output_throughput"] == pytest.approx(5.0)  # 10 tokens / 2 s
-    assert row["total_token_throughput"] == pytest.approx(15.0)
-    assert row["mean_ttft_ms"] == pytest.approx(200.0)
-    assert row["median_ttft_ms"] == pytest.approx(200.0)
-    assert row["mean_tpot_ms"] == pytest.approx(30.0)
-    assert row["mean_itl_ms"] == pytest.approx(30.0)
-    assert row["mean_e2el_ms"] == pytest.approx(((0.1 + 0.08) + (0.3 + 0.16)) / 2 * 1000)
-    assert row["goodput"] == pytest.approx(0.5)  # only the first meets TTFT ≤ 200 ms
-    assert row["mean_input_tokens"] == 10 and row["mean_output_tokens"] == 5
-    assert row["flags"] == ""
+    assert row.completed == 2 and row.failed == 0
+    assert row.request_throughput == pytest.approx(1.0)
+    assert row.output_throughput == pytest.approx(5.0)  # 10 tokens / 2 s
+    assert row.total_token_throughput == pytest.approx(15.0)
+    assert row.mean_ttft_ms == pytest.approx(200.0)
+    assert row.median_ttft_ms == pytest.approx(200.0)
+    assert row.mean_tpot_ms == pytest.approx(30.0)
+    assert row.mean_itl_ms == pytest.approx(30.0)
+    assert row.mean_e2el_ms == pytest.approx(((0.1 + 0.08) + (0.3 + 0.16)) / 2 * 1000)
+    assert row.goodput == pytest.approx(0.5)  # only the first meets TTFT ≤ 200 ms
+    assert row.mean_input_tokens == 10 and row.mean_output_tokens == 5
+    assert row.flags == ""
 
 
 def test_failed_and_warmup_requests_enter_no_statistic():
@@ -222,20 +222,20 @@ def test_failed_and_warmup_requests_enter_no_statistic():
     warm = ok(3, 5.0, 1.0)
     warm.warmup = True
     row = metrics.summarize(INFO, [ok(0, 0.1, 0.02), failed, warm], duration=1.0)
-    assert row["completed"] == 1 and row["failed"] == 1
-    assert row["mean_ttft_ms"] == pytest.approx(100.0)
-    assert row["output_throughput"] == pytest.approx(5.0)
-    assert row["errors"] == "HTTP 500: oops ×1" and "failures" in row["flags"]
+    assert row.completed == 1 and row.failed == 1
+    assert row.mean_ttft_ms == pytest.approx(100.0)
+    assert row.output_throughput == pytest.approx(5.0)
+    assert row.errors == "HTTP 500: oops ×1" and "failures" in row.flags
 
 
 def test_every_request_failing_gives_no_plausible_numbers():
     failed = [RequestRecord(0, i, False, True, 10, 5, 0, 0, 0.01, error="connection refused") for i in range(3)]
     row = metrics.summarize(INFO, failed, duration=1.0, slos=SLOs(ttft_ms=100))
-    assert row["completed"] == 0 and row["failed"] == 3
+    assert row.completed == 0 and row.failed == 3
     for key in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms", "mean_e2el_ms",
                 "output_throughput", "mean_output_tokens"):
-        assert math.isnan(row[key]), key
-    assert row["flags"].startswith("all_failed")
+        assert math.isnan(getattr(row, key)), key
+    assert row.flags.startswith("all_failed")
 
 
 def test_short_output_wrong_input_length_and_missing_usage_are_flagged():
@@ -243,11 +243,11 @@ def test_short_output_wrong_input_length_and_missing_usage_are_flagged():
     short.output_len = 5
     wrong_prompt = ok(1, 0.1, 0.02, prompt=14)
     row = metrics.summarize(INFO, [short, wrong_prompt], duration=1.0)
-    assert "short_output" in row["flags"] and "input_len_mismatch" in row["flags"]
+    assert "short_output" in row.flags and "input_len_mismatch" in row.flags
     no_usage = ok(0, 0.1, 0.02)
     no_usage.output_tokens = None
     row = metrics.summarize(INFO, [no_usage], duration=1.0)
-    assert "no_usage" in row["flags"] and math.isnan(row["output_throughput"])
+    assert "no_usage" in row.flags and math.isnan(row.output_throughput)
 
 
 @pytest.mark.parametrize("health, flags", [
@@ -259,17 +259,17 @@ def test_short_output_wrong_input_length_and_missing_usage_are_flagged():
 ])
 def test_the_client_flags_say_what_happened(health, flags):
     row = metrics.summarize(INFO, [ok(0, 0.1, 0.02), ok(1, 0.1, 0.02)], 1.0, client=health)  # both streams busy
-    assert set(row["flags"].split(";")) - {""} == flags
-    said, known = row["client_runq_share"], health.runq_share
+    assert set(row.flags.split(";")) - {""} == flags
+    said, known = row.client_runq_share, health.runq_share
     assert said == known or (math.isnan(said) and math.isnan(known))  # nothing known is NaN, never a number
 
 
 def test_percentiles_are_over_the_requests():
     records = [ok(i, 0.001 * (i + 1), 0.01) for i in range(100)]
     row = metrics.summarize(INFO, records, 1.0)
-    assert row["median_ttft_ms"] == pytest.approx(50.5)
-    assert row["p90_ttft_ms"] == pytest.approx(90.1)
-    assert row["p99_ttft_ms"] == pytest.approx(99.01)
+    assert row.median_ttft_ms == pytest.approx(50.5)
+    assert row.p90_ttft_ms == pytest.approx(90.1)
+    assert row.p99_ttft_ms == pytest.approx(99.01)
 
 
 def test_arrivals_have_the_asked_rate_and_poisson_spread():

@@ -17,6 +17,7 @@ from typing import TypeVar
 import pandas as pd
 from pydantic import BaseModel
 
+from showcase.bench import summary
 from showcase.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,11 +59,7 @@ class RunFolderError(UserError):
 # Columns read as numbers; a cell that is not one is refused, a column that is missing (an older
 # run, another tool's summary) is empty.
 NUMERIC = {
-    "summary.csv": ("point", "repeat", "input_len", "output_len", "max_concurrency", "users", "request_rate",
-                    "completed", "failed", "duration", "request_throughput", "output_throughput",
-                    "total_token_throughput", "mean_ttft_ms", "p90_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-                    "p99_itl_ms", "mean_e2el_ms", "goodput", "efficiency", "cached_prompt_share",
-                    "usd_per_m_output_tokens", "usd_per_user_hour"),
+    "summary.csv": summary.NUMERIC,
     "requests.csv": ("point", "index", "ttft_ms", "tpot_ms", "e2el_ms", "turn", "prompt_tokens", "output_tokens"),
     "timeline.csv": ("t_s", "point", "kv_cache_usage", "running", "waiting"),
 }

@@ -13,10 +13,12 @@ import enum
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from showcase.bench.summary import HEADERS, OPTIONAL, Summary
 from showcase.bench.workload import Point, SLOs
 
 NAN = float("nan")
@@ -150,29 +152,10 @@ class Flag(str, enum.Enum):
     SERVER_DIED = "server_died"
 
 
-# The summary's headline columns, in order, with the short headers the app shows (the CSV and the
-# command line keep the full names).
-HEADLINE_COLUMNS = {
-    "point": "point", "arm": "arm", "repeat": "repeat", "max_concurrency": "concurrency", "request_rate": "rate (req/s)", "input_len": "prompt",
-    "output_len": "output", "completed": "done", "failed": "failed", "request_throughput": "req/s",
-    "output_throughput": "output tok/s", "p50_input_tokens": "prompt p50", "p90_input_tokens": "prompt p90",
-    "p50_output_tokens": "output p50", "p90_output_tokens": "output p90", "mean_ttft_ms": "mean TTFT ms",
-    "mean_ttft_answer_ms": "mean TTFT answer ms", "p99_ttft_ms": "p99 TTFT ms",
-    "mean_tpot_ms": "mean TPOT ms", "p99_itl_ms": "p99 ITL ms", "mean_e2el_ms": "mean E2E ms",
-    "server_mean_ttft_ms": "server's TTFT ms", "outside_ttft_ms": "TTFT outside server ms", "goodput": "goodput",
-    "efficiency": "efficiency", "users": "users", "cached_prompt_share": "cached prompt share",
-    "trace_cached_share": "trace's cacheable share", "p99_send_lag_ms": "p99 send lag ms",
-    "mean_in_flight": "mean in flight",
-    "usd_per_m_output_tokens": "$ / M output tokens", "usd_per_user_hour": "$ / user-hour", "flags": "flags",
-}
-# Headline columns shown only where a run has them (a measured device, chat users, a price).
-OPTIONAL_COLUMNS = ("arm", "repeat", "efficiency", "users", "cached_prompt_share", "usd_per_m_output_tokens",
-                    "usd_per_user_hour", "trace_cached_share", "p99_send_lag_ms", "mean_in_flight",
-                    "server_mean_ttft_ms", "outside_ttft_ms")
 FILE_COLUMNS = ("p50_input_tokens", "p90_input_tokens", "p50_output_tokens", "p90_output_tokens")  # lengths vary
 
 
-def shown_columns(summary) -> list[str]:
+def shown_columns(summary: pd.DataFrame) -> list[str]:
     """The headline columns this summary has data for: an optional one only where some row has a
     value (no efficiency without a measured device, no cost without a price), the repeat only with
     repeats, the arm only in an experiment."""
@@ -191,9 +174,9 @@ def shown_columns(summary) -> list[str]:
         if c == "mean_ttft_answer_ms":  # only where a reasoning model reasoned before answering
             gap = pd.to_numeric(values, errors="coerce") - pd.to_numeric(summary.get("mean_ttft_ms"), errors="coerce")
             return bool((gap.abs() > 0.5).any())
-        return c not in OPTIONAL_COLUMNS or bool(values.notna().any())
+        return c not in OPTIONAL or bool(values.notna().any())
 
-    return [c for c in HEADLINE_COLUMNS if c in summary.columns and carries(c)]
+    return [c for c in HEADERS if c in summary.columns and carries(c)]
 
 
 def _stats(prefix: str, values_s: list[float]) -> dict[str, float]:
@@ -373,9 +356,9 @@ def summarize(
     duration: float,
     slos: SLOs = SLOs(),
     client: ClientHealth = ClientHealth(),
-    flags: set[Flag] = frozenset(),
+    flags: frozenset[Flag] | set[Flag] = frozenset(),
     server: tuple[ServerTimes | None, ServerTimes | None] = (None, None),
-) -> dict[str, object]:
+) -> Summary:
     """One summary row for a point, from its measured (non-warm-up) requests and wall time.
 
     `flags`: what the caller knows beyond the requests (stopped, server died, prompts reused);
@@ -391,8 +374,10 @@ def summarize(
     prompt_known = bool(done) and None not in in_counts
     total_out = sum(out_counts) if usage_known else NAN
     total_in = sum(in_counts) if prompt_known else NAN
-    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: NAN)
-    row: dict[str, object] = {
+    def per_s(x: float) -> float:
+        return x / duration if duration > 0 else NAN
+
+    row: dict[str, Any] = {
         "point": point.index,
         "repeat": point.repeat,
         "arm": point.arm if point.arm is not None else "",
@@ -432,7 +417,7 @@ def summarize(
     all_flags = point_flags(point, done, len(measured), client, row["p99_send_lag_ms"], applied) | set(flags)
     all_flags |= {Flag.OUTSIDE_SERVER} if outside_server(row["mean_ttft_ms"], row["outside_ttft_ms"]) else set()
     row["flags"] = ";".join(f.value for f in Flag if f in all_flags)
-    return row
+    return Summary(**row)
 
 
 UNWRITTEN = ("chunk_times", "chunk_tokens", "answer_time", "messages", "reply")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import math
 import random
@@ -35,6 +36,7 @@ from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
+from showcase.bench.summary import FIELDS, Summary
 from showcase.bench.traffic import FileFacts
 from showcase.bench.workload import Point, SLOs, Workload, WorkloadError
 
@@ -212,7 +214,7 @@ class _Run:
         # New prompts every run: a server with prefix caching (vLLM's default) still holds the
         # prompts of an earlier run of the same preset and would answer them from its cache.
         self.salt = random.getrandbits(31)
-        self.summary: list[dict] = list(earlier[0])
+        self.summary: list[Summary] = [Summary.of(r) for r in earlier[0]]
         self.requests: list[dict] = list(earlier[1])
         # A file's rows continue through the file across points, also over an earlier folder's.
         sent = sum(1 for r in self.requests if not r.get("warmup") and pd.notna(r.get("row")))
@@ -289,9 +291,9 @@ class _Run:
                     break
             if self.ended():  # a level cut short by a stop or a dead server is no verdict
                 break
-            probe = capacity.judge_repeats(level, plan, values, [r["completed"] for r in rows],
-                                           [r["failed"] for r in rows], indices, self.meta.slos)
-            if probe.passed and any(Flag.UNDER_LOADED.value in r["flags"].split(";") for r in rows):
+            probe = capacity.judge_repeats(level, plan, values, [r.completed for r in rows],
+                                           [r.failed for r in rows], indices, self.meta.slos)
+            if probe.passed and any(Flag.UNDER_LOADED.value in r.flags.split(";") for r in rows):
                 # A level whose load was never really applied is no pass, whatever its latencies.
                 probe = probe.model_copy(update={"passed": False, "binding": "under_loaded"})
             search.record(level, probe.passed)
@@ -302,12 +304,12 @@ class _Run:
         cap = self.capacity
         best = next((p for p in cap.probes if p.level == search.max_passing), None)
         fail = next((p for p in cap.probes if p.level == search.min_failing), None)
-        row = next((r for r in self.summary if r["point"] == best.point), {}) if best else {}
+        row = next((r for r in self.summary if r.point == best.point), None) if best else None
         cap.max_passing, cap.min_failing = (best.load if best else None), (fail.load if fail else None)
         cap.binding_slo, cap.done = (fail.binding if fail else None), done
         cap.reason = capacity.missed(fail, cap.plan) if fail and not best else ""
-        cap.usd_per_m_output_tokens = _finite(row.get("usd_per_m_output_tokens"))
-        cap.usd_per_user_hour = _finite(row.get("usd_per_user_hour"))
+        cap.usd_per_m_output_tokens = _finite(row.usd_per_m_output_tokens) if row else None
+        cap.usd_per_user_hour = _finite(row.usd_per_user_hour) if row else None
         cap.sentence = capacity.sentence(cap)
         self.folder.write_model("capacity.json", cap)
 
@@ -350,7 +352,7 @@ class _Run:
                                   folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm,
                                   searching=self.meta.capacity is not None))
 
-    async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], dict]:
+    async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], Summary]:
         """Measure one point; its records and its summary row (also written)."""
         self.sampler.point = -1  # building prompts belongs to no point
         self.total = None
@@ -407,7 +409,7 @@ class _Run:
         flags |= {Flag.UNDER_LOADED} if metrics.server_under_loaded(point, self._held(measured, timeline)) else set()
         flags |= {Flag.OVERSATURATED} if self._oversaturated(point, records, timeline) else set()
         row = metrics.summarize(point, records, duration, self.meta.slos, health, flags, (before, after))
-        row |= {"server_requests_max": busiest, **self._extras(point, records, row, timeline)}
+        row = dataclasses.replace(row, server_requests_max=busiest, **self._extras(point, records, row, timeline))
         self.summary.append(row)
         self.requests.extend(metrics.request_rows(records, self.t0))
         self.write()
@@ -433,7 +435,8 @@ class _Run:
         ttfts = [(r.chunk_times[0] - r.start) * 1000 for r in done] if point.chat is None else []
         return metrics.oversaturated(ttfts, [w for w in waiting if math.isfinite(w)])
 
-    def _extras(self, point: Point, records: list[metrics.RequestRecord], row: dict, timeline: list[dict]) -> dict:
+    def _extras(self, point: Point, records: list[metrics.RequestRecord], row: Summary,
+                timeline: list[dict]) -> dict[str, float]:
         """What a point's row adds beyond the requests' own numbers: efficiency against this device's
         bound, cost at the stated price, the prefix cache's share of the prompts."""
         done = [r for r in records if not r.warmup and r.ok]
@@ -446,8 +449,8 @@ class _Run:
         asked = {"request_rate": (len(trace.rows) - 1) / span if span > 0 else math.inf} if trace else {}
         return asked | {
             "trace_cached_share": trace.implied_cached_share() if trace else math.nan,
-            "efficiency": efficiency(self.meta.bound, point, row["output_throughput"]) if self.meta.bound else math.nan,
-            "usd_per_m_output_tokens": price.per_m_output_tokens(row["output_throughput"]) if price else math.nan,
+            "efficiency": efficiency(self.meta.bound, point, row.output_throughput) if self.meta.bound else math.nan,
+            "usd_per_m_output_tokens": price.per_m_output_tokens(row.output_throughput) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
             "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,
             "prefix_cache_hit_rate": samplers.hit_rate(timeline[0], timeline[-1]) if len(timeline) > 1 else math.nan,
@@ -468,8 +471,9 @@ class _Run:
 
     def write(self) -> None:
         """The tables, all or none (a point's summary row never without its requests)."""
-        aggregated = compare.aggregate(pd.DataFrame(self.summary))
-        self.folder.write_tables({"summary.csv": self.summary, "requests.csv": self.requests,
+        rows = [r.row() for r in self.summary]
+        aggregated = compare.aggregate(pd.DataFrame(rows, columns=list(FIELDS)))
+        self.folder.write_tables({"summary.csv": rows, "requests.csv": self.requests,
                                   "timeline.csv": self.earlier_timeline + self.sampler.rows,
                                   "aggregate.csv": aggregated.to_dict("records")})
 
