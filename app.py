@@ -317,7 +317,7 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
                         slos=slos)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
     summary = read_tables(snap.folder)[0] if snap.folder is not None else None
-    if summary is None or summary.empty:
+    if snap.folder is None or summary is None or summary.empty:
         raise refusal(f"The benchmark ended without results: {snap.message}")
     return summary, str(snap.folder / "summary.csv")
 

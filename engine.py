@@ -335,7 +335,7 @@ def experiment_command(args: argparse.Namespace) -> int:
         print(f"note: {sources.SMOKE_WARNING}", file=sys.stderr)
     switch = experiment.server_switch(srv, args.api_key) if srv is not None else \
         (lambda arm: experiment.endpoint_target(arm, args.api_key))
-    pinned = []
+    pinned: list[bool] = []  # whether the load generator was pinned to its cores
 
     def ready(arm):
         if srv is not None and arm.arm.endpoint is None:

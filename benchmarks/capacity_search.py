@@ -73,7 +73,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 found, s_wall = search(url, slo, args.upper, Path(tmp))
                 cap = found.capacity
-                last = int(cap.min_failing or cap.max_passing)
+                assert cap is not None
+                last = int(cap.min_failing or cap.max_passing or 1)
                 swept, w_wall = sweep(url, slo, last, Path(tmp))
                 passing = [int(r.max_concurrency) for r in swept.summary.itertuples() if r.p90_tpot_ms <= slo.tpot_ms]
                 answer = max((c for c in passing if all(x in passing for x in range(1, c + 1))), default=None)

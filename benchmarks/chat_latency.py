@@ -76,7 +76,7 @@ def added(sent: float, seen: float, truth: dict) -> tuple[float, float, float]:
     return 1000 * (seen - sent - truth["ttft_s"]), 1000 * (truth["t_received"] - sent), 1000 * (seen - first)
 
 
-def by_client(app: str, stub: str, n: int) -> list[float]:
+def by_client(app: str, stub: str, n: int) -> list[tuple[float, float, float]]:
     from gradio_client import Client
 
     client = Client(app, verbose=False)
@@ -100,7 +100,7 @@ def by_client(app: str, stub: str, n: int) -> list[float]:
     return out
 
 
-def by_browser(app: str, stub: str, n: int) -> list[float]:
+def by_browser(app: str, stub: str, n: int) -> list[tuple[float, float, float]]:
     from playwright.sync_api import sync_playwright
 
     out = []

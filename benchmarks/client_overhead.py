@@ -30,9 +30,11 @@ import threading
 import time
 import timeit
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,12 +67,15 @@ def json_loads_s(on: set[int]) -> float:
         os.sched_setaffinity(0, before)
 
 
-def start_stub(ttft_ms: float, itl_ms: float, on: set[int], log: Path) -> tuple[subprocess.Popen, str]:
+def start_stub(ttft_ms: float, itl_ms: float, *extra: str, on: set[int] | None = None,
+               log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """The stub server in a process of its own, on the cores `on` (default: any), its output in
+    `log` (default: discarded); `extra`: more of its options."""
     port = server.free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_server.py"), "--port", str(port),
-                             "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--batch-clock"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: os.sched_setaffinity(0, on))
+                             "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), *extra],
+                            stdout=log.open("w") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, on)) if on else None)
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -81,7 +86,7 @@ def start_stub(ttft_ms: float, itl_ms: float, on: set[int], log: Path) -> tuple[
     raise RuntimeError(f"the stub did not start (see {log})")
 
 
-def get(url: str) -> object:
+def get(url: str) -> Any:
     return json.loads(urllib.request.urlopen(url, timeout=30).read())
 
 
@@ -126,6 +131,9 @@ class Result:
     tok_s: float
 
 
+Reader = Callable[[], "Result | None"]  # reads what a client wrote (None: the floor, which writes nothing)
+
+
 @dataclass
 class Truth:
     ttft_ms: float
@@ -154,7 +162,7 @@ def truth(url: str, warmups: int) -> Truth:
 # -- the clients: each a command line and a reader of what it wrote ---------------------------------
 
 
-def ours(url: str, level: int, n: int, out: Path, tokenizer: str, root: Path = ROOT) -> tuple[list[str], object]:
+def ours(url: str, level: int, n: int, out: Path, tokenizer: str, root: Path = ROOT) -> tuple[list[str], Reader]:
     cmd = [sys.executable, str(root / "engine.py"), "bench", "--endpoint", url, "--model", "stub",
            "--concurrency", str(level), "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
            "--num-requests", str(n), "--warmup", str(level), "--out", str(out)]
@@ -207,12 +215,12 @@ uvloop.run(main())
 """
 
 
-def floors(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
+def floors(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], Reader]:
     """The floor: a client that only reads (its warm-ups are its first request on each stream)."""
     return [sys.executable, "-c", FLOOR_MAIN, url, str(level), str(n)], lambda: None
 
 
-def vllms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
+def vllms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], Reader]:
     cmd = [sys.executable, "-c", VLLM_MAIN, "--backend", "openai-chat",
            "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", "stub", "--tokenizer", tokenizer,
            "--dataset-name", "random", "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
@@ -225,7 +233,7 @@ def vllms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list
     return cmd, read
 
 
-def guidellms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
+def guidellms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], Reader]:
     cmd = [str(CACHE / "guidellm" / "bin" / "guidellm"), "run",
            "--backend", f"kind=openai_http,target={url},model=stub",
            "--profile", f"kind=concurrent,streams={level},warmup={level}",  # warm-ups count within max_requests
@@ -245,7 +253,7 @@ def guidellms(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[
     return cmd, read
 
 
-def aiperfs(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], object]:
+def aiperfs(url: str, level: int, n: int, out: Path, tokenizer: str) -> tuple[list[str], Reader]:
     cmd = [str(CACHE / "aiperf" / "bin" / "aiperf"), "profile", "--model", "stub", "--url", url,
            "--endpoint-type", "chat", "--streaming", "--concurrency", str(level), "--request-count", str(n),
            "--warmup-request-count", str(level), "--tokenizer", tokenizer,
@@ -291,7 +299,7 @@ def measure(key: str, level: int, n: int, args, stub_on: set[int], client_on: se
                                                          partial(ours, root=args.baseline))
     out = work / f"{key}-{level}"
     out.mkdir(parents=True, exist_ok=True)
-    stub, url = start_stub(args.ttft_ms, args.itl_ms, stub_on, out / "stub.log")  # a fresh stub for each client
+    stub, url = start_stub(args.ttft_ms, args.itl_ms, "--batch-clock", on=stub_on, log=out / "stub.log")  # a fresh stub for each client
     try:
         cmd, read = make(url, level, n, out, tokenizer)
         env = os.environ | {"VLLM_TARGET_DEVICE": "cpu"}
@@ -334,7 +342,7 @@ def main() -> None:
     keys = [k.strip() for k in args.clients.split(",") if k.strip()] + (["baseline"] if args.baseline else [])
     unusable = {k: why for k in keys if (why := installed(k))}
     unit_s = json_loads_s(client_on)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for level in [int(x) for x in args.levels.split(",")]:
         n = max(32, args.requests_per_stream * level)
         for key in keys:

@@ -14,6 +14,8 @@ import math
 import altair as alt
 import pandas as pd
 
+Chart = alt.TopLevelMixin  # what every function here returns: a chart, layered or not
+
 W, H = 340, 230
 TIMELINE_ROWS = 2000  # samples drawn of a run's timeline at most (one every 0.5 s: 16 minutes in full)
 LIMIT_COLOR = "#555"

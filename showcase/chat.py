@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import openai
@@ -54,7 +54,7 @@ class Sampling:
     max_tokens: int = 512
 
     @classmethod
-    def of(cls, temperature: object, top_p: object, max_tokens: object) -> Sampling:
+    def of(cls, temperature: Any, top_p: Any, max_tokens: Any) -> Sampling:
         """From what a person or an API caller sent: numbers in range, or a `ChatError` saying which is not."""
         try:
             t, p, n = float(temperature), float(top_p), float(max_tokens)
@@ -208,6 +208,7 @@ class _CappedLines(httpx.AsyncByteStream):
 class _CappedTransport(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         resp = await super().handle_async_request(request)
+        assert isinstance(resp.stream, httpx.AsyncByteStream)  # an async transport's
         return httpx.Response(resp.status_code, headers=resp.headers, stream=_CappedLines(resp.stream),
                               extensions=resp.extensions)
 

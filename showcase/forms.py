@@ -169,7 +169,7 @@ def levels_text(w) -> str:
     return ", ".join(map(str, w.levels)) + (" users" if w.users else "")
 
 
-def workload_fields(p: Preset) -> tuple[str, str, int, int, bool]:
+def workload_fields(p: Preset) -> tuple[str, str, int | None, int | None, bool]:
     """The Benchmark tab's workload fields for a preset (chat users: the users, and the requests
     their turns make)."""
     w = p.workload

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from showcase import ROOT, roofline, server, sources
 from showcase.bench import capacity, traffic
@@ -136,7 +137,9 @@ def _file_facts(w: Workload, allowance: Allowance) -> traffic.FileFacts | None:
     """The file read as the workload takes it (a visitor's within the upload bounds), or None."""
     if not w.from_file:
         return None
-    kind = "dataset" if w.dataset is not None else "trace"
+    kind: Literal["dataset", "trace"] = "dataset" if w.dataset is not None else "trace"
+    path = w.dataset or w.trace
+    assert path is not None
     max_bytes, max_rows = (traffic.UPLOAD_MAX_BYTES, traffic.UPLOAD_MAX_ROWS) if allowance is VISITOR else \
         (traffic.MAX_FILE_BYTES, None)
-    return traffic.facts(w.dataset or w.trace, kind, max_bytes, max_rows)
+    return traffic.facts(path, kind, max_bytes, max_rows)

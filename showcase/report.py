@@ -13,6 +13,7 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from markdown_it import MarkdownIt
@@ -56,7 +57,9 @@ def _bundle() -> str:
     import vl_convert
     from altair.utils._importers import vl_version_for_vl_convert
 
-    return vl_convert.javascript_bundle(vl_version=vl_version_for_vl_convert()).replace("</script", "<\\/script")
+    # Its stub asks for a snippet; without one it bundles the libraries alone, which is what is wanted.
+    bundle = vl_convert.javascript_bundle(vl_version=vl_version_for_vl_convert())  # type: ignore[call-arg]
+    return bundle.replace("</script", "<\\/script")
 
 
 def _headline(summary: pd.DataFrame) -> str:
@@ -121,7 +124,7 @@ def render(folder: Path, gpu: roofline.GPU | None = None) -> str:
     g = gpu or _gpu_of(meta)
     served, measured_r = _served(meta)
     v, _ = views.load_views([Path(folder)], [], g, served, measured_r)
-    charts = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
+    charts: dict[str, Any] = {"capacity": v.capacity, "forest": v.forest, "concurrency": v.by_concurrency, "turns": v.by_turn, "length": v.by_input_length,
               "prompt": v.by_prompt, "time": v.time_parts, "latency": v.latency, "timeline": v.timeline}
     cap = read_capacity(folder)
     if cap is None:

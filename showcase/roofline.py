@@ -299,15 +299,17 @@ def judge(r: Roofline, concurrency: float | None, output_throughput: float, mean
     (no context); an unknown concurrency as many sequences as fit."""
     known_in = input_len is not None and not math.isnan(input_len)
     known_out = output_len is not None and not math.isnan(output_len)
-    seq = int((input_len if known_in else 0) + (output_len if known_out else 0))
+    n_in = input_len if input_len is not None and known_in else 0.0
+    n_out = output_len if output_len is not None and known_out else 0.0
+    seq = int(n_in + n_out)
     fit = r.seqs_that_fit(seq) if seq else math.inf
     if fit == 0:
         return Verdict("does_not_fit", math.nan, math.nan, math.nan)
     conc = fit if concurrency is None or math.isnan(concurrency) else min(int(concurrency), fit)
-    context = (input_len + (output_len / 2 if known_out else 0)) if known_in else 0.0
+    context = n_in + n_out / 2 if known_in else 0.0
     bound = r.decode_tokens_per_s(int(conc), context)
     factors = [output_throughput / bound]
-    floor_ms = r.prefill_s(int(input_len)) * 1000 if known_in else math.nan
+    floor_ms = r.prefill_s(int(n_in)) * 1000 if known_in else math.nan
     if known_in and mean_ttft_ms is not None and not math.isnan(mean_ttft_ms) and mean_ttft_ms > 0:
         factors.append(floor_ms / mean_ttft_ms)
     factor = max(factors)

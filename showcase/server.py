@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -342,7 +343,7 @@ class VLLMServer:
             generation = self._generation
             if self.endpoint:
                 self._set(State.STARTING, f"connecting to {self.endpoint}", generation)
-                target = self._watch_endpoint
+                target: Callable[..., None] = self._watch_endpoint
                 args: tuple = (generation,)
             else:
                 if settings is None:
@@ -366,7 +367,7 @@ class VLLMServer:
         self._max_model_len = None
         if proc is not None:
             terminate_group(proc)
-        if watchdog is not None:  # closing its pipe lets it exit; the group is already gone
+        if watchdog is not None and watchdog.stdin is not None:  # closing its pipe lets it exit; the group is gone
             watchdog.stdin.close()
             watchdog.wait(timeout=STOP_GRACE_S)
 
@@ -422,7 +423,10 @@ class VLLMServer:
     def _model_path(self, settings: ServerSettings, generation: int) -> str:
         """The folder vLLM loads: downloaded first for a hub id that needs it."""
         if self.source is not None and self.source.needs_download and settings.model == self.source.path:
-            return sources.download(settings.model, lambda msg: self._set(State.STARTING, msg, generation),
+            def say(msg: str) -> None:
+                self._set(State.STARTING, msg, generation)
+
+            return sources.download(settings.model, say,
                                     token=os.environ.get("HF_TOKEN"))
         if settings.model.startswith(("/", ".", "~")) and not Path(settings.model).expanduser().is_dir():
             raise SettingsError(f"The model folder {settings.model} does not exist.")
@@ -482,6 +486,7 @@ class VLLMServer:
             time.sleep(0.5 if ready_at is None else 1.0)
 
     def _watch_endpoint(self, generation: int) -> None:
+        assert self.endpoint is not None
         while generation == self._generation:
             try:
                 ok = self._probe(self.endpoint, None)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from showcase import ASSETS
 from showcase.errors import UserError
@@ -52,7 +53,7 @@ class ModelSource:
 
     path: str  # what vLLM's --model gets
     served_name: str  # the name clients send
-    load_format: str  # "auto" or "dummy"
+    load_format: Literal["auto", "dummy"]
     is_smoke: bool = False
     needs_download: bool = False  # a hub id that must be fetched before launch
 
@@ -131,7 +132,7 @@ def resolve(model: str | None, weights: str, device: Device, cache_dir: Path | N
         return ModelSource(str(folder), DEFAULT_GPU_MODEL, "dummy")
     model = model or DEFAULT_GPU_MODEL
     local = Path(model).expanduser()
-    load_format = "dummy" if weights == "dummy" else "auto"
+    load_format: Literal["auto", "dummy"] = "dummy" if weights == "dummy" else "auto"
     if local.is_dir():
         if not (local / "config.json").exists():
             raise ModelSourceError(f"The model folder {local} has no config.json.")

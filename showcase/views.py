@@ -218,12 +218,12 @@ class Views:
     """Everything the Benchmark tab shows for a selection of runs."""
 
     answer: str  # a capacity search's answer, in a sentence; "" for other runs
-    capacity: object
-    by_concurrency: object
-    by_input_length: object
-    by_turn: object
-    latency: object
-    timeline: object
+    capacity: charts.Chart
+    by_concurrency: charts.Chart
+    by_input_length: charts.Chart
+    by_turn: charts.Chart
+    latency: charts.Chart
+    timeline: charts.Chart
     summary: pd.DataFrame
     files: list[str] | None
     reference_concurrency: pd.DataFrame
@@ -233,9 +233,9 @@ class Views:
     comparison: pd.DataFrame = field(default_factory=pd.DataFrame)  # the main run against the others shown
     comparison_note: str = ""
     experiment: str = ""  # the main run's experiment: a sentence per metric, the article's claim
-    forest: object = None
-    by_prompt: object = None  # each request's TTFT against its prompt length
-    time_parts: object = None  # per point: the server's queue, prefill, decode, and what lies outside it
+    forest: charts.Chart | None = None
+    by_prompt: charts.Chart | None = None  # each request's TTFT against its prompt length
+    time_parts: charts.Chart | None = None  # per point: the server's queue, prefill, decode, and what lies outside it
 
 
 def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFrame, tuple, list[str]]:
@@ -381,8 +381,8 @@ def aa_noise_text(runs_dir: Path, model: str) -> str:
             continue
         if exp is None or not exp.aa or (model and meta_model != model) or not exp.metrics:
             continue
-        parts = [f"{compare.NAMES.get(m, m)} ±{max(abs(r.rel_ci[0]), abs(r.rel_ci[1])):.0%}"
-                 for m, r in exp.metrics.items() if None not in r.rel_ci]
+        parts = [f"{compare.NAMES.get(m, m)} ±{max(abs(lo), abs(hi)):.0%}"
+                 for m, r in exp.metrics.items() for lo, hi in [r.rel_ci] if lo is not None and hi is not None]
         return (f"An A/A experiment on this server ({folder.parent.name}, {exp.repeats} repeats an arm) found "
                 f"differences between identical runs within: {', '.join(parts)}; smaller differences are noise here.")
     return ""

@@ -84,7 +84,7 @@ def vllm_server(device, model_cache, tmp_path_factory):
 def stub(tmp_path):
     """Start stub_server.py in its own process with the given latencies; stopped after the test."""
 
-    procs = []
+    procs: list = []
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
               drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False,
@@ -106,7 +106,7 @@ def stub(tmp_path):
         cmd += ["--outside-ms", str(outside_ms)] if outside_ms else []
         return serve(cmd, port, tmp_path / f"stub-{port}.log", procs)
 
-    start.procs = procs
+    start.procs = procs  # type: ignore[attr-defined]  # for the tests that kill the stub
     yield start
     for proc in procs:
         proc.kill()

@@ -170,7 +170,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
             async def event(obj: dict | str) -> None:
                 await resp.write(sse(obj))
 
-            def usage(done: int) -> dict:
+            def usage_of(done: int) -> dict:
                 return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
             first = last = answer_first = None
@@ -187,7 +187,7 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                     return resp
                 if i == 0:
                     await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
-                                 "usage": usage(0)})
+                                 "usage": usage_of(0)})
                 # perf_counter is CLOCK_MONOTONIC, shared by processes: a client can compare stamps.
                 last = time.perf_counter()
                 late.append(last - this_due)
@@ -198,8 +198,8 @@ def make_app(ttft_ms: float, itl_ms: float, break_after: int | None = None,
                 delta = {"reasoning_content": " think"} if i < reasoning_tokens else {"content": " tok"}
                 answer_first = answer_first or (last if i >= reasoning_tokens else None)
                 await event({**HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                             "usage": usage(i + 1)})
-            await event({**HEAD, "choices": [], "usage": usage(n)})
+                             "usage": usage_of(i + 1)})
+            await event({**HEAD, "choices": [], "usage": usage_of(n)})
             await event("[DONE]")
             # The body's closing chunk follows [DONE] in a write of its own, a moment later, as from
             # a server whose generator has still to finish: a client must read to the end.

@@ -167,7 +167,7 @@ def test_find_capacity_starts_the_presets_search_with_the_price_given(tmp_path):
     coord = SimpleNamespace(start=lambda *a: started.append(a),
                             snapshot=lambda: coordinator.Snapshot(True, "chat-users", coordinator.Phase.RUNNING, None,
                                                                   "", None, None))
-    ctx = app_module.Context(None, coord, presets.load_all(), None, views.ServedModel(None, ""), None)
+    ctx = app_module.Context(None, coord, presets.load_all(), None, views.ServedModel(None, ""), None)  # type: ignore[arg-type]
     app_module.start(ctx, "chat-users", "1, 2", "32", 16, 0, True, 1, 2.5, None, "", search=True)
     app_module.start(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 3, None, None, "")
     trace = tmp_path / "mine.jsonl"  # an uploaded trace replaces the preset's prompts, at its own pace
@@ -196,7 +196,7 @@ def test_find_capacity_takes_its_percentile_targets_failed_share_and_upper_from_
     coord = SimpleNamespace(start=lambda *a, **k: started.append((a, k)),
                             snapshot=lambda: coordinator.Snapshot(True, "x", coordinator.Phase.RUNNING, None,
                                                                   "", None, None))
-    ctx = app_module.Context(None, coord, presets.load_all(), None, views.ServedModel(None, ""), None)
+    ctx = app_module.Context(None, coord, presets.load_all(), None, views.ServedModel(None, ""), None)  # type: ignore[arg-type]
     app_module.find_capacity(ctx, "low-latency-chatbot", "1", "32", 16, 4, True, 2, None, None, 99, 0.05, 64, 400,
                              None, None, "")
     (p, overrides, search, _price, _), kwargs = started[0]

@@ -206,7 +206,9 @@ def test_the_load_a_point_really_applied():
     closed = Workload(concurrency=[4], input_len=[8], output_len=4).points()[0]
     four = [rec(i, 0.0, 0.0, 1.0) for i in range(4)] + [rec(4 + i, 1.0, 1.0, 2.0) for i in range(4)]
     two = [rec(i, i // 2, i // 2, i // 2 + 1.0) for i in range(8)]  # only ever 2 at once
-    assert metrics.load_applied(four) == metrics.LoadApplied(4.0, 4, pytest.approx(7 / 1.0), pytest.approx(7 / 1.0))
+    applied = metrics.load_applied(four)
+    assert (applied.mean_in_flight, applied.max_in_flight) == (4.0, 4)
+    assert applied.achieved_rate == pytest.approx(7.0) and applied.scheduled_rate == pytest.approx(7.0)
     assert not metrics.load_applied(four).under_loaded(closed)
     assert metrics.load_applied(two).max_in_flight == 2 and metrics.load_applied(two).under_loaded(closed)
     rate = Workload(concurrency=[100], request_rate=[10.0], input_len=[8], output_len=4).points()[0]

@@ -89,7 +89,7 @@ def test_an_unreachable_server_is_a_clear_chat_error():
 
 
 def test_history_to_openai_messages_leaves_out_the_stats_lines():
-    history = [
+    history: list[dict] = [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
         {"role": "assistant", "content": "", "metadata": {"title": "first token 0.10 s"}},

@@ -14,7 +14,7 @@ def run(capsys, argv: list[str]) -> tuple[int, str]:
     try:
         code = engine.main(argv)
     except SystemExit as exc:  # argparse's own refusals (a letter where a number belongs)
-        code = exc.code
+        code = exc.code if isinstance(exc.code, int) else 2
     return code, capsys.readouterr().err
 
 

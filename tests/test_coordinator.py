@@ -17,7 +17,8 @@ class FakeServer:
     def __init__(self, base_url: str, device: sources.Device, settings: server.ServerSettings, log_dir: Path,
                  smoke: bool = False):
         self.device, self.settings, self.launch_settings = device, settings, settings
-        self.endpoint, self.log_dir, self.ready_timeout_s = None, log_dir, 5
+        self.endpoint: str | None = None
+        self.log_dir, self.ready_timeout_s = log_dir, 5.0
         self.source = sources.ModelSource("/m", "stub", "dummy", is_smoke=smoke)
         self.restarts: list[server.ServerSettings] = []
         self._url = base_url

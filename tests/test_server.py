@@ -121,7 +121,7 @@ def test_smoke_model_folder_is_rebuilt_when_its_config_changed(tmp_path):
 
 
 def test_gpu_defaults_and_dummy_weights(tmp_path):
-    gpu = sources.Device("cuda", "NVIDIA A10G", 1, 23028)
+    gpu = sources.Device("cuda", "NVIDIA A10G", 1)
     real = sources.resolve(None, "real", gpu, cache_dir=tmp_path)
     assert real.path == sources.DEFAULT_GPU_MODEL and real.needs_download and real.load_format == "auto"
     dummy = sources.resolve(None, "dummy", gpu, cache_dir=tmp_path)

@@ -56,7 +56,7 @@ def test_an_aa_experiment_says_no_difference_in_at_least_95_percent_of_200():
 
 def test_each_metric_alone_of_an_aa_experiment_is_rarely_called_different_even_with_independent_noise():
     rng = np.random.default_rng(4)
-    calls = Counter()
+    calls: Counter[str] = Counter()
     for _ in range(200):
         a = {m: list(rng.normal(10, 1, 3)) for m in stats.HEADLINE}
         b = {m: list(rng.normal(10, 1, 3)) for m in stats.HEADLINE}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -121,11 +122,12 @@ def test_the_workload_takes_a_file_instead_of_lengths():
     assert [p.input_len for p in w.points()] == [None, None] and w.points()[1].dataset == "x.jsonl"
     t = Workload(trace="t.jsonl", time_scale=0.5)
     assert len(t.points()) == 1 and t.points()[0].num_requests is None and t.points()[0].concurrency is None
-    for bad, says in [({"dataset": "x", "concurrency": [1], "input_len": [5]}, "leave input_len out"),
+    cases: list[tuple[dict[str, Any], str]] = [({"dataset": "x", "concurrency": [1], "input_len": [5]}, "leave input_len out"),
                       ({"trace": "t", "output_len": 5}, "leave output_len out"),
                       ({"trace": "t", "request_rate": [2.0]}, "sets its own pace"),
                       ({"concurrency": [1], "input_len": [5], "output_len": 5, "seed": 3}, "apply to a dataset"),
-                      ({"dataset": "x", "trace": "t"}, "not both")]:
+                      ({"dataset": "x", "trace": "t"}, "not both")]
+    for bad, says in cases:
         with pytest.raises(ValueError, match=says):
             Workload(**bad)
 
@@ -139,7 +141,8 @@ def received(url: str) -> list[dict]:
 
 def test_a_datasets_prompts_and_lengths_arrive_as_the_file_gives_them(stub, tmp_path):
     url = stub(ttft_ms=5, itl_ms=1)
-    rows = [{"prompt": f"question number {i}", "output_tokens": 2 + i} for i in range(4)] + [{"prompt": "no length"}]
+    rows: list[dict[str, Any]] = [{"prompt": f"question number {i}", "output_tokens": 2 + i} for i in range(4)]
+    rows.append({"prompt": "no length"})
     path = write(tmp_path, "p.jsonl", jsonl(rows))
     w = Workload(dataset=path, concurrency=[2], num_requests=5, warmup_requests=0, output_len=9)
     result = bench.run_sync(bench.run_meta("file", w), Target(url, "stub"), out_root=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,8 +15,8 @@ from showcase.bench.run import Progress, RunStatus
 from showcase.bench.workload import WorkloadError
 
 
-def snapshot(**kw) -> coordinator.Snapshot:
-    base = dict(running=False, preset="p", phase=coordinator.Phase.IDLE, progress=None, message="No run yet.",
+def snapshot(**kw: Any) -> coordinator.Snapshot:
+    base: dict[str, Any] = dict(running=False, preset="p", phase=coordinator.Phase.IDLE, progress=None, message="No run yet.",
                 folder=None, status=None)
     return coordinator.Snapshot(**(base | kw))
 

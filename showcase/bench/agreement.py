@@ -149,7 +149,7 @@ async def chat_figures(target: Target, input_len: int, output_len: int, times: i
         async for _, last, _ in chat.stream_reply(target.base_url, target.api_key, target.model, messages,
                                                chat.Sampling(temperature=1.0, top_p=1.0, max_tokens=output_len)):
             stats = last
-        assert stats is not None, "a reply streams at least once"
+        assert stats is not None and stats.ttft_s is not None and stats.tokens_per_s is not None, "a reply streams"
         ttfts.append(stats.ttft_s * 1000)
         rates.append(stats.tokens_per_s)
     return sum(ttfts) / times, sum(rates) / times

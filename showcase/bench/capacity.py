@@ -11,6 +11,7 @@ knows nothing about HTTP or files: `run` measures each probed level as an ordina
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field, FiniteFloat
@@ -42,7 +43,7 @@ class CapacityPlan(Strict):
     def point(self, workload: Workload, level: int, index: int) -> Point:
         """The point that probes `level`: the workload's first prompt length, at least
         `MIN_PER_STREAM` requests per stream at a concurrency level."""
-        n = (workload.input_len or [None])[0]
+        n = workload.input_len[0] if workload.input_len else None
         if self.by == "rate":
             return workload.point(index, n, None, self.value(level)).model_copy(update={"concurrency": None})
         point = workload.point(index, n, level)
@@ -97,7 +98,8 @@ def judge_repeats(level: int, plan: CapacityPlan, values: list[dict[str, float]]
 
     sent = sum(completed) + sum(failed)
     share = sum(failed) / sent if sent else math.nan
-    means, uppers = {}, {}
+    means: dict[str, float] = {}
+    uppers: dict[str, float] = {}
     for name in SLO_NAMES:
         ci = stats.interval([v.get(name, math.nan) for v in values])
         means[name] = ci.mean
@@ -109,7 +111,7 @@ def judge_repeats(level: int, plan: CapacityPlan, values: list[dict[str, float]]
                  failed_share=_value(share), passed=passed, binding=binding)
 
 
-def judge(values_ms: dict[str, float | None], failed_share: float | None, slos: SLOs,
+def judge(values_ms: Mapping[str, float | None], failed_share: float | None, slos: SLOs,
           max_failed_share: float) -> tuple[bool, str | None]:
     """Whether a level passes, and if not, what failed first: the SLO exceeded by the largest
     ratio (a percentile with no value counts as missed), or "failures" when more requests failed
@@ -122,7 +124,7 @@ def judge(values_ms: dict[str, float | None], failed_share: float | None, slos: 
             continue
         value = values_ms.get(name)
         ratios[name] = value / target if value is not None and math.isfinite(value) else math.inf
-    worst = max(ratios, key=ratios.get)
+    worst = max(ratios, key=lambda name: ratios[name])
     return (False, worst) if ratios[worst] > 1 else (True, None)
 
 
@@ -186,6 +188,7 @@ def missed(probe: Probe, plan: CapacityPlan) -> str:
         if probe.failed_share is None:
             return "no request was sent"
         return f"{probe.failed_share:.0%} of requests failed (at most {plan.max_failed_share:.0%} allowed)"
+    assert probe.binding is not None  # a failed probe names what failed it
     name = f"p{plan.percentile:g} {SLO_NAMES[probe.binding]}"
     value = probe.values_ms.get(probe.binding)
     if value is None:

@@ -107,11 +107,12 @@ def run_in_process(
     with log_path.open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "showcase.bench.child"], cwd=ROOT, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+    assert proc.stdin is not None and proc.stdout is not None  # both piped
     proc.stdin.write(encode(Job(meta=meta, target=target, out_root=out_root, cores=cores, resume=resume, only=only,
                                 final=final)))
     proc.stdin.flush()
     threading.Thread(target=_pass_stop_on, args=(proc, stop), daemon=True, name="bench-stop").start()
-    outcome: Message | None = None
+    outcome: ResultMessage | ErrorMessage | None = None
     folder: Path | None = None
     try:
         for line in proc.stdout:
@@ -138,6 +139,7 @@ def _pass_stop_on(proc: subprocess.Popen, stop: threading.Event) -> None:
     while proc.poll() is None:
         if stop.wait(0.2):
             try:
+                assert proc.stdin is not None
                 proc.stdin.write("stop\n")
                 proc.stdin.flush()
             except (BrokenPipeError, ValueError):  # the child is gone or its stdin closed: nothing to stop

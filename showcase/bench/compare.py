@@ -202,7 +202,8 @@ def sentence(name_b: str, metric: str, r: MetricResult, confidence: float) -> st
     word = "higher" if r.diff > 0 else "lower"
     amount = f"{_num(abs(r.diff), metric)} {u} {word}" if r.diff else "the same"
     rel = f"{r.rel:+.1%}; ".replace("-", "−") if r.rel is not None and r.diff else ""
-    span = f"{_signed(r.ci[0], metric)} to {_signed(r.ci[1], metric)} {u}" if None not in r.ci else "unknown"
+    lo, hi = r.ci
+    span = f"{_signed(lo, metric)} to {_signed(hi, metric)} {u}" if lo is not None and hi is not None else "unknown"
     each = f"{r.n_a} repeats each" if r.n_a == r.n_b else f"{r.n_a} and {r.n_b} repeats"
     tail = r.verdict.replace("_", " ")
     if r.verdict == "no_difference" and r.detectable is not None:

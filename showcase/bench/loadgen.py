@@ -286,6 +286,7 @@ async def _attempt(pool: wire.Pool, origin: wire.Origin, request: bytes, rec: Re
             conn = await pool.connection(origin, fresh)
             reader = _Reader(rec, conn)
             conn.exchange(request, reader.choose)
+            assert conn.done is not None  # set by exchange
             await conn.done
         body = b"".join(reader.body)
         if reader.status != 200:
@@ -371,6 +372,7 @@ def schedule(point: Point, prompts: list[Prompt]) -> list[tuple[int, float]]:
     if point.trace is not None:
         return [(i, p.at or 0.0) for i, p in enumerate(prompts)]
     count = len(prompts) if point.duration_s is None else point.arrivals_bound()
+    assert point.request_rate is not None  # an open loop without a trace has a rate
     offsets = arrival_offsets(point.request_rate, point.burstiness, count, seed=point.index)
     return [(i, t) for i, t in enumerate(offsets) if point.duration_s is None or t < point.duration_s]
 
@@ -434,6 +436,7 @@ class _PointRun:
         the system prompt, the history and its next message, reads the reply, thinks, and goes on;
         a failed turn ends that user's conversation (there is no reply to go on from)."""
         p, chat = self.point, self.point.chat
+        assert chat is not None and p.users is not None  # chat users' points have both
 
         async def user(u: int) -> None:
             rng = random.Random(hash((conversations.seed, u)))
@@ -453,7 +456,7 @@ class _PointRun:
                 self.on_done(rec)
                 if not rec.ok:
                     return
-                history = history + [{"role": "assistant", "content": "".join(rec.reply)}]
+                history = history + [{"role": "assistant", "content": "".join(rec.reply or [])}]
                 if t + 1 < len(turns):
                     await asyncio.sleep(think())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -284,7 +285,7 @@ class LoadApplied:
         if point.users is not None:
             return False
         if not point.open_loop:
-            return bool(point.concurrency) and self.max_in_flight < point.concurrency
+            return point.concurrency is not None and point.concurrency > 0 and self.max_in_flight < point.concurrency
         return self.achieved_rate < self.scheduled_rate * (1 - UNDER_LOAD_TOLERANCE)
 
 
@@ -292,8 +293,8 @@ def server_under_loaded(point: Point, busiest: float) -> bool:
     """A closed loop whose server never held the concurrency asked for (the most requests running
     + waiting its /metrics showed, `UNDER_LOAD_TOLERANCE` allowed for requests between two of
     ours): our own count can reach it while the requests wait, unread, in the server's socket."""
-    return (not point.open_loop and point.users is None and bool(point.concurrency) and math.isfinite(busiest)
-            and busiest < point.concurrency * (1 - UNDER_LOAD_TOLERANCE))
+    return (not point.open_loop and point.users is None and point.concurrency is not None and point.concurrency > 0
+            and math.isfinite(busiest) and busiest < point.concurrency * (1 - UNDER_LOAD_TOLERANCE))
 
 
 def in_flight(spans: list[tuple[float, float]]) -> tuple[float, int]:
@@ -335,9 +336,9 @@ def point_flags(point: Point, done: list[RequestRecord], measured: int, client: 
         Flag.ALL_FAILED: not done,
         Flag.FAILURES: bool(done) and len(done) < measured,
         Flag.NO_USAGE: bool(done) and None in out_counts,
-        Flag.SHORT_OUTPUT: None not in out_counts and any(r.output_len is not None and r.output_tokens < r.output_len
-                                                          for r in done),
-        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(w is not None and abs(c - w) > 1
+        Flag.SHORT_OUTPUT: any(r.output_len is not None and r.output_tokens is not None and r.output_tokens < r.output_len
+                               for r in done) and None not in out_counts,
+        Flag.INPUT_LEN_MISMATCH: None not in in_counts and any(c is not None and w is not None and abs(c - w) > 1
                                                                for c, w in zip(in_counts, wanted)),
         Flag.MODEL_STOP: any(r.output_len is None for r in done),
         Flag.UNDER_LOADED: bool(done) and applied.under_loaded(point),
@@ -368,10 +369,10 @@ def summarize(
     measured = [r for r in records if not r.warmup]
     done = [r for r in measured if r.ok]
     per = [request_metrics(r) for r in done]
-    out_counts = [r.output_tokens for r in done]
-    in_counts = [r.prompt_tokens for r in done]
-    usage_known = bool(done) and None not in out_counts
-    prompt_known = bool(done) and None not in in_counts
+    out_counts = [r.output_tokens for r in done if r.output_tokens is not None]
+    in_counts = [r.prompt_tokens for r in done if r.prompt_tokens is not None]
+    usage_known = bool(done) and len(out_counts) == len(done)
+    prompt_known = bool(done) and len(in_counts) == len(done)
     total_out = sum(out_counts) if usage_known else NAN
     total_in = sum(in_counts) if prompt_known else NAN
     def per_s(x: float) -> float:
@@ -463,14 +464,14 @@ def latency_percentiles(records: list[RequestRecord], q: float) -> dict[str, flo
 RISE_FACTOR, RISE_MIN_MS, QUEUE_RISE = 1.25, 20.0, 1.0
 
 
-def _thirds(values: list[float]) -> list[float] | None:
+def _thirds(values: Sequence[float]) -> list[float] | None:
     """The medians of a series' first, middle and last thirds (None below 6 values)."""
     if len(values) < 6:
         return None
     return [float(np.median(part)) for part in np.array_split(np.asarray(values, dtype=float), 3)]
 
 
-def oversaturated(ttfts_by_start_ms: list[float], waiting: list[float]) -> bool:
+def oversaturated(ttfts_by_start_ms: Sequence[float], waiting: Sequence[float]) -> bool:
     """Whether a point asked more than the server sustains: its queue kept growing (the server's
     `waiting` gauge rose from each third of the point to the next by a request or more), or TTFT
     kept rising (each third's median above the one before by 25 % and 20 ms or more). Either way

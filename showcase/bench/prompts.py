@@ -116,10 +116,12 @@ class PromptMaker:
 
     def trace(self, point: Point) -> traffic.Trace:
         """The requests of the trace this point replays: its window's, the first `num_requests`."""
+        assert point.trace is not None
         if point.trace not in self.files:
             self.files[point.trace] = traffic.read_trace(point.trace)
         trace = self.files[point.trace]
-        trace = trace.window(*point.trace_window) if point.trace_window else trace  # type: ignore[union-attr]
+        assert isinstance(trace, traffic.Trace)
+        trace = trace.window(*point.trace_window) if point.trace_window else trace
         return traffic.Trace(trace.path, trace.format, trace.rows[:point.num_requests or None])
 
     async def prompts(self, point: Point) -> tuple[list[Prompt], list[Prompt]]:
@@ -132,6 +134,7 @@ class PromptMaker:
         if point.dataset is not None:
             return await self._dataset(point, count) if point.chat is None else [], await self._warm(point)
         seeds = [hash((self.salt, point.index, i)) & 0x7FFFFFFF for i in range(-point.warmup_requests, count)]
+        assert point.input_len is not None  # synthetic prompts have a length
         built = await self.factory.build(point.input_len, seeds, point.shared_prefix_len)
         made = [Prompt(m, point.input_len, point.output_len) for m in built]
         return made[point.warmup_requests:], made[:point.warmup_requests]
@@ -170,6 +173,7 @@ class PromptMaker:
         return [first, *messages[1:]]
 
     async def _dataset(self, point: Point, count: int) -> list[Prompt]:
+        assert point.dataset is not None
         data = self.dataset(point.dataset)
         rows = self._rows(data, point, count)
         outs = await asyncio.gather(*(self._output_len(r.output_len, r.reply, point) for r in rows))
@@ -192,7 +196,8 @@ class PromptMaker:
 
         def content(r: traffic.TraceRow, fix: int) -> str:
             n = max(1, r.input_len - f.overhead + fix)
-            parts, left = [], n
+            parts: list[str] = []
+            left = n
             for h in r.hash_ids:
                 if left <= 0:
                     break
@@ -218,8 +223,10 @@ class PromptMaker:
         system prompt for all, a new message per user and turn), or a file's conversations, one a
         user, up to the point's turns (a file without conversations: its rows in turn)."""
         seed = hash((self.salt, point.index)) & 0x7FFFFFFF
+        assert point.chat is not None and point.users is not None  # chat users' points have both
         turns = point.chat.turns
         if point.dataset is None:
+            assert point.input_len is not None
             system = self.factory.text(point.chat.system_prompt_len, seed) if point.chat.system_prompt_len else ""
             texts = [[(self.factory.text(point.input_len, hash((seed, u, t))), point.output_len) for t in range(turns)]
                      for u in range(point.users)]

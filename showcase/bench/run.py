@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
@@ -275,12 +276,14 @@ class _Run:
         level. With repeats, a level passes when the upper end of each SLO'd percentile's interval
         over its repeats meets the target (`capacity.judge_repeats`)."""
         search = capacity.Search(plan.upper)
-        repeats = self.meta.workload.repeats if self.meta.workload else 1
-        self.capacity = Capacity(plan=plan, slos=self.meta.slos, percentile=plan.percentile, repeats=repeats)
+        workload = self.meta.workload
+        assert workload is not None  # a search has a workload to scale
+        repeats = workload.repeats
+        self.capacity = cap = Capacity(plan=plan, slos=self.meta.slos, percentile=plan.percentile, repeats=repeats)
         while (level := search.next()) is not None and not self.ended():
             values, rows, indices = [], [], []
             for k in range(repeats):
-                point = plan.point(self.meta.workload, level, len(self.meta.points)).model_copy(update={"repeat": k})
+                point = plan.point(workload, level, len(self.meta.points)).model_copy(update={"repeat": k})
                 self.meta = self.meta.model_copy(update={"points": (*self.meta.points, point)})
                 self.folder.write_model("run.json", self.meta)
                 records, row = await self._point(point)
@@ -297,11 +300,10 @@ class _Run:
                 # A level whose load was never really applied is no pass, whatever its latencies.
                 probe = probe.model_copy(update={"passed": False, "binding": "under_loaded"})
             search.record(level, probe.passed)
-            self.capacity.probes.append(probe)
-            self._answer(search, done=search.next() is None)
+            cap.probes.append(probe)
+            self._answer(cap, search, done=search.next() is None)
 
-    def _answer(self, search: capacity.Search, done: bool) -> None:
-        cap = self.capacity
+    def _answer(self, cap: Capacity, search: capacity.Search, done: bool) -> None:
         best = next((p for p in cap.probes if p.level == search.max_passing), None)
         fail = next((p for p in cap.probes if p.level == search.min_failing), None)
         row = next((r for r in self.summary if r.point == best.point), None) if best else None
@@ -330,14 +332,14 @@ class _Run:
     async def _check_histories(self, records: list[metrics.RequestRecord]) -> None:
         """What each chat turn's history should cost as a prompt, asked of the server's tokenizer
         after the point (off the clock); the messages are dropped then."""
-        turns = [r for r in records if r.messages is not None]
+        turns = [(r, r.messages) for r in records if r.messages is not None]
         counts: list[int] = []
 
         async def ask() -> None:
-            counts.extend(await asyncio.gather(*(self.factory.count_messages(r.messages) for r in turns)))
+            counts.extend(await asyncio.gather(*(self.factory.count_messages(m) for _, m in turns)))
 
         await loadgen.stoppable(ask(), self.ended, grace_s=0)  # stopped: the expected counts stay unknown
-        for i, rec in enumerate(turns):
+        for i, (rec, _) in enumerate(turns):
             rec.expected_prompt_tokens = counts[i] if i < len(counts) else None
             rec.messages, rec.reply = None, None
 
@@ -360,7 +362,8 @@ class _Run:
         self.total = len(todo) if point.chat is None and point.duration_s is None else None
         chats = await self.maker.conversations(point) if point.chat is not None else None
         self.sampler.point = point.index
-        tally = {"done": 0, "failed": 0, "tokens": 0, "said": 0.0}  # running totals: this runs per request
+        tally = {"done": 0, "failed": 0, "tokens": 0}  # running totals: this runs per request
+        said = [0.0]
         started = time.perf_counter()
 
         def on_done(rec: metrics.RequestRecord) -> None:
@@ -371,8 +374,8 @@ class _Run:
                 # Said at most every PROGRESS_S, and at the last request: a progress bar redrawn per
                 # request cost a fifth of the client's CPU at 256 streams, inside the measurement.
                 now = time.perf_counter()
-                if now - tally["said"] >= PROGRESS_S or tally["done"] == self.total:
-                    tally["said"] = now
+                if now - said[0] >= PROGRESS_S or tally["done"] == self.total:
+                    said[0] = now
                     self._progress(point, tally["done"], tally["failed"], tally["tokens"], started=started)
 
         n = point.workers or workers.auto_workers(point)
@@ -436,11 +439,11 @@ class _Run:
         return metrics.oversaturated(ttfts, [w for w in waiting if math.isfinite(w)])
 
     def _extras(self, point: Point, records: list[metrics.RequestRecord], row: Summary,
-                timeline: list[dict]) -> dict[str, float]:
+                timeline: list[dict]) -> dict[str, Any]:
         """What a point's row adds beyond the requests' own numbers: efficiency against this device's
         bound, cost at the stated price, the prefix cache's share of the prompts."""
         done = [r for r in records if not r.warmup and r.ok]
-        cached = [r.cached_tokens for r in done]
+        cached = [r.cached_tokens for r in done if r.cached_tokens is not None]
         prompt = sum(r.prompt_tokens or 0 for r in done)
         price = self.meta.price
         trace = self.maker.trace(point) if point.trace is not None else None
@@ -452,7 +455,7 @@ class _Run:
             "efficiency": efficiency(self.meta.bound, point, row.output_throughput) if self.meta.bound else math.nan,
             "usd_per_m_output_tokens": price.per_m_output_tokens(row.output_throughput) if price else math.nan,
             "usd_per_user_hour": price.per_user_hour(point.users) if price and point.users else math.nan,
-            "cached_prompt_share": sum(cached) / prompt if done and None not in cached and prompt else math.nan,
+            "cached_prompt_share": sum(cached) / prompt if done and len(cached) == len(done) and prompt else math.nan,
             "prefix_cache_hit_rate": samplers.hit_rate(timeline[0], timeline[-1]) if len(timeline) > 1 else math.nan,
         }
 
@@ -500,11 +503,12 @@ async def run(
     # /metrics) on new ones, so it neither leaves idle connections in the pool nor meets stale ones.
     async with loadgen.measuring_session() as session, target.api() as side:
         max_len = await side.max_model_len(target.model)
-        first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity else []
+        first = [meta.capacity.point(meta.workload, 1, 0)] if meta.capacity and meta.workload else []
         loadgen.check_fits([*todo, *first], max_len)
         top = meta.capacity.upper if meta.capacity and meta.capacity.by != "rate" else 0
         loadgen.allow_open_files(max([top, *(p.concurrency or 0 for p in todo)]))
-        started, since, earlier = _now(), 0.0, ([], [], [])
+        started, since = _now(), 0.0
+        earlier: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
         if resume is not None:
             folder = RunFolder.reopen(resume)
             started = read_meta(resume).started or started
@@ -562,6 +566,7 @@ def run_sync(meta: RunMeta, target: Target, *args, signals: bool = False, **kwar
         if not signals:
             return await run(meta, target, *args, **kwargs)
         task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
 
         def on_signal(signum: int) -> None:
             if signum == signal.SIGINT and stop.is_set():

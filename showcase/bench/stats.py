@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from scipy import stats as sps
+
+Values = Sequence[float] | np.ndarray  # one metric's values over repeats
 
 Verdict = Literal["better", "worse", "no_difference", "not_measured"]
 CONFIDENCE = 0.95
@@ -38,7 +40,7 @@ LOWER_IS_BETTER = {"mean_ttft_ms": True, "p90_ttft_ms": True, "mean_tpot_ms": Tr
 HEADLINE = ("mean_ttft_ms", "p90_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "mean_e2el_ms", "output_throughput", "goodput")
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
+def _finite(values: Values) -> np.ndarray:
     arr = np.asarray([float(v) for v in values if v is not None], dtype=float)
     return arr[np.isfinite(arr)]
 
@@ -57,7 +59,7 @@ class Interval:
         return (self.high - self.low) / 2
 
 
-def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+def interval(values: Values, confidence: float = CONFIDENCE) -> Interval:
     """Student t interval of the mean of `values` (one per repeat); NaN-free values only."""
     x = _finite(values)
     n = len(x)
@@ -95,7 +97,7 @@ class Comparison:
         return self.detectable / abs(self.a) if self.a else math.nan
 
 
-def compare(metric: str, a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE,
+def compare(metric: str, a: Values, b: Values, confidence: float = CONFIDENCE,
             lower_is_better: bool | None = None) -> Comparison:
     """Welch's t interval of mean(b) − mean(a) at `confidence`; the verdict from its sign."""
     lower = LOWER_IS_BETTER.get(metric, True) if lower_is_better is None else lower_is_better
@@ -126,7 +128,7 @@ def compare(metric: str, a: Sequence[float], b: Sequence[float], confidence: flo
     return Comparison(metric, ma, mb, diff, ci, rel, rel_ci, verdict, detectable, len(xa), len(xb), confidence, lower)
 
 
-def compare_all(a: dict[str, Sequence[float]], b: dict[str, Sequence[float]], metrics: Sequence[str] = HEADLINE,
+def compare_all(a: Mapping[str, Values], b: Mapping[str, Values], metrics: Sequence[str] = HEADLINE,
                 confidence: float = CONFIDENCE) -> list[Comparison]:
     """Each metric that both arms measured, with simultaneous intervals (Bonferroni over them)."""
     judged = [m for m in metrics if len(_finite(a.get(m, []))) >= 2 and len(_finite(b.get(m, []))) >= 2]

@@ -183,7 +183,7 @@ def records(text: str, name: str) -> tuple[str, list[dict]]:
             raise TrafficError(f"{name}: a JSON array whose items are not all objects")
         return "JSON array", data
     if start == "{":
-        rows = []
+        rows: list[dict] = []
         for i, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue
@@ -282,7 +282,7 @@ def read_dataset(path: Path | str, max_bytes: int = MAX_FILE_BYTES, max_rows: in
             skipped += 1
             continue
         raw = r.get(out_field) if out_field else None
-        out = _count(raw, out_field, where) if raw not in (None, "") else None
+        out = _count(raw, out_field, where) if out_field and raw not in (None, "") else None
         parsed.append(DatasetRow(i, messages, out, reply, turns))
     if not parsed:
         raise TrafficError(f"{name}: no conversation has a human turn to send")
@@ -315,7 +315,8 @@ def _sharegpt(r: dict, where: str) -> tuple[tuple[dict, ...], str | None, tuple[
     conv = r.get("conversations")
     if not isinstance(conv, list):
         raise TrafficError(f"{where}: conversations is not a list of turns")
-    system, turns, pending = None, [], None
+    system, pending = None, None
+    turns: list[Turn] = []
     for t in conv:
         if not isinstance(t, dict) or not isinstance(t.get("value"), str):
             raise TrafficError(f"{where}: a turn without from/value text: {str(t)[:100]}")

@@ -99,7 +99,7 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -110,9 +110,10 @@ class Connection(asyncio.Protocol):
         self.answered = True
         try:
             if self._state == _HEAD:
-                data = self._read_head(data)
-                if data is None:
+                rest = self._read_head(data)
+                if rest is None:
                     return
+                data = rest
             if self._state == _CHUNKED or self._state == _TRAILER:
                 self._read_chunked(data, now)
             elif self._state == _LENGTH:

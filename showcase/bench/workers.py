@@ -109,7 +109,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
     # the shared first instant, that collection made the first sends of a rate 50 ms late.
     with loadgen.frozen_heap():
         async with loadgen.measuring_session() as session:
-            out.put(("ready", share.worker, None))
+            out.put(Ready(share.worker))
             # Polled, not waited on: a worker killed inside `Event.wait` leaves the event's condition
             # counting a sleeper that never wakes, and the parent's `go.set()` then blocks for ever.
             while not go.is_set():
@@ -118,7 +118,7 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
             await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
             sampler = asyncio.create_task(lag.run())
             lag.begin()
-            run = loadgen._PointRun(session, job.target, point, lambda r: out.put(("rec", share.worker, r)),
+            run = loadgen._PointRun(session, job.target, point, lambda r: out.put(Record(share.worker, r)),
                                     stop.is_set)
             if job.conversations is not None:
                 measured = run.users_loop(job.conversations, users=list(share.users))
@@ -132,7 +132,33 @@ async def _work(job: WorkerJob, out, go, start_at, stop) -> None:
             await loadgen.stoppable(measured, stop.is_set)  # as on one worker: a stop ends it within seconds
             health = lag.take()
             sampler.cancel()
-    out.put(("done", share.worker, health))
+    out.put(Done(share.worker, health))
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A worker's heap is frozen and its pool open: it waits for the shared first instant."""
+
+    worker: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One of a worker's requests, finished (or failed)."""
+
+    worker: int
+    record: RequestRecord
+
+
+@dataclass(frozen=True)
+class Done:
+    """A worker's share is done: how our client fared in it."""
+
+    worker: int
+    health: ClientHealth
+
+
+WorkerMessage = Ready | Record | Done  # what a worker puts on the queue to the parent, in this order
 
 
 def combined(healths: list[ClientHealth]) -> ClientHealth:
@@ -149,7 +175,7 @@ def _lost(point: Point, share: Share, seen: set[int], code: int | None) -> list[
     """A dead worker's requests it never reported, as failures saying why (for a duration, its
     streams' requests in flight; what it would have sent later was never sent)."""
     why = f"load generator worker {share.worker} died (exit code {code}): the request's outcome is unknown"
-    if point.users is not None:
+    if point.users is not None and point.chat is not None:
         wanted = [u * point.chat.turns + t for u in share.users for t in range(point.chat.turns)]
     elif point.open_loop:
         wanted = [i for i, _ in share.arrivals]
@@ -177,7 +203,7 @@ async def run_point(target: Target, point: Point, prompts: list[Prompt], on_done
                                stop)) for s in shares]
     for p in procs:
         p.start()
-    on_started([p.pid for p in procs])
+    on_started([p.pid for p in procs if p.pid is not None])
     try:
         return await _collect(procs, shares, out, go, stop, start_at, point, on_done, should_stop)
     finally:
@@ -196,16 +222,16 @@ async def _collect(procs, shares, out, go, stop, start_at, point, on_done, shoul
     ready: set[int] = set()
     deadline = time.monotonic() + READY_TIMEOUT_S
 
-    def take(msg) -> None:
-        kind, w, body = msg
-        if kind == "ready":
-            ready.add(w)
-        elif kind == "rec":
-            seen[w].add(body.index)
-            records.append(body)
-            on_done(body)
-        else:
-            healths[w] = body
+    def take(msg: WorkerMessage) -> None:
+        match msg:
+            case Ready(worker=w):
+                ready.add(w)
+            case Record(worker=w, record=rec):
+                seen[w].add(rec.index)
+                records.append(rec)
+                on_done(rec)
+            case Done(worker=w, health=health):
+                healths[w] = health
 
     while len(healths) + sum(1 for w, p in enumerate(procs) if w not in healths and p.exitcode is not None) < len(procs):
         try:

@@ -156,6 +156,7 @@ class Point(FromFile):
     def arrivals_bound(self) -> int:
         """With a rate for a duration: more arrivals than the schedule can bring (it stops at the
         duration), so none is ever missing."""
+        assert self.request_rate is not None and self.duration_s is not None  # asked only of a rate for a duration
         return int(self.request_rate * self.duration_s * ARRIVALS_SLACK) + ARRIVALS_MARGIN
 
 
@@ -267,15 +268,17 @@ class Workload(FromFile):
         if not self.stream:
             raise ValueError("chat users stream their replies")
 
-    def requests_per_point(self, level: int) -> int | None:
-        return level * self.chat.turns if self.users is not None else self.num_requests
+    def requests_per_point(self, level: int | None) -> int | None:
+        return (level or 0) * self.chat.turns if self.users is not None else self.num_requests
 
     def points(self) -> tuple[Point, ...]:
         """Every combination of input length × rate × concurrency (or users), in that order; with
         repeats, the whole sequence again for each repeat (interleaved, so that a server's slow drift
         spreads over every setting instead of landing on one setting's repeats)."""
-        combos = [(n, r, c) for n in self.input_len or [None] for r in (self.request_rate or [None])
-                  for c in self.levels or [None]]
+        lengths: list[int | None] = [*self.input_len] if self.input_len else [None]
+        rates: list[float | None] = [*self.request_rate] if self.request_rate else [None]
+        levels: list[int | None] = [*self.levels] if self.levels else [None]
+        combos = [(n, r, c) for n in lengths for r in rates for c in levels]
         return tuple(self.point(k * len(combos) + i, n, c, r).model_copy(update={"repeat": k})
                      for k in range(self.repeats) for i, (n, r, c) in enumerate(combos))
 
