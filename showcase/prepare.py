@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from showcase import ROOT, roofline, server, sources
-from showcase.bench import capacity, traffic
 from showcase.bench import run as bench
+from showcase.bench import traffic
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.run import Price, RunMeta
 from showcase.bench.workload import TRUSTED, VISITOR, Allowance, Workload, validated
@@ -38,16 +38,24 @@ def gpu_of(device: sources.Device) -> roofline.GPU | None:
         return None
 
 
-def check_fit(device: sources.Device, settings: server.ServerSettings) -> roofline.Fit:
+def served_shape(settings: server.ServerSettings) -> roofline.ModelShape | roofline.RooflineError:
+    """The served model's shape, read once per run for the pre-flight check and the measured
+    bound; or why it cannot be read."""
+    try:
+        return roofline.served_shape(settings.model, settings.served_model_name)
+    except roofline.RooflineError as exc:
+        return exc
+
+
+def check_fit(device: sources.Device, settings: server.ServerSettings,
+              shape: roofline.ModelShape | roofline.RooflineError) -> roofline.Fit:
     """Pre-flight for a launch on this machine's GPU; no check without a known GPU, and it says so."""
     g = gpu_of(device)
     if g is None:
         why = "no GPU (the CPU smoke model)" if not device.is_gpu else f"unknown GPU {device.name}"
         return roofline.Fit(True, f"No memory check applies: {why}.", None)
-    try:
-        shape = roofline.ModelShape.load(settings.model)
-    except roofline.RooflineError as exc:
-        return roofline.Fit(True, f"No memory check applies: {exc}.", None)
+    if isinstance(shape, roofline.RooflineError):
+        return roofline.Fit(True, f"No memory check applies: {shape}.", None)
     return roofline.preflight(shape, g, settings.max_model_len or shape.max_position or roofline.DEFAULT_CONTEXT,
                               settings.gpu_memory_utilization or roofline.DEFAULT_UTILIZATION,
                               settings.tensor_parallel_size, settings.dtype, settings.kv_cache_dtype)
@@ -60,13 +68,11 @@ class PreparedRun:
     meta: RunMeta
 
 
-def measured_bound(settings: server.ServerSettings | None, measured: Measured | None) -> roofline.Roofline | None:
-    """The served model on this device's measured figures; None when either is unknown."""
-    if settings is None or measured is None:
-        return None
-    try:
-        shape = roofline.served_shape(settings.model, settings.served_model_name)
-    except roofline.RooflineError:  # no config to read: the run has no efficiency, its column stays empty
+def measured_bound(settings: server.ServerSettings, shape: roofline.ModelShape | roofline.RooflineError,
+                   measured: Measured | None) -> roofline.Roofline | None:
+    """The served model on this device's measured figures; None when either is unknown (no config
+    to read: the run has no efficiency, its column stays empty)."""
+    if measured is None or isinstance(shape, roofline.RooflineError):
         return None
     return roofline.Roofline(shape, measured.as_gpu(), 1, roofline.weights_dtype(settings.dtype))
 
@@ -96,10 +102,13 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
     if overrides:
         preset = preset.with_workload(**overrides)
     settings = server.settings_for(preset.server, launch, device) if launch is not None else None
+    bound = None
     if settings is not None:  # before any server restarts, from the app and the command line alike
-        fit = check_fit(device, settings)
+        shape = served_shape(settings)
+        fit = check_fit(device, settings, shape)
         if not fit.fits:
             raise PreflightRefused(f"Pre-flight refused {preset.name}: {fit.message}")
+        bound = measured_bound(settings, shape, measured)
     slo = preset.slos.overridden(**(slos or {}))
     plan = preset.capacity
     if search is not None:
@@ -107,16 +116,14 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
                          | {k: v for k, v in search.items() if v is not None}, "capacity search")
     preset = _with_file(preset)
     allowance.check(preset.workload)
-    if plan is not None:
-        capacity.check(plan, preset.workload, slo, allowance)
     usd = price if price is not None else preset.price_per_gpu_hour
     cost = None if usd is None else validated(Price, {"usd_per_gpu_hour": usd, "gpus": gpus or (
         settings.tensor_parallel_size if settings else 1)}, "price")
     meta = bench.run_meta(preset.name, preset.workload, slo,
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
                       server_settings=asdict(settings) if settings else None,
-                      preset_definition=preset.model_dump(mode="json"), bound=measured_bound(settings, measured),
-                      capacity=plan, price=cost, traffic=_file_facts(preset.workload, allowance))
+                      preset_definition=preset.model_dump(mode="json"), bound=bound, capacity=plan, price=cost,
+                      traffic=_file_facts(preset.workload, allowance), allowance=allowance)
     return PreparedRun(preset, settings, meta)
 
 

@@ -78,6 +78,16 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
         return pd.DataFrame()
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         raise RunFolderError(f"{path}: cannot be read as CSV ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    return _checked(df, name, path)
+
+
+def table(name: str, rows: list[dict]) -> pd.DataFrame:
+    """One of a run's tables from its rows in memory, as `read_table` would give it back (the
+    columns a table may lack, empty), so a run hands back what it wrote without reading it again."""
+    return _checked(pd.DataFrame(rows), name, Path(name)) if rows else pd.DataFrame()
+
+
+def _checked(df: pd.DataFrame, name: str, path: Path) -> pd.DataFrame:
     for col in NUMERIC.get(name, ()):
         if col not in df.columns:
             df[col] = math.nan

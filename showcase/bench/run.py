@@ -34,12 +34,12 @@ from showcase.api import ServerAPI, ServerAPIError
 from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, wire, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
-from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables
+from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables, table
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.summary import FIELDS, Summary
 from showcase.bench.traffic import FileFacts
-from showcase.bench.workload import Point, SLOs, Workload, WorkloadError
+from showcase.bench.workload import Allowance, Point, SLOs, Workload, WorkloadError
 
 HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
 HEALTH_PATIENCE_S = 120.0  # a server that accepts connections but answers nothing this long is dead too
@@ -116,12 +116,14 @@ class RunMeta(BaseModel):
         return v
 
 
-def run_meta(name: str, workload: Workload, slos: SLOs = SLOs(), **facts) -> RunMeta:
+def run_meta(name: str, workload: Workload, slos: SLOs = SLOs(), allowance: Allowance | None = None,
+             **facts: Any) -> RunMeta:
     """A run of `workload`'s points, named `name`; `facts`: more of `RunMeta`'s fields. With a
-    `capacity` plan the points are chosen as the search goes (checked here, before any request)."""
+    `capacity` plan the points are chosen as the search goes: the plan is checked here, once,
+    before any request (against `allowance` too, when a caller's applies)."""
     plan_ = facts.get("capacity")
     if plan_ is not None:
-        capacity.check(plan_, workload, slos)
+        capacity.check(plan_, workload, slos, allowance)
     return RunMeta(preset=name, workload=workload, slos=slos, points=() if plan_ else workload.points(), **facts)
 
 
@@ -480,6 +482,11 @@ class _Run:
                                   "timeline.csv": self.earlier_timeline + self.sampler.rows,
                                   "aggregate.csv": aggregated.to_dict("records")})
 
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The summary, requests and timeline as written, from memory (`folder.table`)."""
+        return (table("summary.csv", [r.row() for r in self.summary]), table("requests.csv", self.requests),
+                table("timeline.csv", self.earlier_timeline + self.sampler.rows))
+
 
 async def run(
     meta: RunMeta,
@@ -541,7 +548,7 @@ async def run(
                 with contextlib.suppress(StorageError):
                     folder.write_model("run.json", job.meta.model_copy(update={"finished": _now(), "status": status,
                                                                    "message": message}))
-    return RunResult(folder.path, status, message, *read_tables(folder.path), read_capacity(folder.path))
+    return RunResult(folder.path, status, message, *job.tables(), job.capacity)
 
 
 def run_sync(meta: RunMeta, target: Target, *args, signals: bool = False, **kwargs) -> RunResult:
