@@ -9,37 +9,19 @@ running anything.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from showcase import PRESET_DIR
+from showcase import PRESET_DIR, server
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.compare import Arm, ExperimentPlan
 from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
-from showcase.server import Dtype, KVCacheDtype, Quantization
 
 
 class PresetError(WorkloadError):
     """A preset file or an edited workload that does not validate; the message names file and field."""
-
-
-class ServerPart(Strict):
-    """Server settings a preset may set; everything else comes from the app's launch options."""
-
-    max_model_len: int | None = Field(None, ge=1)
-    max_num_seqs: int | None = Field(None, ge=1)
-    enable_chunked_prefill: bool | None = None
-    enable_prefix_caching: bool | None = None
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    tensor_parallel_size: int | Literal["all"] = 1
-    dtype: Dtype = "auto"
-    kv_cache_dtype: KVCacheDtype = "auto"
-    quantization: Quantization | None = None
-    enforce_eager: bool = False
-    enable_prompt_tokens_details: bool = False
-    reasoning_parser: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # e.g. qwen3, deepseek_r1
 
 
 class CPUScale(Strict):
@@ -55,7 +37,7 @@ class Preset(Strict):
     title: str
     description: str
     source: str
-    server: ServerPart = ServerPart()
+    server: dict[str, Any] = Field(default_factory=dict)  # of `ServerSettings`' fields: `server.preset_part`
     workload: Workload
     slos: SLOs = SLOs()
     capacity: CapacityPlan | None = None  # a capacity search: the largest load within the SLOs
@@ -63,12 +45,17 @@ class Preset(Strict):
     price_per_gpu_hour: float | None = Field(None, gt=0)  # dollars, for the cost columns; never a default
     cpu: CPUScale | None = None
 
+    @field_validator("server")
+    @classmethod
+    def _server(cls, part: dict[str, Any]) -> dict[str, Any]:
+        return server.preset_part(part)
+
     @model_validator(mode="after")
     def _arms(self) -> Preset:
         """Each arm's server fields are a preset's, its workload fields edit this workload."""
         for arm in self.experiment.arms if self.experiment else []:
             if arm.server:
-                ServerPart.model_validate(self.server.model_dump(exclude_unset=True) | arm.server)
+                server.preset_part(self.server | arm.server)
             if arm.workload:
                 self.with_workload(**arm.workload)
         return self
@@ -76,7 +63,7 @@ class Preset(Strict):
     def for_arm(self, arm: Arm) -> Preset:
         """The preset as one arm of its experiment runs it: the arm's server and workload fields over
         its own, no experiment, one repeat (the experiment repeats the arms)."""
-        server_part = ServerPart.model_validate(self.server.model_dump(exclude_unset=True) | arm.server)
+        server_part = server.preset_part(self.server | arm.server)
         changed = self.with_workload(**(arm.workload | {"repeats": 1}))
         return changed.model_copy(update={"server": server_part, "experiment": None})
 

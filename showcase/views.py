@@ -101,7 +101,7 @@ def preset_markdown(p: Preset, smoke: bool, attached: bool) -> str:
 def presets_table(catalogue: dict[str, Preset]) -> pd.DataFrame:
     rows = []
     for p in catalogue.values():
-        s = p.server.model_dump(exclude_unset=True)
+        s = p.server
         w = p.workload
         rows.append({
             "preset": p.name, "concurrency (users)": levels_text(w),

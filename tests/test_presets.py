@@ -33,11 +33,11 @@ def test_all_shipped_presets_load_and_cover_the_article():
     lengths = catalogue["article-input-lengths"].workload
     assert lengths.input_len == [1024, 8192, 32768, 131072, 262144]
     assert catalogue["low-latency-chatbot"].workload.stream and max(catalogue["low-latency-chatbot"].workload.concurrency) <= 8
-    assert catalogue["batch-generation"].server.tensor_parallel_size == "all" and not catalogue["batch-generation"].workload.stream
-    assert catalogue["long-documents"].server.enable_chunked_prefill and max(catalogue["long-documents"].workload.concurrency) <= 4
+    assert catalogue["batch-generation"].server["tensor_parallel_size"] == "all" and not catalogue["batch-generation"].workload.stream
+    assert catalogue["long-documents"].server["enable_chunked_prefill"] and max(catalogue["long-documents"].workload.concurrency) <= 4
     for p in catalogue.values():
         cpu = p.for_cpu()
-        w, context = cpu.workload, cpu.server.max_model_len or 4096  # the smoke model's context, as scaled
+        w, context = cpu.workload, cpu.server.get("max_model_len") or 4096  # the smoke model's context, as scaled
         if w.trace:  # a sample trace's every request fits
             assert max(r.input_len + r.output_len for r in traffic.read_trace(ROOT / w.trace).rows) <= context, p.name
         elif w.dataset:
@@ -75,8 +75,8 @@ def test_workload_edits_are_validated_like_the_file(tmp_path):
 def test_cpu_scaling_changes_only_what_it_names():
     p = presets.load_all()["low-latency-chatbot"]
     cpu = p.for_cpu()
-    assert cpu.server.max_model_len == 4096 and cpu.server.max_num_seqs == 8
-    assert "dtype" not in cpu.server.model_dump(exclude_unset=True)  # launch defaults stay
+    assert cpu.server["max_model_len"] == 4096 and cpu.server["max_num_seqs"] == 8
+    assert "dtype" not in cpu.server  # launch defaults stay
     device = sources.Device("cpu", "cpu")
     base = server.ServerSettings(model="/m", served_model_name="m", dtype="bfloat16", enforce_eager=True)
     settings = server.settings_for(cpu.server, base, device)
