@@ -23,9 +23,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats as sps
 
 Values = Sequence[float] | np.ndarray  # one metric's values over repeats
+
+
+def _t_ppf(q: float, df: float) -> float:
+    """Student's t quantile. scipy.stats is imported here, when first asked: it takes most of a
+    second to import, which every run process and command would pay at start for one function."""
+    from scipy import stats as sps
+
+    return float(sps.t.ppf(q, df))
 
 Verdict = Literal["better", "worse", "no_difference", "not_measured"]
 CONFIDENCE = 0.95
@@ -69,7 +76,7 @@ def interval(values: Values, confidence: float = CONFIDENCE) -> Interval:
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
     se = float(x.std(ddof=1)) / math.sqrt(n)
-    t = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
+    t = _t_ppf(0.5 + confidence / 2, n - 1)
     return Interval(mean, mean - t * se, mean + t * se, n)
 
 
@@ -115,9 +122,9 @@ def compare(metric: str, a: Values, b: Values, confidence: float = CONFIDENCE,
         ci, detectable = (diff, diff), 0.0
     else:
         df = (va + vb) ** 2 / (va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1))
-        t = float(sps.t.ppf(0.5 + confidence / 2, df))
+        t = _t_ppf(0.5 + confidence / 2, df)
         ci = (diff - t * se, diff + t * se)
-        detectable = (t + float(sps.t.ppf(POWER, df))) * se
+        detectable = (t + _t_ppf(POWER, df)) * se
     if ci[0] > 0 or ci[1] < 0:
         higher = ci[0] > 0
         verdict: Verdict = "worse" if higher == lower else "better"
@@ -145,7 +152,7 @@ def repeats_to_detect(cv: float, effect: float, confidence: float = CONFIDENCE, 
     for n in range(2, most + 1):
         se = cv * math.sqrt(2 / n)
         df = 2 * (n - 1)
-        if (sps.t.ppf(0.5 + confidence / 2, df) + sps.t.ppf(power, df)) * se <= effect:
+        if (_t_ppf(0.5 + confidence / 2, df) + _t_ppf(power, df)) * se <= effect:
             return n
     return None
 

@@ -18,6 +18,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from showcase.bench.loadgen import Conversations, Prompt, Target
 from showcase.bench.metrics import ClientHealth, RequestRecord
 from showcase.bench.workload import Point
 
+INBOX_WAIT_S = 0.1  # the parent's wait for a message before it looks at its workers again
 STREAMS_PER_WORKER = 256  # one event loop stays exact to about this many streams (README: client overhead)
 READY_TIMEOUT_S = 120.0  # a worker imports and opens its sessions within this
 START_MARGIN_S = 0.05  # from "go" to the shared first instant: every worker is waiting by then
@@ -196,16 +198,19 @@ async def run_point(target: Target, point: Point, prompts: list[Prompt], on_done
     records, the measured wall time (from the shared first instant to the last completion) and
     our client's health over all workers. `on_started` gets the workers' pids (tests kill one)."""
     ctx = mp.get_context("spawn")  # this process runs threads and an event loop: never fork it
-    out, go, stop, start_at = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+    go, stop, start_at = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
     shares = split(point, prompts, workers)
+    # A queue of its own for each worker: a worker killed while writing to a shared queue holds its
+    # lock for ever, and every other worker's messages would wait behind it (the run would hang).
+    outs = [ctx.Queue() for _ in shares]
     procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{s.worker}", daemon=True,
                          args=(WorkerJob(target, point, s, len(shares), prompts, conversations), out, go, start_at,
-                               stop)) for s in shares]
+                               stop)) for s, out in zip(shares, outs)]
     for p in procs:
         p.start()
     on_started([p.pid for p in procs if p.pid is not None])
     try:
-        return await _collect(procs, shares, out, go, stop, start_at, point, on_done, should_stop)
+        return await _collect(procs, shares, outs, go, stop, start_at, point, on_done, should_stop)
     finally:
         stop.set()
         go.set()
@@ -215,7 +220,30 @@ async def run_point(target: Target, point: Point, prompts: list[Prompt], on_done
                 p.kill()
 
 
-async def _collect(procs, shares, out, go, stop, start_at, point, on_done, should_stop):
+def _forward(out, inbox: queue.SimpleQueue, done: threading.Event) -> None:
+    """One worker's messages into the parent's inbox, from a thread of its own: a worker killed in
+    the middle of a message leaves this thread waiting for the rest for ever, and nothing else."""
+    while not done.is_set():
+        try:
+            inbox.put(out.get(timeout=0.1))
+        except queue.Empty:
+            continue
+        except (EOFError, OSError):
+            return
+
+
+async def _collect(procs, shares, outs, go, stop, start_at, point, on_done, should_stop):
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    done = threading.Event()
+    for w, out in enumerate(outs):
+        threading.Thread(target=_forward, args=(out, inbox, done), daemon=True, name=f"loadgen-inbox-{w}").start()
+    try:
+        return await _gather(procs, shares, inbox, go, stop, start_at, point, on_done, should_stop)
+    finally:
+        done.set()
+
+
+async def _gather(procs, shares, inbox, go, stop, start_at, point, on_done, should_stop):
     records: list[RequestRecord] = []
     seen: dict[int, set[int]] = {s.worker: set() for s in shares}
     healths: dict[int, ClientHealth] = {}
@@ -235,7 +263,7 @@ async def _collect(procs, shares, out, go, stop, start_at, point, on_done, shoul
 
     while len(healths) + sum(1 for w, p in enumerate(procs) if w not in healths and p.exitcode is not None) < len(procs):
         try:
-            take(await asyncio.to_thread(out.get, True, 0.1))
+            take(await asyncio.to_thread(inbox.get, True, INBOX_WAIT_S))
         except queue.Empty:
             pass
         dead = sum(1 for w, p in enumerate(procs) if w not in ready and p.exitcode is not None)
@@ -246,9 +274,9 @@ async def _collect(procs, shares, out, go, stop, start_at, point, on_done, shoul
             raise RuntimeError(f"load generator workers did not start within {READY_TIMEOUT_S:g} s")
         if should_stop():
             stop.set()
-    while True:  # what arrived after the last check
+    while True:  # what arrived after the last check (a worker's last messages may still be on their way)
         try:
-            take(out.get_nowait())
+            take(inbox.get(timeout=INBOX_WAIT_S))
         except queue.Empty:
             break
     for share, proc in zip(shares, procs):
