@@ -2,7 +2,8 @@
 
 Markers (set here, from what a test uses): `vllm` for the tests that start real vLLM (through the
 `vllm_server` or `app_url` fixture, or by launching the app), `browser` for those that drive
-Chromium; `-m "not vllm and not browser"` runs the rest alone.
+Chromium; `-m "not vllm and not browser"` runs the rest alone, on `FAST_WORKERS` processes unless
+`-n` says otherwise (they share nothing; the vLLM tests share one server and keep to one process).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ from showcase import ROOT, processes, server, sources  # noqa: E402, F401 (after
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 VLLM_FIXTURES = {"vllm_server", "app_url"}
+FAST_WORKERS = 4  # the tests without vLLM mostly wait on stubs: 4 processes keep 2 cores busy
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The tests without vLLM and a browser, asked for alone, run in parallel (pytest-xdist)."""
+    expr = config.option.markexpr or ""
+    alone = "not vllm" in expr and "not browser" in expr and not hasattr(config, "workerinput")
+    if alone and config.option.numprocesses is None:
+        config.option.numprocesses = FAST_WORKERS
 BROWSER_FILES = {"test_browser.py", "test_report.py"}  # the files that drive Chromium
 
 
