@@ -260,8 +260,20 @@ def test_the_endpoint_watcher_survives_any_models_answer(hostile):
     from showcase import sources
 
     srv = server.VLLMServer(sources.Device("cpu", "cpu"), endpoint=hostile("models:[1, 2]"))
+    probes: list[bool] = []
+    probe = srv._probe
+
+    def counted(base_url: str, expect_model: str | None) -> bool:
+        probes.append(probe(base_url, expect_model))
+        return probes[-1]
+
+    srv._probe = counted  # type: ignore[method-assign]
     srv.start()
-    time.sleep(3)
+    deadline = time.monotonic() + 30
+    while len(probes) < 2:  # it asked twice, and was answered no list of models each time
+        assert time.monotonic() < deadline, "the watcher stopped asking"
+        time.sleep(0.05)
+    assert not any(probes)
     assert srv.status().state is server.State.STARTING  # not ready, and still watching
     assert any(t.name == "vllm-supervisor" and t.is_alive() for t in threading.enumerate())
     srv.stop()
@@ -328,7 +340,8 @@ def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_
     w = Workload(concurrency=[1], input_len=[16], output_len=20, num_requests=30, warmup_requests=0)
 
     def pause() -> None:
-        time.sleep(1.0)
+        while len(json.loads(urllib.request.urlopen(url + "/stub/served").read())) < 3:  # mid-point
+            time.sleep(0.05)
         proc.send_signal(signal.SIGSTOP)
         time.sleep(15.0)  # the old rule called a server dead after ~12 s without an answer
         proc.send_signal(signal.SIGCONT)
