@@ -25,7 +25,7 @@ from showcase.bench import loadgen
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunResult, RunStatus, run_sync
-from showcase.bench.summary import HEADERS
+from showcase.bench.tables import HEADERS
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, ad_hoc, prepare_run
 

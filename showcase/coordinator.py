@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import RUNS_DIR, cores, experiment, server
-from showcase.bench import child, summary
+from showcase.bench import child, tables
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError
 from showcase.bench.loadgen import Target
@@ -244,8 +244,8 @@ UPLOAD_MAX_MB = 5  # an uploaded summary: a run of 64 points is a few kB; this l
 UPLOAD_MAX_ROWS = 10_000
 # All the compare view draws and compares (`Summary`'s upload columns, and another tool's name for
 # the concurrency): nothing else is read.
-UPLOAD_COLUMNS = ("concurrency", *summary.UPLOAD)
-UPLOAD_NUMERIC = tuple(c.name for c in summary.COLUMNS if c.upload and c.numeric)
+UPLOAD_COLUMNS = ("concurrency", *tables.UPLOAD)
+UPLOAD_NUMERIC = tuple(c.name for c in tables.COLUMNS if c.upload and c.numeric)
 
 
 def _upload_text(path: Path) -> str:

@@ -23,7 +23,7 @@ from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError, read_tables
 from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
-from showcase.bench.summary import HEADERS, columns_markdown
+from showcase.bench.tables import HEADERS, columns_markdown
 from showcase.forms import levels_text, prompt_lengths
 from showcase.measure import Measured
 from showcase.presets import Preset
@@ -55,7 +55,7 @@ DEFINITIONS = """
 - **Cores**: without a GPU, vLLM runs on cores of its own and the load generator on the others, so neither takes the other's CPU.
 - **Physical limit**: a roofline upper bound from peak memory bandwidth and FLOPS; nothing can be faster. On the CPU smoke model the measured numbers are CPU numbers of a tiny model: compare their shape, not their size.
 """
-# Every column of summary.csv with its unit and meaning, from the record itself (`bench.summary`).
+# Every column of summary.csv with its unit and meaning, from the record itself (`bench.tables`).
 DEFINITIONS += "\n**The columns of `summary.csv`**\n\n" + columns_markdown() + "\n"
 
 

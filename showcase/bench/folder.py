@@ -10,14 +10,15 @@ files hold is `run`'s, `metrics`' and `compare`'s; this module knows nothing abo
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from pydantic import BaseModel
 
-from showcase.bench import summary
+from showcase.bench import tables
 from showcase.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,7 +48,7 @@ class RunFolder:
         """A JSON file of the folder (run.json, capacity.json, experiment.json)."""
         replace_all({self.path / name: model.model_dump_json(indent=2)})
 
-    def write_tables(self, tables: dict[str, list[dict]]) -> None:
+    def write_tables(self, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """CSV tables, all or none (a point's summary row never without its requests)."""
         replace_all({self.path / name: pd.DataFrame(rows).to_csv(index=False) for name, rows in tables.items()})
 
@@ -59,7 +60,7 @@ class RunFolderError(UserError):
 # Columns read as numbers; a cell that is not one is refused, a column that is missing (an older
 # run, another tool's summary) is empty.
 NUMERIC = {
-    "summary.csv": summary.NUMERIC,
+    "summary.csv": tables.NUMERIC,
     "requests.csv": ("point", "index", "ttft_ms", "tpot_ms", "e2el_ms", "turn", "prompt_tokens", "output_tokens"),
     "timeline.csv": ("t_s", "point", "kv_cache_usage", "running", "waiting"),
 }
@@ -81,7 +82,7 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     return _checked(df, name, path)
 
 
-def table(name: str, rows: list[dict]) -> pd.DataFrame:
+def table(name: str, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One of a run's tables from its rows in memory, as `read_table` would give it back (the
     columns a table may lack, empty), so a run hands back what it wrote without reading it again."""
     return _checked(pd.DataFrame(rows), name, Path(name)) if rows else pd.DataFrame()

@@ -13,13 +13,13 @@ import enum
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from showcase.bench.summary import HEADERS, OPTIONAL, Summary
+from showcase.bench.tables import HEADERS, OPTIONAL, RequestRow, Summary
 from showcase.bench.workload import Point, SLOs
 
 NAN = float("nan")
@@ -421,10 +421,7 @@ def summarize(
     return Summary(**row)
 
 
-UNWRITTEN = ("chunk_times", "chunk_tokens", "answer_time", "messages", "reply")
-
-
-def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, object]]:
+def request_rows(records: list[RequestRecord], t0: float) -> list[RequestRow]:
     """One row per request for requests.csv: times relative to `t0`, in ms, plus its metrics."""
 
     def rel(t: float) -> float:
@@ -432,18 +429,19 @@ def request_rows(records: list[RequestRecord], t0: float) -> list[dict[str, obje
 
     rows = []
     for r in records:
-        row = {k: v for k, v in asdict(r).items() if k not in UNWRITTEN}
-        row |= {"scheduled": rel(r.scheduled), "start": rel(r.start), "end": rel(r.end), "chunks": len(r.chunk_times)}
+        row = RequestRow(point=r.point, index=r.index, warmup=r.warmup, stream=r.stream, input_len=r.input_len,
+                         output_len=r.output_len, scheduled=rel(r.scheduled), start=rel(r.start), end=rel(r.end),
+                         prompt_tokens=r.prompt_tokens, output_tokens=r.output_tokens, error=r.error,
+                         retried=r.retried, conversation=r.conversation, turn=r.turn, cached_tokens=r.cached_tokens,
+                         expected_prompt_tokens=r.expected_prompt_tokens, row=r.row, chunks=len(r.chunk_times))
         if r.ok:
             m = request_metrics(r)
-            row |= {
-                "ttft_ms": m.ttft * 1000 if m.ttft is not None else NAN,
-                "ttft_answer_ms": m.ttft_answer * 1000 if m.ttft_answer is not None else NAN,
-                "tpot_ms": m.tpot * 1000 if m.tpot is not None else NAN,
-                "e2el_ms": m.e2el * 1000,
-                "mean_itl_ms": float(np.mean(m.itls)) * 1000 if m.itls else NAN,
-                "client_queue_ms": m.client_queue * 1000,
-            }
+            row["ttft_ms"] = m.ttft * 1000 if m.ttft is not None else NAN
+            row["ttft_answer_ms"] = m.ttft_answer * 1000 if m.ttft_answer is not None else NAN
+            row["tpot_ms"] = m.tpot * 1000 if m.tpot is not None else NAN
+            row["e2el_ms"] = m.e2el * 1000
+            row["mean_itl_ms"] = float(np.mean(m.itls)) * 1000 if m.itls else NAN
+            row["client_queue_ms"] = m.client_queue * 1000
         rows.append(row)
     return rows
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
@@ -37,7 +37,7 @@ from showcase.bench.compare import Experiment, ExperimentPlan
 from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables, table
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
-from showcase.bench.summary import FIELDS, Summary
+from showcase.bench.tables import FIELDS, RequestRow, Summary, TimelineRow
 from showcase.bench.traffic import FileFacts
 from showcase.bench.workload import Allowance, Point, SLOs, Workload, WorkloadError
 
@@ -218,11 +218,12 @@ class _Run:
         # prompts of an earlier run of the same preset and would answer them from its cache.
         self.salt = random.getrandbits(31)
         self.summary: list[Summary] = [Summary.of(r) for r in earlier[0]]
-        self.requests: list[dict] = list(earlier[1])
+        self.requests = cast(list[RequestRow], list(earlier[1]))  # as written, read back
         # A file's rows continue through the file across points, also over an earlier folder's.
         sent = sum(1 for r in self.requests if not r.get("warmup") and pd.notna(r.get("row")))
         self.maker = prompts.PromptMaker(self.factory, self.salt, sent, meta.max_model_len)
-        self.earlier_timeline: list[dict] = list(earlier[2])  # a restarted server's counters start again
+        # A restarted server's counters start again: the earlier samples are kept apart.
+        self.earlier_timeline = cast(list[TimelineRow], list(earlier[2]))
         self.capacity: Capacity | None = None
         self.current: tuple[Point, list[metrics.RequestRecord]] | None = None  # the point being measured
         self.total: int | None = None  # the point's measured requests, once its prompts are made
@@ -420,7 +421,7 @@ class _Run:
         self.write()
         return records, row
 
-    def _held(self, measured: list[metrics.RequestRecord], timeline: list[dict]) -> float:
+    def _held(self, measured: list[metrics.RequestRecord], timeline: list[TimelineRow]) -> float:
         """The most requests (running + waiting) the server held in the samples taken while the
         point's measured requests ran; NaN with fewer than `HELD_SAMPLES` of them (a short point's
         one sample may fall between two requests)."""
@@ -432,7 +433,7 @@ class _Run:
         return max(inside) if len(inside) >= HELD_SAMPLES else math.nan
 
     @staticmethod
-    def _oversaturated(point: Point, records: list[metrics.RequestRecord], timeline: list[dict]) -> bool:
+    def _oversaturated(point: Point, records: list[metrics.RequestRecord], timeline: list[TimelineRow]) -> bool:
         """The server's queue grew through the point, or TTFT rose (not judged for chat users,
         whose prompts grow turn by turn by design)."""
         waiting = [r.get("waiting", math.nan) for r in timeline]
@@ -441,7 +442,7 @@ class _Run:
         return metrics.oversaturated(ttfts, [w for w in waiting if math.isfinite(w)])
 
     def _extras(self, point: Point, records: list[metrics.RequestRecord], row: Summary,
-                timeline: list[dict]) -> dict[str, Any]:
+                timeline: list[TimelineRow]) -> dict[str, Any]:
         """What a point's row adds beyond the requests' own numbers: efficiency against this device's
         bound, cost at the stated price, the prefix cache's share of the prompts."""
         done = [r for r in records if not r.warmup and r.ok]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
+from typing import Any, cast
 
 import aiohttp
 import numpy as np
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from showcase.api import MAX_METRICS_BYTES, ServerAPI
 from showcase.bench.metrics import ClientHealth, ServerTimes
+from showcase.bench.tables import TimelineRow
 
 SERVER_GAUGES = {
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
@@ -92,7 +95,7 @@ async def server_times_after(api: ServerAPI, before: ServerTimes | None, complet
         await asyncio.sleep(0.1)
 
 
-def hit_rate(before: dict[str, float], now: dict[str, float]) -> float:
+def hit_rate(before: Mapping[str, Any], now: Mapping[str, Any]) -> float:
     """The prefix cache's hit rate between two samples: tokens found / tokens looked up (NaN: none)."""
     queries = now.get("prefix_cache_queries", math.nan) - before.get("prefix_cache_queries", math.nan)
     hits = now.get("prefix_cache_hits", math.nan) - before.get("prefix_cache_hits", math.nan)
@@ -115,7 +118,7 @@ class ServerSampler:
 
     def __init__(self, api: ServerAPI, t0: float, interval_s: float = 0.5):
         self.api, self.t0, self.interval_s = api, t0, interval_s
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[TimelineRow] = []
         self.point = -1
         self.note = ""  # why the timeline stopped early, if it did
 
@@ -135,8 +138,8 @@ class ServerSampler:
                 values = {}
             if values:
                 rate = hit_rate(self.rows[-1], values) if self.rows else math.nan
-                self.rows.append({"t_s": time.perf_counter() - self.t0, "point": self.point, **values,
-                                  "prefix_cache_hit_rate": rate})
+                row = {"t_s": time.perf_counter() - self.t0, "point": self.point, **values, "prefix_cache_hit_rate": rate}
+                self.rows.append(cast(TimelineRow, row))  # the gauges parse_server_metrics names
             await asyncio.sleep(self.interval_s)
 
 

@@ -11,25 +11,29 @@ import pandas as pd
 
 from showcase import ROOT, coordinator, report, roofline, views
 from showcase.bench import run as bench
-from showcase.bench import summary
+from showcase.bench import tables
 from showcase.bench.folder import read_tables
-from showcase.bench.summary import Summary
+from showcase.bench.tables import Summary
 
 OLD_RUN = Path(__file__).parent / "data" / "run-b4580ac"  # written by b4580ac, before the typed row
 
 
 def test_the_readme_and_the_tab_define_every_column_as_the_record_does():
-    table = summary.columns_markdown()
+    table = tables.columns_markdown()
     assert table in (ROOT / "README.md").read_text()
     assert table in views.DEFINITIONS
-    names = [c.name for c in summary.COLUMNS]
+    names = [c.name for c in tables.COLUMNS]
     assert all(f"`{n}`" in table for n in names) and len(set(names)) == len(names)
-    assert all(c.meaning and (c.header is None or c.header.strip()) for c in summary.COLUMNS)
+    assert all(c.meaning and (c.header is None or c.header.strip()) for c in tables.COLUMNS)
 
 
 def test_the_column_names_on_disk_are_the_same_as_before_the_typed_row():
     written = pd.read_csv(OLD_RUN / "summary.csv")
-    assert set(written.columns) == set(summary.FIELDS)
+    assert set(written.columns) == set(tables.FIELDS)
+    requests = pd.read_csv(OLD_RUN / "requests.csv")
+    assert list(requests.columns) == list(tables.RequestRow.__annotations__)  # in the same order
+    timeline = pd.read_csv(OLD_RUN / "timeline.csv")
+    assert set(timeline.columns) <= set(tables.TimelineRow.__annotations__)
 
 
 def test_a_folder_written_before_the_typed_row_still_loads_draws_and_reports(tmp_path):
@@ -41,7 +45,7 @@ def test_a_folder_written_before_the_typed_row_still_loads_draws_and_reports(tmp
     assert [r.point for r in rows] == [0, 1, 2, 3] and [r.repeat for r in rows] == [0, 0, 1, 1]
     assert all(r.completed == 6 and r.failed == 0 and r.mean_ttft_ms > 0 for r in rows)
     again = pd.DataFrame([r.row() for r in rows])
-    for name in summary.NUMERIC:  # read back as it was written, NaN for NaN
+    for name in tables.NUMERIC:  # read back as it was written, NaN for NaN
         a, b = pd.to_numeric(table[name]), pd.to_numeric(again[name])
         assert ((a == b) | (a.isna() & b.isna())).all(), name
     meta = bench.read_meta(folder)

@@ -1,7 +1,9 @@
-"""The summary row: one typed record per point (`Summary`), each field with its unit and its one-line
-definition.
+"""The rows of a run's tables: one typed record per point (`Summary`, each field with its unit and
+its one-line definition), per request (`RequestRow`) and per sample of the server's /metrics
+(`TimelineRow`).
 
-This module owns what a row of `summary.csv` holds. Its columns, the app's headline table (which
+This module owns what a row of `summary.csv`, `requests.csv` and `timeline.csv` holds. The
+summary's columns, the app's headline table (which
 column, under which short header, shown only where some row has a value), the tab's and the
 README's column definitions, the columns read as numbers and those an upload may bring all derive
 from the fields here, so they cannot drift apart. Column names follow `vllm bench serve
@@ -14,9 +16,54 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 NAN = float("nan")
+
+
+class RequestRow(TypedDict, total=False):
+    """One request of `requests.csv`: what was asked and what came back, times in ms from the run's
+    start; the metrics (`ttft_ms` …) only for a request that succeeded."""
+
+    point: int
+    index: int
+    warmup: bool
+    stream: bool
+    input_len: int | None  # the target, chat template included; None: a file's prompt as it is
+    output_len: int | None  # the target; None: the model's own stop
+    scheduled: float  # ms: when the load generator wanted to send it
+    start: float  # ms: just before it was written
+    end: float  # ms: when its response was finished (or failed)
+    prompt_tokens: int | None  # the server's usage
+    output_tokens: int | None
+    error: str | None
+    retried: bool
+    conversation: int | None  # chat users: whose conversation, and its turn
+    turn: int | None
+    cached_tokens: int | None
+    expected_prompt_tokens: int | None
+    row: int | None  # the prompts file's or trace's row, 0-based
+    chunks: int  # content chunks received
+    ttft_ms: float
+    ttft_answer_ms: float
+    tpot_ms: float
+    e2el_ms: float
+    mean_itl_ms: float
+    client_queue_ms: float  # start − scheduled
+
+
+class TimelineRow(TypedDict, total=False):
+    """One sample of the server's /metrics in `timeline.csv` (the gauges it has)."""
+
+    t_s: float  # seconds from the run's start
+    point: int  # the point being measured; -1 between points
+    kv_cache_usage: float
+    running: float
+    waiting: float
+    preemptions: float
+    prefix_cache_queries: float
+    prefix_cache_hits: float
+    prefix_cache_hit_rate: float  # hits over lookups since the sample before
 
 
 @dataclass(frozen=True)
