@@ -294,7 +294,8 @@ def tick(ctx: Context, seen: str):
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):
     with shown():
         v, refused = views.load_views(run_folders(ctx, selected), [Path(u) for u in uploads or []],
-                                      roofline.gpu(gpu_name), ctx.served, ctx.measured_roofline(), ctx.coord.runs_dir)
+                                      roofline.gpu(gpu_name), ctx.served, ctx.measured_roofline(), ctx.coord.runs_dir,
+                                      known=ctx.coord.handed_back())
     for reason in refused:
         gr.Warning(html.escape(reason, quote=False))
     return (v.answer, v.capacity, v.experiment, v.forest, v.uncertainty, v.by_concurrency, v.by_input_length,

@@ -24,7 +24,7 @@ from showcase.bench import child, tables
 from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError
 from showcase.bench.loadgen import Target
-from showcase.bench.run import Progress, RunStatus, read_meta
+from showcase.bench.run import Progress, RunResult, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Allowance
 from showcase.errors import UserError
 from showcase.experiment import PreparedExperiment
@@ -77,12 +77,21 @@ class BenchmarkCoordinator:
         self._idle = threading.Event()
         self._idle.set()
         self._snap = Snapshot(False, "", Phase.IDLE, None, "No benchmark has run yet.", None, None)
+        self._handed: dict[Path, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}  # see `handed_back`
         # At exit, before the server stops (atexit runs the last registered first): the run ends
         # as stopped, not as a run whose server died under it.
         atexit.register(self.shutdown)
 
     def snapshot(self) -> Snapshot:
         return self._snap
+
+    def handed_back(self) -> dict[Path, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+        """The tables the last finished run handed back, by its resolved folder: the app shows
+        them without reading the folder again."""
+        return dict(self._handed)
+
+    def _finished(self, result: RunResult) -> None:
+        self._handed = {Path(result.folder).resolve(): (result.summary, result.requests, result.timeline)}
 
     def _update(self, **changes) -> None:
         self._snap = replace(self._snap, **changes)
@@ -169,6 +178,7 @@ class BenchmarkCoordinator:
         target = Target(base, self.server.served_model_name, self.server.api_key)
         self._update(phase=Phase.RUNNING, message="running")
         result = self._segment_runner()(prepared.meta, target, out_root=self.runs_dir, stop=self._stop)
+        self._finished(result)
         self._update(phase=Phase.DONE, message=result.message or "all points ran", folder=result.folder,
                      status=result.status)
 
@@ -183,6 +193,7 @@ class BenchmarkCoordinator:
             return target
 
         result, exp = experiment.run_experiment(prep, ready, self._segment_runner(), self.runs_dir, self._stop)
+        self._finished(result)
         self._update(phase=Phase.DONE, message=result.message or ("experiment done" if exp.done else
                                                                   "experiment ended early"),
                      folder=result.folder, status=result.status, experiment=exp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -238,13 +239,20 @@ class Views:
     time_parts: charts.Chart | None = None  # per point: the server's queue, prefill, decode, and what lies outside it
 
 
-def measured_series(folders: list[Path], uploads: list[Path]) -> tuple[pd.DataFrame, tuple, list[str]]:
+Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # a run's summary, requests and timeline
+
+
+def measured_series(folders: list[Path], uploads: list[Path],
+                    known: Mapping[Path, Tables] | None = None) -> tuple[pd.DataFrame, Tables, list[str]]:
     """Every selected run's and upload's summary as one table (a `series` each: the run, and its
-    arm in an experiment), the main run's three tables, and the reasons any upload was refused."""
-    measured, main, refused = [], (pd.DataFrame(), pd.DataFrame(), pd.DataFrame()), []
+    arm in an experiment), the main run's three tables, and the reasons any upload was refused.
+    `known`: tables a finished run handed back, by its resolved folder (not read again)."""
+    measured: list[pd.DataFrame] = []
+    main: Tables = (pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    refused: list[str] = []
     for i, folder in enumerate(folders):
         try:
-            tables = read_tables(folder)
+            tables = (known or {}).get(folder.resolve()) or read_tables(folder)
         except RunFolderError as exc:
             if i == 0:  # the main run: nothing to show but why
                 raise
@@ -423,10 +431,12 @@ def _bounds(measured_r: roofline.Roofline | None, article_r: roofline.Roofline, 
 
 
 def load_views(folders: list[Path], uploads: list[Path], g: roofline.GPU, served: ServedModel,
-               measured_r: roofline.Roofline | None = None, runs_dir: Path | None = None) -> tuple[Views, list[str]]:
+               measured_r: roofline.Roofline | None = None, runs_dir: Path | None = None,
+               known: Mapping[Path, Tables] | None = None) -> tuple[Views, list[str]]:
     """Charts, the summary table and downloads for the selected runs (the first is the main one),
-    with the article's numbers judged for `g`; and the reasons any upload was refused."""
-    measured, (summary, requests, timeline), refused = measured_series(folders, uploads)
+    with the article's numbers judged for `g`; and the reasons any upload was refused. `known`:
+    see `measured_series`."""
+    measured, (summary, requests, timeline), refused = measured_series(folders, uploads, known)
     article_shape = roofline.ModelShape.load(roofline.article().model)
     judged = roofline.article_tables(article_shape, g)
     ref_conc, ref_len = roofline.reference_series(*judged)

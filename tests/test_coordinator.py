@@ -164,3 +164,25 @@ def test_at_exit_a_run_in_progress_ends_as_stopped_before_the_server_goes(stub, 
     coord.shutdown()  # what atexit runs, before the server's own stop
     snap = coord.snapshot()
     assert not snap.running and snap.status == "stopped" and bench.read_meta(snap.folder).status == "stopped"
+
+
+def test_a_finished_run_hands_its_tables_to_the_app_which_shows_them_without_reading_them_again(
+        stub, tmp_path, monkeypatch):
+    from showcase import roofline, views
+
+    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
+    coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
+    coord.start(small("article-concurrency-sweep"), {"concurrency": [1, 2], "num_requests": 3, "output_len": 4})
+    snap = coord.wait(120)
+    assert snap.status == "completed" and snap.folder is not None
+    known = coord.handed_back()
+    summary, requests, _ = known[snap.folder.resolve()]
+    assert list(summary["max_concurrency"]) == [1, 2] and len(requests) >= 6
+
+    def no_reading(folder: Path) -> None:
+        raise AssertionError(f"{folder} was read again")
+
+    monkeypatch.setattr(views, "read_tables", no_reading)
+    v, _ = views.load_views([snap.folder], [], roofline.gpu("A10G"), views.ServedModel(None, ""), known=known)
+    assert list(v.summary["concurrency"]) == [1, 2]
