@@ -280,15 +280,19 @@ def run_folders(ctx: Context, selected: list[str] | None) -> list[Path]:
 
 
 def tick(ctx: Context, seen: str):
-    """The progress line; the run selector follows a new run once its first point is listed."""
+    """The progress line; the run selector follows the run when the run itself says it wrote a
+    point (`Progress.written`) or ended: the runs folder is listed then, once, never polled."""
     snap = ctx.coord.snapshot()
-    folder = snap.progress.folder if snap.progress and snap.progress.folder else snap.folder
-    key = f"{folder}|{snap.progress.point if snap.progress else ''}|{snap.running}|{snap.status}"
-    choices = run_choices(ctx) if key != seen and folder is not None else []
-    name = folder.name if folder is not None else None
-    if name not in {value for _, value in choices}:
+    p = snap.progress
+    folder = p.folder if p is not None and p.folder else snap.folder
+    written = p.written if p is not None else 0
+    key = f"{folder}|{written}|{snap.running}|{snap.status}"
+    if key == seen or folder is None or (snap.running and written == 0):
         return views.progress_markdown(snap), seen, gr.skip()
-    return views.progress_markdown(snap), key, gr.update(value=[name], choices=choices)
+    choices = run_choices(ctx)
+    if folder.name not in {value for _, value in choices}:  # a run that ended before any point: said once
+        return views.progress_markdown(snap), key, gr.skip()
+    return views.progress_markdown(snap), key, gr.update(value=[folder.name], choices=choices)
 
 
 def show(ctx: Context, selected: list[str] | None, uploads: list[str] | None, gpu_name: str):

@@ -229,3 +229,33 @@ def test_a_wrong_admin_password_is_one_line_in_the_log_not_a_traceback(stub, tmp
     assert "Traceback" not in err, err
     assert [r.getMessage() for r in caplog.records if r.name == "showcase.access"] == [
         "wrong admin password (1 so far)", "wrong admin password (2 so far)"]
+
+
+def test_the_run_selector_follows_the_runs_own_messages_and_lists_the_runs_once_for_each(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import app as app_module
+    from showcase import coordinator, views
+    from showcase.bench.run import Progress, RunStatus
+
+    folder = tmp_path / "20261201-000000-p"
+    listed: list[int] = []
+    monkeypatch.setattr(app_module, "run_choices", lambda ctx: listed.append(1) or [("p", folder.name)])
+
+    def snap(written: int, running: bool = True) -> coordinator.Snapshot:
+        progress = Progress(point=written + 1, points=3, done=1, total=4, failed=0, tokens_per_s=None, folder=folder,
+                            written=written)
+        return coordinator.Snapshot(running, "p", coordinator.Phase.RUNNING, progress, "", folder,
+                                    None if running else RunStatus.COMPLETED)
+
+    states = [snap(0), snap(0), snap(1), snap(1), snap(1), snap(2), snap(2, running=False), snap(2, running=False)]
+    now = [states[0]]
+    ctx = app_module.Context(None, SimpleNamespace(snapshot=lambda: now[0]), {}, None,  # type: ignore[arg-type]
+                             views.ServedModel(None, ""), None)
+    seen, followed = "", []
+    for state in states:
+        now[0] = state
+        _, seen, update = app_module.tick(ctx, seen)
+        followed.append(isinstance(update, dict) and update.get("value") == [folder.name])
+    # Listed when a point was written (1, 2) and when the run ended; nothing before its first point.
+    assert followed == [False, False, True, False, False, True, True, False] and len(listed) == 3

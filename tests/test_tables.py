@@ -72,3 +72,16 @@ def test_an_earlier_run_json_with_its_bound_as_it_was_still_reads():
     meta = bench.RunMeta.model_validate({"preset": "p", "points": [], "bound": old})
     assert meta.bound == roofline.Roofline(smoke, gpu, 1, "bfloat16")
     assert bench.RunMeta.model_validate_json(meta.model_dump_json()).bound == meta.bound
+
+
+def test_a_table_handed_back_from_memory_reads_as_the_file_it_was_written_to(tmp_path):
+    rows = [Summary(point=0, completed=2, mean_ttft_ms=1.5).row(), Summary(point=1, flags="stopped").row()]
+    from showcase.bench.folder import RunFolder, read_table, table
+
+    folder = RunFolder(tmp_path, "x")
+    folder.write_tables({"summary.csv": rows})
+    on_disk, in_memory = read_table(folder.path, "summary.csv"), table("summary.csv", rows)
+    assert list(on_disk.columns) == list(in_memory.columns)
+    for name in on_disk.columns:
+        a, b = on_disk[name], in_memory[name]
+        assert ((a == b) | (a.isna() & b.isna())).all(), name

@@ -83,9 +83,12 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def table(name: str, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One of a run's tables from its rows in memory, as `read_table` would give it back (the
-    columns a table may lack, empty), so a run hands back what it wrote without reading it again."""
-    return _checked(pd.DataFrame(rows), name, Path(name)) if rows else pd.DataFrame()
+    """One of a run's tables from its rows in memory, as `read_table` would give it back (an empty
+    cell is NaN, as CSV reads it; the columns a table may lack, empty), so a run hands back what it
+    wrote without reading it again."""
+    if not rows:
+        return pd.DataFrame()
+    return _checked(pd.DataFrame(rows).replace("", math.nan), name, Path(name))
 
 
 def _checked(df: pd.DataFrame, name: str, path: Path) -> pd.DataFrame:

@@ -144,6 +144,7 @@ class Progress(BaseModel):
     repeats: int = 1
     arm: str | None = None  # an experiment's arm
     searching: bool = False  # a capacity search: its points are chosen as it goes, so there is no "of n"
+    written: int = 0  # summary rows in the run folder so far: the app lists the run when this grows
 
 
 @dataclass
@@ -355,7 +356,7 @@ class _Run:
         self.on_progress(Progress(point=point.index + 1, points=len(self.meta.points), done=done,
                                   total=self.total if self.total is not None else point.num_requests, failed=failed, tokens_per_s=rate, message=message,
                                   folder=self.folder.path, repeat=point.repeat, repeats=repeats, arm=point.arm,
-                                  searching=self.meta.capacity is not None))
+                                  searching=self.meta.capacity is not None, written=len(self.summary)))
 
     async def _point(self, point: Point) -> tuple[list[metrics.RequestRecord], Summary]:
         """Measure one point; its records and its summary row (also written)."""
