@@ -240,7 +240,12 @@ def test_the_run_selector_follows_the_runs_own_messages_and_lists_the_runs_once_
 
     folder = tmp_path / "20261201-000000-p"
     listed: list[int] = []
-    monkeypatch.setattr(app_module, "run_choices", lambda ctx: listed.append(1) or [("p", folder.name)])
+
+    def run_choices(ctx: object) -> list[tuple[str, str]]:
+        listed.append(1)
+        return [("p", folder.name)]
+
+    monkeypatch.setattr(app_module, "run_choices", run_choices)
 
     def snap(written: int, running: bool = True) -> coordinator.Snapshot:
         progress = Progress(point=written + 1, points=3, done=1, total=4, failed=0, tokens_per_s=None, folder=folder,
