@@ -22,7 +22,7 @@ import pandas as pd
 from showcase import RUNS_DIR, cores, experiment, server
 from showcase.bench import child, tables
 from showcase.bench.compare import Experiment
-from showcase.bench.folder import RunFolderError
+from showcase.bench.folder import RunFolderError, Tables
 from showcase.bench.loadgen import Target
 from showcase.bench.run import Progress, RunResult, RunStatus, read_meta
 from showcase.bench.workload import VISITOR, Allowance
@@ -77,7 +77,7 @@ class BenchmarkCoordinator:
         self._idle = threading.Event()
         self._idle.set()
         self._snap = Snapshot(False, "", Phase.IDLE, None, "No benchmark has run yet.", None, None)
-        self._handed: dict[Path, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}  # see `handed_back`
+        self._handed: dict[Path, Tables] = {}  # see `handed_back`
         # At exit, before the server stops (atexit runs the last registered first): the run ends
         # as stopped, not as a run whose server died under it.
         atexit.register(self.shutdown)
@@ -85,7 +85,7 @@ class BenchmarkCoordinator:
     def snapshot(self) -> Snapshot:
         return self._snap
 
-    def handed_back(self) -> dict[Path, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    def handed_back(self) -> dict[Path, Tables]:
         """The tables the last finished run handed back, by its resolved folder: the app shows
         them without reading the folder again."""
         return dict(self._handed)

@@ -8,11 +8,12 @@ running anything.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from showcase import PRESET_DIR, server
 from showcase.bench.capacity import CapacityPlan
@@ -22,6 +23,37 @@ from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, expla
 
 class PresetError(WorkloadError):
     """A preset file or an edited workload that does not validate; the message names file and field."""
+
+
+# What a preset may not set: which model the server loads, its name and its weights are the launch's.
+LAUNCH_ONLY = frozenset({"model", "served_model_name", "load_format"})
+PRESET_FIELDS = tuple(f.name for f in fields(server.ServerSettings) if f.name not in LAUNCH_ONLY)
+# Each field's value checked against its annotation here, as strictly as a preset file's (no "4"
+# for 4, no "yes" for true), then the ranges by `ServerSettings` itself.
+_FIELD_TYPES = {name: TypeAdapter(kind) for name, kind in get_type_hints(server.ServerSettings).items()}
+
+
+def server_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A preset's server fields (any of `ServerSettings`' but `LAUNCH_ONLY`), validated by
+    `ServerSettings` itself, the one type of server settings; tensor_parallel_size may also be
+    "all" (every GPU). A `ValueError` names the field and what is wrong."""
+    for name in part:
+        if name not in PRESET_FIELDS:
+            raise ValueError(f"server.{name}: not a server setting a preset may set ({', '.join(PRESET_FIELDS)})")
+    probe = dict(part)
+    if probe.get("tensor_parallel_size") == "all":
+        probe["tensor_parallel_size"] = 1
+    for name, value in probe.items():
+        try:
+            _FIELD_TYPES[name].validate_python(value, strict=True)
+        except ValidationError as exc:
+            raise ValueError(f"server.{name}: {exc.errors()[0]['msg']}") from None
+    try:
+        server.ServerSettings(model="m", served_model_name="m", **probe)
+    except server.SettingsError as exc:
+        raise ValueError(f"server.{exc}") from None
+    return part
+
 
 
 class CPUScale(Strict):
@@ -37,7 +69,7 @@ class Preset(Strict):
     title: str
     description: str
     source: str
-    server: dict[str, Any] = Field(default_factory=dict)  # of `ServerSettings`' fields: `server.preset_part`
+    server: dict[str, Any] = Field(default_factory=dict)  # of `ServerSettings`' fields: `server_part`
     workload: Workload
     slos: SLOs = SLOs()
     capacity: CapacityPlan | None = None  # a capacity search: the largest load within the SLOs
@@ -48,14 +80,14 @@ class Preset(Strict):
     @field_validator("server")
     @classmethod
     def _server(cls, part: dict[str, Any]) -> dict[str, Any]:
-        return server.preset_part(part)
+        return server_part(part)
 
     @model_validator(mode="after")
     def _arms(self) -> Preset:
         """Each arm's server fields are a preset's, its workload fields edit this workload."""
         for arm in self.experiment.arms if self.experiment else []:
             if arm.server:
-                server.preset_part(self.server | arm.server)
+                server_part(self.server | arm.server)
             if arm.workload:
                 self.with_workload(**arm.workload)
         return self
@@ -63,9 +95,9 @@ class Preset(Strict):
     def for_arm(self, arm: Arm) -> Preset:
         """The preset as one arm of its experiment runs it: the arm's server and workload fields over
         its own, no experiment, one repeat (the experiment repeats the arms)."""
-        server_part = server.preset_part(self.server | arm.server)
+        merged = server_part(self.server | arm.server)
         changed = self.with_workload(**(arm.workload | {"repeats": 1}))
-        return changed.model_copy(update={"server": server_part, "experiment": None})
+        return changed.model_copy(update={"server": merged, "experiment": None})
 
     def for_cpu(self) -> Preset:
         """The preset as the CPU smoke model can serve it (validated again after scaling)."""

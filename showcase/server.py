@@ -25,11 +25,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args, get_type_hints
-
-from pydantic import TypeAdapter, ValidationError
+from typing import Any, Literal, Protocol, get_args
 
 from showcase import api, sources
 from showcase.cores import CoreSplit
@@ -569,38 +567,6 @@ def default_settings(source: sources.ModelSource, device: sources.Device) -> Ser
         model=source.path, served_model_name=source.served_name, load_format=source.load_format,
         max_model_len=32768, gpu_memory_utilization=0.9, enable_prompt_tokens_details=True,
     )
-
-
-# What a preset may not set: which model the server loads, its name and its weights are the launch's.
-LAUNCH_ONLY = frozenset({"model", "served_model_name", "load_format"})
-PRESET_FIELDS = tuple(f.name for f in fields(ServerSettings) if f.name not in LAUNCH_ONLY)
-# Each field's value checked against its annotation here, as strictly as a preset file's (no "4"
-# for 4, no "yes" for true), then the ranges by `ServerSettings` itself.
-_FIELD_TYPES = {name: TypeAdapter(kind) for name, kind in get_type_hints(ServerSettings).items()}
-
-
-def preset_part(part: dict[str, Any]) -> dict[str, Any]:
-    """A preset's server fields (any of `ServerSettings`' but `LAUNCH_ONLY`), validated by
-    `ServerSettings` itself, the one type of server settings; tensor_parallel_size may also be
-    "all" (every GPU). A `ValueError` names the field and what is wrong."""
-    if not isinstance(part, dict):
-        raise ValueError("server: a mapping of server settings")
-    for name in part:
-        if name not in PRESET_FIELDS:
-            raise ValueError(f"server.{name}: not a server setting a preset may set ({', '.join(PRESET_FIELDS)})")
-    probe = dict(part)
-    if probe.get("tensor_parallel_size") == "all":
-        probe["tensor_parallel_size"] = 1
-    for name, value in probe.items():
-        try:
-            _FIELD_TYPES[name].validate_python(value, strict=True)
-        except ValidationError as exc:
-            raise ValueError(f"server.{name}: {exc.errors()[0]['msg']}") from None
-    try:
-        ServerSettings(model="m", served_model_name="m", **probe)
-    except SettingsError as exc:
-        raise ValueError(f"server.{exc}") from None
-    return part
 
 
 def settings_for(server_part: dict[str, Any], base: ServerSettings, device: sources.Device) -> ServerSettings:

@@ -21,7 +21,7 @@ import pandas as pd
 from showcase import charts, coordinator, roofline, server
 from showcase.bench import compare, stats
 from showcase.bench.compare import Experiment
-from showcase.bench.folder import RunFolderError, read_tables
+from showcase.bench.folder import RunFolderError, Tables, read_tables
 from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
 from showcase.bench.tables import HEADERS, columns_markdown
@@ -237,9 +237,6 @@ class Views:
     forest: charts.Chart | None = None
     by_prompt: charts.Chart | None = None  # each request's TTFT against its prompt length
     time_parts: charts.Chart | None = None  # per point: the server's queue, prefill, decode, and what lies outside it
-
-
-Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # a run's summary, requests and timeline
 
 
 def measured_series(folders: list[Path], uploads: list[Path],

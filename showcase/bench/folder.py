@@ -107,7 +107,10 @@ def _checked(df: pd.DataFrame, name: str, path: Path) -> pd.DataFrame:
     return df
 
 
-def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # a run's summary, requests and timeline
+
+
+def read_tables(folder: Path) -> Tables:
     """A run folder's summary, requests and timeline (see `read_table`)."""
     return read_table(folder, "summary.csv"), read_table(folder, "requests.csv"), read_table(folder, "timeline.csv")
 

@@ -34,7 +34,7 @@ from showcase.api import ServerAPI, ServerAPIError
 from showcase.bench import capacity, compare, loadgen, metrics, prompts, samplers, wire, workers
 from showcase.bench.capacity import Capacity, CapacityPlan
 from showcase.bench.compare import Experiment, ExperimentPlan
-from showcase.bench.folder import RunFolder, StorageError, read_model, read_tables, table
+from showcase.bench.folder import RunFolder, StorageError, Tables, read_model, read_tables, table
 from showcase.bench.loadgen import Target
 from showcase.bench.metrics import Flag
 from showcase.bench.tables import FIELDS, RequestRow, Summary, TimelineRow
@@ -484,7 +484,7 @@ class _Run:
                                   "timeline.csv": self.earlier_timeline + self.sampler.rows,
                                   "aggregate.csv": aggregated.to_dict("records")})
 
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def tables(self) -> Tables:
         """The summary, requests and timeline as written, from memory (`folder.table`)."""
         return (table("summary.csv", [r.row() for r in self.summary]), table("requests.csv", self.requests),
                 table("timeline.csv", self.earlier_timeline + self.sampler.rows))
