@@ -9,26 +9,29 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from pathlib import Path
 
 STOP_GRACE_S = 15.0  # SIGTERM, then this long for a group's processes to end, then SIGKILL
+WATCHDOG_GRACE_S = 10.0  # the watchdog's SIGTERM, then this long before its SIGKILL
 
 
 # A watchdog per launch: it blocks reading a pipe whose write end only the app holds. The kernel
 # closes that end when the app exits or is killed (even by SIGKILL, even while vLLM is still
 # starting and ignores SIGTERM), and the watchdog then ends vLLM's whole process group.
+# Arguments: the group's id and the grace between SIGTERM and SIGKILL (`watchdog_command`).
 WATCHDOG = r"""
 import os, signal, sys, time
-pgid = int(sys.argv[1])
+pgid, grace_s = int(sys.argv[1]), float(sys.argv[2])
 sys.stdin.buffer.read()
 for sig in (signal.SIGTERM, signal.SIGKILL):
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         break
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         try:
             os.killpg(pgid, 0)
@@ -36,6 +39,11 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
             sys.exit(0)
         time.sleep(0.1)
 """
+
+
+def watchdog_command(pgid: int, grace_s: float = WATCHDOG_GRACE_S) -> list[str]:
+    """The watchdog's command line for a process group; start it with its stdin a pipe kept open."""
+    return [sys.executable, "-c", WATCHDOG, str(pgid), str(grace_s)]
 
 
 def log_tail(path: Path, lines: int = 20) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, get_args
 from showcase import api, sources
 from showcase.cores import CoreSplit
 from showcase.errors import UserError
-from showcase.processes import STOP_GRACE_S, WATCHDOG, explain_exit, log_tail, terminate_group
+from showcase.processes import STOP_GRACE_S, explain_exit, log_tail, terminate_group, watchdog_command
 
 # The one table of values vLLM accepts for these settings (presets validate against it too).
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -452,7 +452,7 @@ class VLLMServer:
                                             env=env, start_new_session=True)
                 except OSError as exc:
                     raise SettingsError(f"Could not start vLLM: {exc}") from exc
-            self._watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(proc.pid)], stdin=subprocess.PIPE,
+            self._watchdog = subprocess.Popen(watchdog_command(proc.pid), stdin=subprocess.PIPE,
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                               start_new_session=True)
             self._proc = proc

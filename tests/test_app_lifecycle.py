@@ -64,9 +64,12 @@ def test_the_watchdog_ends_the_group_when_its_pipe_closes(tmp_path):
                                "print('ignoring SIGTERM', flush=True); time.sleep(600)"], start_new_session=True,
                               stdout=subprocess.PIPE, text=True)
     assert victim.stdout.readline().strip() == "ignoring SIGTERM"  # its handler is set before anything is sent
-    watchdog = subprocess.Popen([sys.executable, "-c", processes.WATCHDOG, str(victim.pid)], stdin=subprocess.PIPE,
+    grace_s = 1.0  # the app's watchdog waits processes.WATCHDOG_GRACE_S; the same script, a shorter wait
+    watchdog = subprocess.Popen(processes.watchdog_command(victim.pid, grace_s), stdin=subprocess.PIPE,
                                 start_new_session=True)
     assert victim.poll() is None
+    closed = time.monotonic()
     watchdog.stdin.close()
     assert victim.wait(timeout=20) == -signal.SIGKILL  # it ignored SIGTERM, so it took SIGKILL
+    assert time.monotonic() - closed >= grace_s  # after the SIGTERM's grace, not at once
     watchdog.wait(timeout=5)
