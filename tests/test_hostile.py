@@ -334,23 +334,42 @@ def test_wrong_passwords_are_answered_one_at_a_time_and_logged_in_one_line_each(
     assert login("ann", "pw") and not login("ann", "wrong") and not login("ann\0pw", "")
 
 
-def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_run_goes_on(stub, tmp_path):
+def test_a_server_paused_for_longer_than_the_old_deadline_is_waited_for_and_the_run_goes_on(stub, tmp_path,
+                                                                                             monkeypatch):
     url = stub(ttft_ms=5, itl_ms=5)
     proc = stub.procs[-1]
     w = Workload(concurrency=[1], input_len=[16], output_len=20, num_requests=30, warmup_requests=0)
+    # The watcher's own rule on a quicker clock: the same checks, each a fraction of the time.
+    monkeypatch.setattr(api, "HEALTH_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(bench, "HEALTH_EVERY_S", 0.2)
+    answers: list[bool | str | None] = []
+    health = api.ServerAPI.health
+
+    async def watched(self: api.ServerAPI) -> bool | str | None:
+        answers.append(await health(self))
+        return answers[-1]
+
+    monkeypatch.setattr(api.ServerAPI, "health", watched)
+
+    def silent_in_a_row() -> int:
+        return len(answers) - max((i + 1 for i, a in enumerate(answers) if a != "silent"), default=0)
 
     def pause() -> None:
         while len(json.loads(urllib.request.urlopen(url + "/stub/served").read())) < 3:  # mid-point
             time.sleep(0.05)
         proc.send_signal(signal.SIGSTOP)
-        time.sleep(15.0)  # the old rule called a server dead after ~12 s without an answer
+        # The old rule called a server dead after HEALTH_MISSES checks in a row without an answer.
+        while silent_in_a_row() <= bench.HEALTH_MISSES:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGCONT)
 
-    threading.Thread(target=pause, daemon=True).start()
+    pauser = threading.Thread(target=pause, daemon=True)
+    pauser.start()
     result = bench.run_sync(bench.run_meta("paused", w), Target(url, "stub"), out_root=tmp_path)
     row = result.summary.iloc[0]
     assert result.status is bench.RunStatus.COMPLETED, result.message
     assert row["completed"] == 30 and "server_died" not in str(row["flags"])
+    assert not pauser.is_alive() and answers.count("silent") > bench.HEALTH_MISSES  # the pause did outlast it
 
 
 def test_the_runs_picker_names_runs_by_folder_and_refuses_any_other_path(tmp_path):

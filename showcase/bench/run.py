@@ -41,7 +41,8 @@ from showcase.bench.tables import FIELDS, RequestRow, Summary, TimelineRow
 from showcase.bench.traffic import FileFacts
 from showcase.bench.workload import Allowance, Point, SLOs, Workload, WorkloadError
 
-HEALTH_MISSES = 3  # consecutive refused /health checks (one a second) that mean the server died
+HEALTH_MISSES = 3  # consecutive refused /health checks (one every HEALTH_EVERY_S) that mean the server died
+HEALTH_EVERY_S = 1.0  # between the watcher's /health checks
 HEALTH_PATIENCE_S = 120.0  # a server that accepts connections but answers nothing this long is dead too
 
 
@@ -272,7 +273,7 @@ class _Run:
                     break
             else:
                 silent_since = None
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(HEALTH_EVERY_S)
         self.dead.set()
 
     async def _search(self, plan: CapacityPlan) -> None:
