@@ -265,3 +265,25 @@ def test_a_prompts_file_the_server_refuses_before_the_run(tmp_path):
     with pytest.raises(WorkloadError, match="no prompt field"):
         prepare_run(ad_hoc({"dataset": bad, "concurrency": [1]}), None, None, sources.Device("cpu", "cpu"),
                     False)
+
+
+def test_the_one_token_words_are_found_with_few_tokenize_requests():
+    import asyncio
+
+    from showcase.bench import prompts
+
+    two_tokens = {" information", " government", " development"}  # as if this tokenizer split these
+    asked: list[str] = []
+
+    class FakeAPI:
+        async def tokenize(self, model: str, prompt: str, add_special_tokens: bool) -> int:
+            asked.append(prompt)
+            words = [" " + w for w in prompt.split(" ") if w]
+            return sum(2 if w in two_tokens else 1 for w in words)
+
+    factory = prompts.PromptFactory(FakeAPI(), Target("http://fake", "m"))  # type: ignore[arg-type]
+    bricks = asyncio.run(factory._one_token([" " + w for w in prompts.WORDS]))
+    assert bricks == [" " + w for w in prompts.WORDS if " " + w not in two_tokens]  # all of them, in order
+    assert len(asked) < len(prompts.WORDS) // 4  # not one request a word
+    asked.clear()
+    assert asyncio.run(factory._one_token([" time", " year"])) == [" time", " year"] and len(asked) == 1

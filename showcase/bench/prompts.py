@@ -47,12 +47,23 @@ class PromptFactory:
     async def calibrate(self) -> None:
         if self.bricks:
             return
-        counts = await asyncio.gather(*(self._tokenize(prompt=" " + w, add_special_tokens=False) for w in WORDS))
-        self.bricks = [" " + w for w, c in zip(WORDS, counts) if c == 1]
+        self.bricks = await self._one_token([" " + w for w in WORDS])
         if len(self.bricks) < 50:
             raise WorkloadError("The server's tokenizer splits too many common words to build exact prompts.")
         self._brick_array = np.asarray(self.bricks, dtype=object)
         self.overhead = await self.count("")
+
+    async def _one_token(self, words: list[str]) -> list[str]:
+        """Those of `words` the tokenizer keeps as one token, in order. Words with a leading space
+        never merge (the tokenizer splits on it first), so a group counts as many tokens as it has
+        words exactly when each is one token: one request for the usual case, halves for the rest."""
+        if await self._tokenize(prompt="".join(words), add_special_tokens=False) == len(words):
+            return words
+        if len(words) == 1:
+            return []
+        half = len(words) // 2
+        first, second = await asyncio.gather(self._one_token(words[:half]), self._one_token(words[half:]))
+        return first + second
 
     async def count_messages(self, messages: list[dict]) -> int:
         """What a whole conversation costs as a prompt, chat template included."""
