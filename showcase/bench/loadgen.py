@@ -95,11 +95,13 @@ def frozen_heap():
     of the requests in flight (AIPerf and vLLM's own servers freeze their heaps too). Each streamed
     token allocates a few objects, so at the default threshold the young passes alone cost a tenth
     of a token's CPU at 256 streams. Collection stays on: garbage of long points is still freed.
+    Only the young generations are collected before the freeze: a full pass would cost that same
+    stop at every point, and the old generation's garbage is freed as usual once it is thawed.
     """
     import gc
 
     before = gc.get_threshold()
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
     gc.set_threshold(GC_GEN0, *before[1:])
     try:
