@@ -50,6 +50,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     alone = "not vllm" in expr and "not browser" in expr and not hasattr(config, "workerinput")
     if alone and config.option.numprocesses is None:
         config.option.numprocesses = FAST_WORKERS
+        if config.option.dist == "no":  # a worker that is done takes over another's waiting tests
+            config.option.dist = "worksteal"
 BROWSER_FILES = {"test_browser.py", "test_report.py"}  # the files that drive Chromium
 
 
