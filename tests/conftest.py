@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,6 +34,8 @@ def _isolated_home() -> Path:
 
 
 TEST_HOME = _isolated_home()
+
+from server_procs import ServerProcess  # noqa: E402
 
 from showcase import ROOT, processes, server, sources  # noqa: E402, F401 (after HOME is set; ROOT: for the tests that import it from here)
 
@@ -61,8 +62,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.vllm)
         if item.path.name in BROWSER_FILES:
             item.add_marker(pytest.mark.browser)
-STUB = Path(__file__).resolve().parent / "stub_server.py"
-HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
 
 
 @pytest.fixture(scope="session")
@@ -97,27 +96,26 @@ def vllm_server(device, model_cache, tmp_path_factory):
 def stub(tmp_path):
     """Start stub_server.py in its own process with the given latencies; stopped after the test."""
 
-    procs: list = []
+    procs: list[ServerProcess] = []
 
     def start(ttft_ms: float = 100, itl_ms: float = 20, break_after: int | None = None,
               drop_idle_s: float | None = None, itl_per_stream_ms: float = 0.0, batch_clock: bool = False,
               reasoning_tokens: int = 0, no_histograms: bool = False, outside_ms: float = 0.0) -> str:
         port = server.free_port()
-        cmd = [sys.executable, str(STUB), "--port", str(port),
-               "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
+        argv = ["--port", str(port), "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
         if break_after is not None:
-            cmd += ["--break-after", str(break_after)]
+            argv += ["--break-after", str(break_after)]
         if drop_idle_s is not None:
-            cmd += ["--drop-idle-s", str(drop_idle_s)]
+            argv += ["--drop-idle-s", str(drop_idle_s)]
         if itl_per_stream_ms:
-            cmd += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
+            argv += ["--itl-per-stream-ms", str(itl_per_stream_ms)]
         if batch_clock:
-            cmd.append("--batch-clock")
+            argv.append("--batch-clock")
         if reasoning_tokens:
-            cmd += ["--reasoning-tokens", str(reasoning_tokens)]
-        cmd += ["--no-histograms"] if no_histograms else []
-        cmd += ["--outside-ms", str(outside_ms)] if outside_ms else []
-        return serve(cmd, port, tmp_path / f"stub-{port}.log", procs)
+            argv += ["--reasoning-tokens", str(reasoning_tokens)]
+        argv += ["--no-histograms"] if no_histograms else []
+        argv += ["--outside-ms", str(outside_ms)] if outside_ms else []
+        return serve("stub_server", argv, port, tmp_path / f"stub-{port}.log", procs)
 
     start.procs = procs  # type: ignore[attr-defined]  # for the tests that kill the stub
     yield start
@@ -126,31 +124,32 @@ def stub(tmp_path):
         proc.wait()
 
 
-def serve(cmd: list[str], port: int, log: Path, procs: list) -> str:
-    """Start a test server's process (kept in `procs`, to be killed) and wait until its /health answers."""
-    import subprocess
+def serve(module: str, argv: list[str], port: int, log: Path, procs: list[ServerProcess]) -> str:
+    """Start a test server (kept in `procs`, to be killed) and wait until its /health answers."""
     import time
     import urllib.request
 
-    procs.append(subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT))
+    procs.append(ServerProcess(module, argv, log))
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
             urllib.request.urlopen(url + "/health", timeout=1)
             return url
         except OSError:
+            if procs[-1].poll() is not None:
+                break
             time.sleep(0.1)
-    raise RuntimeError(f"{Path(cmd[1]).name} did not start")
+    raise RuntimeError(f"{module}.py did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture
 def hostile(tmp_path):
     """Start hostile_server.py with a fault (see its docstring); stopped after the test."""
-    procs: list = []
+    procs: list[ServerProcess] = []
 
     def start(fault: str) -> str:
         port = server.free_port()
-        return serve([sys.executable, str(HOSTILE), "--port", str(port), "--fault", fault], port,
+        return serve("hostile_server", ["--port", str(port), "--fault", fault], port,
                      tmp_path / f"hostile-{port}.log", procs)
 
     yield start
