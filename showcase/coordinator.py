@@ -31,6 +31,7 @@ from showcase.experiment import PreparedExperiment
 from showcase.measure import DeviceFigures
 from showcase.prepare import prepare_run
 from showcase.presets import Preset
+from showcase.settings import ServerSettings
 
 SHUTDOWN_WAIT_S = 60.0  # at exit, how long a stopped run may take to finish its requests in flight
 
@@ -154,7 +155,7 @@ class BenchmarkCoordinator:
         split = cores.CoreSplit.of()
         return split.client if split else None
 
-    def _restart_if_needed(self, settings: server.ServerSettings | None, name: str) -> None:
+    def _restart_if_needed(self, settings: ServerSettings | None, name: str) -> None:
         """The server the run needs: restarted with the preset's settings, started again if it died
         and gave up, waited for while it (re)starts by itself."""
         state = self.server.status().state

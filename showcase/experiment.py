@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from showcase import api, server, sources
@@ -29,6 +29,7 @@ from showcase.bench.workload import TRUSTED, Allowance, Point, WorkloadError
 from showcase.errors import UserError
 from showcase.prepare import PreparedRun, prepare_run
 from showcase.presets import Preset
+from showcase.settings import ServerSettings
 
 MAX_REPEATS = 50
 
@@ -49,7 +50,7 @@ class ArmRun:
         return self.arm.name
 
     @property
-    def settings(self) -> server.ServerSettings | None:
+    def settings(self) -> ServerSettings | None:
         return self.prepared.settings
 
 
@@ -64,7 +65,7 @@ class PreparedExperiment:
 
     def record(self, skipped: dict[str, str]) -> list[ArmRecord]:
         return [ArmRecord(name=a.name, endpoint=a.arm.endpoint,
-                          server_settings=asdict(a.settings) if a.settings else None, workload=a.arm.workload,
+                          server_settings=a.settings, workload=a.arm.workload,
                           skipped=skipped.get(a.name)) for a in self.arms.values()]
 
 
@@ -80,7 +81,7 @@ def plan_of(preset: Preset, endpoints: tuple[str, str] | None = None, aa: bool =
     return preset.experiment
 
 
-def prepare_experiment(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
+def prepare_experiment(preset: Preset, overrides: dict | None, launch: ServerSettings | None,
                        device: sources.Device, smoke: bool, repeats: int, plan: ExperimentPlan,
                        slos: dict | None = None, allowance: Allowance = TRUSTED, **run_facts) -> PreparedExperiment:
     """Every arm prepared as a run of its own would be (refused here, before any server starts,

@@ -8,7 +8,7 @@ run's metadata. It launches nothing and measures nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +21,7 @@ from showcase.bench.workload import TRUSTED, VISITOR, Allowance, Workload, valid
 from showcase.errors import UserError
 from showcase.measure import Measured
 from showcase.presets import Preset
+from showcase.settings import ServerSettings
 
 ATTACHED = "unknown (attached endpoint)"
 
@@ -38,7 +39,7 @@ def gpu_of(device: sources.Device) -> roofline.GPU | None:
         return None
 
 
-def served_shape(settings: server.ServerSettings) -> roofline.ModelShape | roofline.RooflineError:
+def served_shape(settings: ServerSettings) -> roofline.ModelShape | roofline.RooflineError:
     """The served model's shape, read once per run for the pre-flight check and the measured
     bound; or why it cannot be read."""
     try:
@@ -47,7 +48,7 @@ def served_shape(settings: server.ServerSettings) -> roofline.ModelShape | roofl
         return exc
 
 
-def check_fit(device: sources.Device, settings: server.ServerSettings,
+def check_fit(device: sources.Device, settings: ServerSettings,
               shape: roofline.ModelShape | roofline.RooflineError) -> roofline.Fit:
     """Pre-flight for a launch on this machine's GPU; no check without a known GPU, and it says so."""
     g = gpu_of(device)
@@ -64,11 +65,11 @@ def check_fit(device: sources.Device, settings: server.ServerSettings,
 @dataclass(frozen=True)
 class PreparedRun:
     preset: Preset  # as it will run
-    settings: server.ServerSettings | None  # the server it needs; None: an attached endpoint, not ours to set
+    settings: ServerSettings | None  # the server it needs; None: an attached endpoint, not ours to set
     meta: RunMeta
 
 
-def measured_bound(settings: server.ServerSettings, shape: roofline.ModelShape | roofline.RooflineError,
+def measured_bound(settings: ServerSettings, shape: roofline.ModelShape | roofline.RooflineError,
                    measured: Measured | None) -> roofline.Roofline | None:
     """The served model on this device's measured figures; None when either is unknown (no config
     to read: the run has no efficiency, its column stays empty)."""
@@ -83,7 +84,7 @@ def ad_hoc(workload: dict) -> Preset:
                   workload=validated(Workload, workload, "the workload given"))
 
 
-def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSettings | None,
+def prepare_run(preset: Preset, overrides: dict | None, launch: ServerSettings | None,
                 device: sources.Device, smoke: bool, slos: dict | None = None,
                 measured: Measured | None = None, search: dict | None = None,
                 price: float | None = None, gpus: int | None = None, allowance: Allowance = TRUSTED) -> PreparedRun:
@@ -121,7 +122,7 @@ def prepare_run(preset: Preset, overrides: dict | None, launch: server.ServerSet
         settings.tensor_parallel_size if settings else 1)}, "price")
     meta = bench.run_meta(preset.name, preset.workload, slo,
                       device=device.name if launch is not None else ATTACHED, smoke_model=smoke,
-                      server_settings=asdict(settings) if settings else None,
+                      server_settings=settings,
                       preset_definition=preset.model_dump(mode="json"), bound=bound, capacity=plan, price=cost,
                       traffic=_file_facts(preset.workload, allowance), allowance=allowance)
     return PreparedRun(preset, settings, meta)

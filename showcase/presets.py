@@ -15,10 +15,11 @@ from typing import Any, get_type_hints
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from showcase import PRESET_DIR, server
+from showcase import PRESET_DIR
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.compare import Arm, ExperimentPlan
 from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
+from showcase.settings import ServerSettings, SettingsError
 
 
 class PresetError(WorkloadError):
@@ -27,10 +28,10 @@ class PresetError(WorkloadError):
 
 # What a preset may not set: which model the server loads, its name and its weights are the launch's.
 LAUNCH_ONLY = frozenset({"model", "served_model_name", "load_format"})
-PRESET_FIELDS = tuple(f.name for f in fields(server.ServerSettings) if f.name not in LAUNCH_ONLY)
+PRESET_FIELDS = tuple(f.name for f in fields(ServerSettings) if f.name not in LAUNCH_ONLY)
 # Each field's value checked against its annotation here, as strictly as a preset file's (no "4"
 # for 4, no "yes" for true), then the ranges by `ServerSettings` itself.
-_FIELD_TYPES = {name: TypeAdapter(kind) for name, kind in get_type_hints(server.ServerSettings).items()}
+_FIELD_TYPES = {name: TypeAdapter(kind) for name, kind in get_type_hints(ServerSettings).items()}
 
 
 def server_part(part: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +50,8 @@ def server_part(part: dict[str, Any]) -> dict[str, Any]:
         except ValidationError as exc:
             raise ValueError(f"server.{name}: {exc.errors()[0]['msg']}") from None
     try:
-        server.ServerSettings(model="m", served_model_name="m", **probe)
-    except server.SettingsError as exc:
+        ServerSettings(model="m", served_model_name="m", **probe)
+    except SettingsError as exc:
         raise ValueError(f"server.{exc}") from None
     return part
 

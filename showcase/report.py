@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def _metadata(meta: RunMeta) -> str:
     rows = {"run": meta.preset, "status": f"{meta.status.value} {meta.message}".strip(), "model": meta.model,
             "device": meta.device, "endpoint": meta.endpoint, "vLLM": meta.vllm_version or "unknown",
             "client": meta.client_version or "unknown", "started": meta.started, "finished": meta.finished,
-            "server settings": json.dumps(meta.server_settings) if meta.server_settings else "not ours to know (attached)",
+            "server settings": json.dumps(asdict(meta.server_settings)) if meta.server_settings else "not ours to know (attached)",
             "workload": meta.workload.model_dump_json(exclude_none=True) if meta.workload else "",
             "SLOs (ms)": meta.slos.model_dump_json(exclude_none=True),
             "traffic": (f"{meta.traffic.kind} {Path(meta.traffic.path).name}: {meta.traffic.format}, {meta.traffic.rows:,} "

@@ -12,6 +12,8 @@ from conftest import ADMIN, server_metric
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
+from showcase.settings import ServerSettings
+
 SMALL = json.dumps({"concurrency": [1, 2], "input_len": [64], "output_len": 8, "num_requests": 3,
                     "warmup_requests": 0})
 
@@ -212,7 +214,7 @@ def test_a_wrong_admin_password_is_one_line_in_the_log_not_a_traceback(stub, tmp
     import app as app_module
     from showcase import coordinator, presets, server, sources
 
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(), sources.Device("cpu", "cpu"), base, tmp_path / "logs")
     demo = app_module.build_demo(srv, coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path), presets.load_all(),
                                  admin_password="right")

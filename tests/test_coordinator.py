@@ -9,18 +9,19 @@ import pytest
 
 from showcase import coordinator, prepare, presets, server, sources
 from showcase.bench import run as bench
+from showcase.settings import ServerSettings
 
 
 class FakeServer:
     """A `server.ServerHandle` pointing at a stub; records every (re)start's settings."""
 
-    def __init__(self, base_url: str, device: sources.Device, settings: server.ServerSettings, log_dir: Path,
+    def __init__(self, base_url: str, device: sources.Device, settings: ServerSettings, log_dir: Path,
                  smoke: bool = False):
         self.device, self.settings, self.launch_settings = device, settings, settings
         self.endpoint: str | None = None
         self.log_dir, self.ready_timeout_s = log_dir, 5.0
         self.source = sources.ModelSource("/m", "stub", "dummy", is_smoke=smoke)
-        self.restarts: list[server.ServerSettings] = []
+        self.restarts: list[ServerSettings] = []
         self._url = base_url
         self.served_model_name, self.api_key = "stub", "EMPTY"
 
@@ -47,7 +48,7 @@ def test_the_fake_keeps_to_the_servers_protocol():
 
     names = {n for n in dir(server.ServerHandle) if not n.startswith("_")} | set(
         typing.get_type_hints(server.ServerHandle))
-    fake = FakeServer("http://x", CPU, server.ServerSettings(model="/m", served_model_name="stub"), Path("."))
+    fake = FakeServer("http://x", CPU, ServerSettings(model="/m", served_model_name="stub"), Path("."))
     real = server.VLLMServer(CPU, endpoint="http://x")
     for name in names:
         assert hasattr(fake, name) and hasattr(real, name), name
@@ -61,7 +62,7 @@ def small(name: str) -> presets.Preset:
 
 
 def test_a_preset_with_other_server_settings_restarts_the_server_first(stub, tmp_path):
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, dtype="bfloat16")
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, dtype="bfloat16")
     srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
@@ -75,7 +76,7 @@ def test_a_preset_with_other_server_settings_restarts_the_server_first(stub, tmp
 
 
 def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
-    base = server.ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
+    base = ServerSettings(model="Qwen/Qwen3-4B-Instruct-2507", served_model_name="stub", max_model_len=8192)
     srv = FakeServer(stub(), sources.Device("cuda", "NVIDIA A10G", 1), base, tmp_path / "logs")
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     with pytest.raises(prepare.PreflightRefused, match="largest max_model_len that fits is 82,"):
@@ -84,7 +85,7 @@ def test_preflight_refuses_a_preset_that_cannot_fit_the_gpu(stub, tmp_path):
 
 
 def test_only_one_benchmark_at_a_time(stub, tmp_path):
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(ttft_ms=50, itl_ms=20), CPU, base, tmp_path / "logs", smoke=True)
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("article-concurrency-sweep"), {"concurrency": [1], "num_requests": 20})
@@ -139,7 +140,7 @@ def test_uploads_are_bounded_and_only_the_drawn_columns_are_read(tmp_path, monke
 def test_each_preset_runs_on_the_launch_defaults_plus_its_own_server_fields(stub, tmp_path):
     # Not on the previous preset's settings: low-latency-chatbot sets max_num_seqs 8, the sweep
     # sets none, so the sweep's concurrency-16 point must get the launch default again.
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, max_num_seqs=64)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096, max_num_seqs=64)
     srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("low-latency-chatbot"), {"concurrency": [1], "num_requests": 2, "output_len": 4})
@@ -148,11 +149,11 @@ def test_each_preset_runs_on_the_launch_defaults_plus_its_own_server_fields(stub
     snap = coord.wait(60)
     assert snap.status == "completed", snap.message
     assert [s.max_num_seqs for s in srv.restarts] == [8, 64]
-    assert bench.read_meta(snap.folder).server_settings["max_num_seqs"] == 64
+    assert bench.read_meta(snap.folder).server_settings.max_num_seqs == 64
 
 
 def test_at_exit_a_run_in_progress_ends_as_stopped_before_the_server_goes(stub, tmp_path):
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(ttft_ms=20, itl_ms=10), CPU, base, tmp_path / "logs", smoke=True)
     srv.launch_settings = srv.settings = server.settings_for(small("article-concurrency-sweep").for_cpu().server, base, CPU)
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
@@ -170,7 +171,7 @@ def test_a_finished_run_hands_its_tables_to_the_app_which_shows_them_without_rea
         stub, tmp_path, monkeypatch):
     from showcase import roofline, views
 
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(ttft_ms=5, itl_ms=1), CPU, base, tmp_path / "logs", smoke=True)
     coord = coordinator.BenchmarkCoordinator(srv, runs_dir=tmp_path)
     coord.start(small("article-concurrency-sweep"), {"concurrency": [1, 2], "num_requests": 3, "output_len": 4})

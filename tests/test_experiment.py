@@ -16,6 +16,7 @@ import engine
 from showcase import experiment, presets, server
 from showcase.bench.run import RunStatus, read_meta, run_sync
 from showcase.prepare import ad_hoc
+from showcase.settings import ServerSettings
 
 SMALL = ["--concurrency", "2", "--input-len", "16", "--output-len", "8", "--num-requests", "8"]
 
@@ -97,7 +98,7 @@ def test_every_experiment_preset_quotes_the_article_and_names_what_it_predicts()
 
 
 def test_the_app_slot_restarts_the_server_for_each_arm_in_abba_order(stub, tmp_path):
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FakeServer(stub(ttft_ms=20, itl_ms=2), CPU, base, tmp_path / "logs", smoke=True)
     from showcase import coordinator
 
@@ -125,7 +126,7 @@ class FailingFor(FakeServer):
 
 
 def test_an_arm_that_cannot_run_says_why_and_is_skipped(stub, tmp_path):
-    base = server.ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
+    base = ServerSettings(model="/m", served_model_name="stub", max_model_len=4096)
     srv = FailingFor(stub(ttft_ms=20, itl_ms=2), CPU, base, tmp_path / "logs", smoke=True)
     preset = presets.load_all()["exp-kv-cache-fp8"]
     plan = preset.experiment

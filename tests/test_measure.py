@@ -12,6 +12,7 @@ from showcase import measure, roofline, sources, views
 from showcase.bench import run as bench
 from showcase.bench.loadgen import Target
 from showcase.bench.workload import Workload
+from showcase.settings import ServerSettings
 
 SPREAD = 3.0  # two measurements of this CPU agree within this factor (a busy 2-core CI machine included)
 
@@ -59,7 +60,7 @@ def test_the_status_panel_and_charts_show_the_measured_device(tmp_path):
     st = views.server.Status(views.server.State.READY, "serving", "smoke-qwen3", "cpu")
     assert "**Measured:** cpu (test): 100.0 GB/s" in views.status_markdown(st, "", fake().line())
     srv = type("S", (), {"device": sources.Device("cpu", "cpu"),
-                         "settings": views.server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
+                         "settings": ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
                                                                  served_model_name="smoke-qwen3")})()
     served = views.served_model_for(srv)
     v, _ = views.load_views([], [], roofline.gpu("A10G"), served, views.measured_roofline(served, fake(), "auto"))

@@ -6,6 +6,7 @@ import pytest
 
 from showcase import ROOT, presets, server, sources
 from showcase.bench import traffic
+from showcase.settings import ServerSettings
 
 
 def write(tmp_path, name: str, text: str):
@@ -78,12 +79,12 @@ def test_cpu_scaling_changes_only_what_it_names():
     assert cpu.server["max_model_len"] == 4096 and cpu.server["max_num_seqs"] == 8
     assert "dtype" not in cpu.server  # launch defaults stay
     device = sources.Device("cpu", "cpu")
-    base = server.ServerSettings(model="/m", served_model_name="m", dtype="bfloat16", enforce_eager=True)
+    base = ServerSettings(model="/m", served_model_name="m", dtype="bfloat16", enforce_eager=True)
     settings = server.settings_for(cpu.server, base, device)
     assert settings.enforce_eager and settings.dtype == "bfloat16" and settings.max_num_seqs == 8
 
 
 def test_tensor_parallel_all_means_every_gpu():
     p = presets.load_all()["batch-generation"]
-    base = server.ServerSettings(model="m/x", served_model_name="x")
+    base = ServerSettings(model="m/x", served_model_name="x")
     assert server.settings_for(p.server, base, sources.Device("cuda", "NVIDIA H100 80GB HBM3", 4)).tensor_parallel_size == 4

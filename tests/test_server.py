@@ -12,10 +12,11 @@ import openai
 import pytest
 
 from showcase import cores, processes, server, sources
+from showcase.settings import ServerSettings, SettingsError
 
 
-def settings(**kw) -> server.ServerSettings:
-    return server.ServerSettings(model="/m", served_model_name="m", **kw)
+def settings(**kw) -> ServerSettings:
+    return ServerSettings(model="/m", served_model_name="m", **kw)
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def test_command_maps_every_setting():
     ({"load_format": "pickle"}, "load_format"),
 ])
 def test_invalid_settings_are_refused_naming_the_field(kw, field):
-    with pytest.raises(server.SettingsError, match=field):
+    with pytest.raises(SettingsError, match=field):
         settings(**kw)
 
 
@@ -225,7 +226,7 @@ def test_server_refuses_requests_without_its_api_key(vllm_server):
 
 def test_missing_model_folder_fails_at_once(device, tmp_path):
     srv = server.VLLMServer(device, log_dir=tmp_path)
-    srv.start(server.ServerSettings(model=str(tmp_path / "nowhere"), served_model_name="x"))
+    srv.start(ServerSettings(model=str(tmp_path / "nowhere"), served_model_name="x"))
     status = srv.wait_ready(10)
     assert status.state is server.State.FAILED and "does not exist" in status.message
 
@@ -291,7 +292,7 @@ def test_a_server_that_keeps_dying_is_restarted_a_few_times_then_failed(device, 
     monkeypatch.setattr(server.VLLMServer, "_launch", launch)
     monkeypatch.setattr(server.VLLMServer, "_follow", lambda self, *a: ("vLLM exited (code 1).", 0.0))
     srv = server.VLLMServer(device, sources.ModelSource(str(tmp_path), "m", "dummy"), log_dir=tmp_path)
-    srv.start(server.ServerSettings(model=str(tmp_path), served_model_name="m"))
+    srv.start(ServerSettings(model=str(tmp_path), served_model_name="m"))
     status = srv.wait_for((server.State.FAILED,), 10)
     assert status.state is server.State.FAILED and len(launches) == 3
     assert "restarted 2 times; an admin can restart it" in status.message

@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from showcase import ROOT, coordinator, report, roofline, views
+from showcase.bench import compare, tables
 from showcase.bench import run as bench
-from showcase.bench import tables
 from showcase.bench.folder import read_tables
 from showcase.bench.tables import Summary
+from showcase.settings import ServerSettings
 
 OLD_RUN = Path(__file__).parent / "data" / "run-b4580ac"  # written by b4580ac, before the typed row
 
@@ -72,6 +73,19 @@ def test_an_earlier_run_json_with_its_bound_as_it_was_still_reads():
     meta = bench.RunMeta.model_validate({"preset": "p", "points": [], "bound": old})
     assert meta.bound == roofline.Roofline(smoke, gpu, 1, "bfloat16")
     assert bench.RunMeta.model_validate_json(meta.model_dump_json()).bound == meta.bound
+
+
+def test_an_earlier_run_json_with_its_server_settings_as_a_dict_reads_them_as_the_one_settings_type():
+    # As `dataclasses.asdict(ServerSettings)` wrote them, with a field a later version dropped and
+    # without one it added: both the run's and an experiment arm's.
+    written = {"model": "/m", "served_model_name": "m", "max_model_len": 4096, "max_num_seqs": 8,
+               "dtype": "bfloat16", "enforce_eager": False, "a_dropped_field": 1}
+    meta = bench.RunMeta.model_validate({"preset": "p", "points": [], "server_settings": written})
+    assert meta.server_settings == ServerSettings(model="/m", served_model_name="m", max_model_len=4096,
+                                                  max_num_seqs=8, dtype="bfloat16")
+    assert bench.RunMeta.model_validate_json(meta.model_dump_json()).server_settings == meta.server_settings
+    arm = compare.ArmRecord.model_validate({"name": "a", "server_settings": written})
+    assert arm.server_settings == meta.server_settings
 
 
 def test_a_table_handed_back_from_memory_reads_as_the_file_it_was_written_to(tmp_path):

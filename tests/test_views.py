@@ -13,6 +13,7 @@ import pytest
 from showcase import coordinator, forms, presets, roofline, server, sources, views
 from showcase.bench.run import Progress, RunStatus
 from showcase.bench.workload import WorkloadError
+from showcase.settings import ServerSettings
 
 
 def snapshot(**kw: Any) -> coordinator.Snapshot:
@@ -34,7 +35,7 @@ def test_progress_says_where_a_run_is_and_how_it_ended():
 
 def test_status_panel_names_state_model_device_and_why_cpu():
     st = server.Status(server.State.READY, "serving m", "m", "cpu",
-                       settings=server.ServerSettings(model="/m", served_model_name="m", max_num_seqs=8))
+                       settings=ServerSettings(model="/m", served_model_name="m", max_num_seqs=8))
     text = views.status_markdown(st, "taken as CPU-only: nvidia-smi is installed but failed (boom)")
     assert "🟢 ready" in text and "max_num_seqs 8" in text and "nvidia-smi is installed but failed" in text
     assert views.log_text(st) == ""
@@ -68,7 +69,7 @@ def test_workload_fields_are_parsed_or_refused_with_the_field_named():
         forms.overrides_from("1", " , ", 64, 16, True)
 
 
-def fake_server(device: sources.Device, settings: server.ServerSettings | None) -> SimpleNamespace:
+def fake_server(device: sources.Device, settings: ServerSettings | None) -> SimpleNamespace:
     return SimpleNamespace(device=device, settings=settings)
 
 
@@ -76,10 +77,10 @@ def test_the_served_model_of_the_measured_bound_is_said_never_silently_swapped(t
     attached = views.served_model_for(fake_server(sources.Device("cpu", "cpu"), None))
     assert attached.shape is None and "no measured bound is drawn" in attached.note
     gpu = sources.Device("cuda", "NVIDIA A10G", 1)
-    unreadable = views.served_model_for(fake_server(gpu, server.ServerSettings(model=str(tmp_path / "none"),
+    unreadable = views.served_model_for(fake_server(gpu, ServerSettings(model=str(tmp_path / "none"),
                                                                           served_model_name="x")))
     assert unreadable.shape is None and "cannot be read" in unreadable.note
-    served = views.served_model_for(fake_server(gpu, server.ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
+    served = views.served_model_for(fake_server(gpu, ServerSettings(model=str(sources.ASSETS / "smoke-qwen3"),
                                                                      served_model_name="smoke")))
     assert served.shape.layers == 2 and "smoke on this device's measured bandwidth" in served.note
     assert views.measured_roofline(served, None, "auto") is None  # not measured (yet): no line, no guess

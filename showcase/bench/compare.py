@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, FiniteFloat, field_validator
 
 from showcase.bench import stats
 from showcase.bench.workload import Strict
+from showcase.settings import ServerSettings
 
 # What identifies a setting: the rows of repeats of one setting share these.
 SETTING_COLUMNS = ("arm", "input_len", "output_len", "max_concurrency", "request_rate", "users")
@@ -127,7 +128,7 @@ class ArmRecord(BaseModel):
 
     name: str
     endpoint: str | None = None
-    server_settings: dict | None = None
+    server_settings: ServerSettings | None = None  # None: an endpoint, its settings not ours to know
     workload: dict = {}
     skipped: str | None = None  # why this arm could not run (its server did not start, say)
 

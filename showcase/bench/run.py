@@ -40,6 +40,7 @@ from showcase.bench.metrics import Flag
 from showcase.bench.tables import FIELDS, RequestRow, Summary, TimelineRow
 from showcase.bench.traffic import FileFacts
 from showcase.bench.workload import Allowance, Point, SLOs, Workload, WorkloadError
+from showcase.settings import ServerSettings
 
 HEALTH_MISSES = 3  # consecutive refused /health checks (one every HEALTH_EVERY_S) that mean the server died
 HEALTH_EVERY_S = 1.0  # between the watcher's /health checks
@@ -89,7 +90,7 @@ class RunMeta(BaseModel):
     points: tuple[Point, ...]
     device: str = "unknown"
     smoke_model: bool = False
-    server_settings: dict | None = None  # None: an attached endpoint, its settings unknown
+    server_settings: ServerSettings | None = None  # None: an attached endpoint, its settings unknown
     preset_definition: dict | None = None
     # The served model on this device's measured bandwidth and compute (`showcase.measure`), for
     # each point's efficiency; None: this device was not measured.
