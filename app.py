@@ -321,7 +321,8 @@ def api_run_benchmark(ctx: Context, preset: str, overrides: str, admin: str):
         ctx.coord.start(p, changes, (forms.search_for(p) | search) if search is not None else None, allowance=allowance,
                         slos=slos)
     snap = ctx.coord.wait(RUN_TIMEOUT_S)
-    summary = read_tables(snap.folder)[0] if snap.folder is not None else None
+    handed = ctx.coord.handed_back().get(snap.folder.resolve()) if snap.folder is not None else None
+    summary = (handed or read_tables(snap.folder))[0] if snap.folder is not None else None
     if snap.folder is None or summary is None or summary.empty:
         raise refusal(f"The benchmark ended without results: {snap.message}")
     return summary, str(snap.folder / "summary.csv")

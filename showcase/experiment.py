@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from showcase import api, server, sources
 from showcase.bench import compare, stats
 from showcase.bench.compare import Arm, ArmRecord, Experiment, ExperimentPlan
-from showcase.bench.folder import RunFolder, read_tables
+from showcase.bench.folder import RunFolder
 from showcase.bench.loadgen import Target
 from showcase.bench.run import RunMeta, RunResult, RunStatus, mark_ended
 from showcase.bench.workload import TRUSTED, Allowance, Point, WorkloadError
@@ -155,7 +157,7 @@ def run_experiment(prep: PreparedExperiment, switch: Switch, run_segment: Segmen
         result = run_segment(prep.meta, target, out_root=out_root, stop=stop, resume=folder, only=indices,
                              final=False)
         folder = result.folder
-        _write(folder, prep, skipped, done=False)
+        _write(folder, result.summary, prep, skipped, done=False)
     if folder is None or result is None:
         raise ArmUnavailable("no arm of the experiment could run: "
                              + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -165,14 +167,14 @@ def run_experiment(prep: PreparedExperiment, switch: Switch, run_segment: Segmen
                    "Skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     elif stop.is_set():
         mark_ended(folder, RunStatus.STOPPED, "Stopped by the user; what was measured is kept.")
-    exp = _write(folder, prep, skipped, done=ran_all)
-    summary, requests, timeline = read_tables(folder)
-    return RunResult(folder, result.status if not stop.is_set() else RunStatus.STOPPED, result.message, summary,
-                     requests, timeline), exp
+    exp = _write(folder, result.summary, prep, skipped, done=ran_all)
+    # Each segment's result holds the folder's whole tables (the earlier arms' rows and its own).
+    return RunResult(folder, result.status if not stop.is_set() else RunStatus.STOPPED, result.message,
+                     result.summary, result.requests, result.timeline), exp
 
 
-def _write(folder: Path, prep: PreparedExperiment, skipped: dict[str, str], done: bool) -> Experiment:
-    summary = read_tables(folder)[0]
+def _write(folder: Path, summary: pd.DataFrame, prep: PreparedExperiment, skipped: dict[str, str],
+           done: bool) -> Experiment:
     exp = compare.analyse(summary, prep.plan, prep.record(skipped), prep.order, prep.repeats, done)
     RunFolder.reopen(folder).write_model("experiment.json", exp)
     return exp
