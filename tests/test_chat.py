@@ -23,11 +23,17 @@ async def collect(url: str, max_tokens: int, interval_s: float) -> list[tuple[fl
 
 def test_first_token_at_once_then_updates_at_most_once_per_interval(stub):
     url = stub(ttft_ms=100, itl_ms=10)
-    start = time.perf_counter()
-    updates = asyncio.run(collect(url, 100, interval_s=0.2))  # about 1.1 s of streaming
-    *partial, (_, final_text, stats) = updates
+
+    async def warm_then_collect() -> tuple[float, list]:
+        await collect(url, 1, interval_s=0.2)  # the SDK's client and its first imports: not what is timed
+        start = time.perf_counter()
+        return start, await collect(url, 100, interval_s=0.2)  # about 1.1 s of streaming
+
+    start, updates = asyncio.run(warm_then_collect())
+    *partial, (end, final_text, stats) = updates
     assert partial[0][1] == " tok"  # the first token is shown as soon as it comes
     assert partial[0][0] - start < 0.5
+    assert end - partial[0][0] > 0.9  # not held for the interval: shown ~99 tokens (0.99 s) before the end
     assert 3 <= len(partial) <= 1.1 / 0.2 + 2  # not one update per token
     assert final_text == " tok" * 100  # nothing held back at the end
     assert stats.tokens == 100 and stats.finish_reason == "length"
