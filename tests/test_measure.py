@@ -25,9 +25,13 @@ def cpu() -> measure.Measured:
 def test_this_cpu_is_measured_positive_and_repeatably(cpu):
     assert cpu.bandwidth_gbs > 0.1 and cpu.matmul_tflops > 0.001 and cpu.dtype == "bfloat16"
     assert cpu.device.startswith("cpu") and cpu.torch_version and cpu.measured_at
-    again = measure.measure("cpu")
-    assert 1 / SPREAD < again.bandwidth_gbs / cpu.bandwidth_gbs < SPREAD
-    assert 1 / SPREAD < again.matmul_tflops / cpu.matmul_tflops < SPREAD
+    # Other work on the same cores (parallel tests, a busy CI machine) only ever slows a measurement,
+    # and a two-thread matmul then waits on its slower thread (4.6x once): two sets of three
+    # measurements, each set's best figure, agree.
+    runs = [cpu, *(measure.measure("cpu") for _ in range(5))]
+    for figure in ("bandwidth_gbs", "matmul_tflops"):
+        first, second = (max(getattr(m, figure) for m in part) for part in (runs[:3], runs[3:]))
+        assert 1 / SPREAD < second / first < SPREAD, (figure, [getattr(m, figure) for m in runs])
 
 
 def test_the_command_line_measures_on_vllms_cores_and_writes_json(tmp_path, monkeypatch, capsys):
