@@ -24,7 +24,7 @@ from showcase.bench.compare import Experiment
 from showcase.bench.folder import RunFolderError, Tables, read_tables
 from showcase.bench.metrics import shown_columns
 from showcase.bench.run import RunStatus, read_capacity, read_experiment, read_meta
-from showcase.bench.tables import HEADERS, columns_markdown
+from showcase.bench.tables import COLUMNS, HEADERS, columns_markdown
 from showcase.forms import levels_text, prompt_lengths
 from showcase.measure import Measured
 from showcase.presets import Preset
@@ -141,8 +141,11 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame(columns=list(HEADERS.values()))
     cols = shown_columns(summary)
-    # Dollars keep three decimals (a user-hour can cost cents); everything else one.
-    out = summary[cols].round({c: 3 if c.startswith("usd_") else 1 for c in cols}).rename(columns=HEADERS)
+    # Dollars and shares keep three decimals (a user-hour can cost cents; a CPU serves 0.006 of a
+    # GPU's bound); everything else one.
+    three = {c.name for c in COLUMNS if c.unit == "share"}
+    out = summary[cols].round({c: 3 if c.startswith("usd_") or c in three else 1 for c in cols}).rename(
+        columns=HEADERS)
     out["point"] = out["point"] + 1
     if "repeat" in out:
         out["repeat"] = out["repeat"] + 1

@@ -50,6 +50,8 @@ def test_the_summary_table_shows_the_headline_columns_with_short_headers():
     assert list(shown.columns) == ["point", "concurrency", "mean TTFT ms", "flags"]
     assert shown.iloc[0]["point"] == 1 and shown.iloc[0]["mean TTFT ms"] == 12.3
     assert list(views.shown_summary(pd.DataFrame()).columns)[0] == "point"
+    small = views.shown_summary(summary.assign(efficiency=0.0062))  # a CPU's share of its bound
+    assert small.iloc[0]["efficiency"] == 0.006  # not shown as 0
 
 
 def test_workload_fields_are_parsed_or_refused_with_the_field_named():
