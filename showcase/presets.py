@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from showcase import PRESET_DIR
+from showcase import PRESET_DIR, ROOT
 from showcase.bench.capacity import CapacityPlan
 from showcase.bench.compare import Arm, ExperimentPlan
 from showcase.bench.workload import SLOs, Strict, Workload, WorkloadError, explain
@@ -109,6 +109,17 @@ class Preset(Strict):
         data["server"] = data.get("server", {}) | self.cpu.server
         data["workload"] = data["workload"] | self.cpu.workload
         return Preset.model_validate(data)
+
+    def with_file_found(self) -> Preset:
+        """The preset with its prompts file or trace as an absolute path (a preset's relative path is
+        the project's)."""
+        w = self.workload
+        given = w.dataset or w.trace
+        if given is None:
+            return self
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() or path.exists() else ROOT / path
+        return self.with_workload(**{"dataset" if w.dataset is not None else "trace": str(path.resolve())})
 
     def with_workload(self, **changes) -> Preset:
         """The preset with some workload fields edited, validated as strictly as the file."""

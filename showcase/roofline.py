@@ -5,7 +5,8 @@ This module owns the roofline model: from a Hugging Face config.json, a dtype, a
 bytes, how many KV tokens fit, and the fastest anything can go: decode tokens/s at a concurrency
 and context, minimum prefill time, minimum request time, requests/s. Every bound is generous
 (peak bandwidth and FLOPS, perfect overlap, ideal tensor parallelism), so a number above it is
-impossible, not merely unlikely. It knows nothing about vLLM, HTTP or the UI.
+impossible, not merely unlikely. The pre-flight fit (`launch_fit`) reads a launch's settings
+(`showcase.settings`, plain data); it knows nothing about vLLM's process, HTTP or the UI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from showcase import ASSETS
 from showcase.errors import UserError
+from showcase.settings import ServerSettings
 
 BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1,
          "fp8_e5m2": 1, "int8": 1, "int4": 0.5, "awq": 0.5, "gptq": 0.5}
@@ -435,6 +437,18 @@ class Fit:
     fits: bool
     message: str
     largest_max_model_len: int | None
+
+
+def launch_fit(shape: ModelShape | RooflineError, g: GPU | None, settings: ServerSettings, unchecked: str) -> Fit:
+    """`preflight` for a launch's settings; without a known GPU (`unchecked` says why) or a
+    readable config, no check applies, and the message says so."""
+    if g is None:
+        return Fit(True, f"No memory check applies: {unchecked}.", None)
+    if isinstance(shape, RooflineError):
+        return Fit(True, f"No memory check applies: {shape}.", None)
+    return preflight(shape, g, settings.max_model_len or shape.max_position or DEFAULT_CONTEXT,
+                     settings.gpu_memory_utilization or DEFAULT_UTILIZATION, settings.tensor_parallel_size,
+                     settings.dtype, settings.kv_cache_dtype)
 
 
 def preflight(shape: ModelShape, g: GPU | None, max_model_len: int, utilization: float = 0.9, tp: int = 1,

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from showcase.bench.workload import WorkloadError
+from showcase.bench.workload import Workload, WorkloadError
 
 PROMPT_FIELDS = ("prompt", "text", "question", "input", "content", "instruction")
 OUTPUT_FIELDS = ("output_tokens", "output_length", "output_tokens_count", "max_tokens")
@@ -134,6 +134,16 @@ def facts(path: str, kind: Literal["dataset", "trace"], max_bytes: int = MAX_FIL
     share = read.implied_cached_share() if isinstance(read, Trace) else math.nan
     return FileFacts(path=str(path), kind=kind, format=read.format, rows=len(read.rows), sha256=digest,
                      implied_cached_share=share if math.isfinite(share) else None)
+
+
+def workload_facts(w: Workload, visitor: bool) -> FileFacts | None:
+    """The workload's prompts file or trace read as it takes it (a visitor's within the upload
+    bounds), refused now if it cannot be sent; None for synthetic prompts."""
+    path = w.dataset or w.trace
+    if path is None:
+        return None
+    max_bytes, max_rows = (UPLOAD_MAX_BYTES, UPLOAD_MAX_ROWS) if visitor else (MAX_FILE_BYTES, None)
+    return facts(path, "dataset" if w.dataset is not None else "trace", max_bytes, max_rows)
 
 
 # -- reading -------------------------------------------------------------------------------------------
