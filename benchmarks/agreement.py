@@ -65,7 +65,7 @@ def main() -> int:
                   f"{agreement.spread([r.mean_tpot_ms for r in rows])} | "
                   f"{agreement.spread([r.output_throughput for r in rows])} |")
     ttft, rate, one = agreement.chat_vs_bench(target, args.input_len, args.output_len, 4)
-    print(f"\nChat tab (4 answers, {args.input_len}-token prompts): TTFT {ttft:.1f} ms, {rate:.1f} tokens/s; "
+    print(f"\nChat tab (4 answers after one warm-up, {args.input_len}-token prompts): TTFT {ttft:.1f} ms, {rate:.1f} tokens/s; "
           f"benchmark at 1 stream just before and after: TTFT {one.mean_ttft_ms:.1f} ms, "
           f"{1000 / one.mean_tpot_ms:.1f} tokens/s (1000 / TPOT)")
     srv.stop()
